@@ -1,0 +1,101 @@
+"""The terminal adapter: stdin lines in, replies out; interactive on a TTY, plain when piped."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+from typing import TextIO
+
+from rich.console import Console
+
+from opencell.adapters.base import Adapter
+from opencell.config import BotConfig
+from opencell.messages import ConversationKey, IncomingMessage, Reply
+from opencell.types import Deliver
+
+
+class ConsoleAdapter(Adapter):
+    """One conversation with one local user.
+
+    Lines are read by a daemon thread (a blocked read must never keep the process alive) and
+    answered one at a time, in order. At end of input the adapter is ``finished``.
+    """
+
+    platform = "console"
+
+    def __init__(self, bot: BotConfig, *, user: str | None = None,
+                 stdin: TextIO | None = None, stdout: TextIO | None = None) -> None:
+        super().__init__(bot)
+        settings = bot.platforms.console
+        self.user = user or (settings.user if settings else "you")
+        self.prompt = settings.prompt if settings else "you> "
+        self._stdin = stdin or sys.stdin
+        self._stdout = stdout or sys.stdout
+        self.interactive = self._stdin.isatty() and self._stdout.isatty()
+        self._console = Console(file=self._stdout, highlight=False)
+        self.key = ConversationKey(bot=bot.name, platform="console", channel="console",
+                                   user=self.user)
+        self._task: asyncio.Task[None] | None = None
+        self._counter = 0
+
+    async def start(self, deliver: Deliver) -> None:
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+        threading.Thread(target=self._read_lines, args=(loop, queue), daemon=True,
+                         name="opencell-console-stdin").start()
+        if self.interactive:
+            self._console.print(f"[bold]{self.bot.name}[/] is listening. "
+                                "Type a message; Ctrl-D or Ctrl-C to leave.")
+            self._show_prompt()
+        self._task = asyncio.create_task(self._serve(queue, deliver), name="console-adapter")
+
+    def _read_lines(self, loop: asyncio.AbstractEventLoop,
+                    queue: asyncio.Queue[str | None]) -> None:
+        try:
+            for line in self._stdin:
+                loop.call_soon_threadsafe(queue.put_nowait, line.rstrip("\r\n"))
+        except (OSError, ValueError):
+            pass  # stdin closed under us: same as end of input
+        finally:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, None)
+            except RuntimeError:
+                pass  # the loop is already closed: nobody is waiting any more
+
+    async def _serve(self, queue: asyncio.Queue[str | None], deliver: Deliver) -> None:
+        try:
+            while (line := await queue.get()) is not None:
+                if not line.strip():
+                    self._show_prompt()
+                    continue
+                self._counter += 1
+                message = IncomingMessage(key=self.key, text=line, user_id=self.user,
+                                          user_name=self.user, message_id=str(self._counter))
+                reply = await deliver(message)
+                if reply is not None:
+                    await self.send(reply)
+                self._show_prompt()
+        finally:
+            self.finished.set()
+
+    def _show_prompt(self) -> None:
+        if self.interactive:
+            self._console.print(self.prompt, end="")
+
+    async def send(self, reply: Reply) -> None:
+        if self.interactive:
+            style = "red" if reply.failed else "cyan"
+            self._console.print(f"[bold {style}]{self.bot.name}[/] ", end="")
+            self._console.print(reply.text, markup=False)
+        else:
+            self._stdout.write(reply.text + "\n")
+            self._stdout.flush()
+
+    async def stop(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass

@@ -1,0 +1,130 @@
+"""App: loads bots, starts their adapters, dispatches messages, stops gracefully."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable, Mapping, Sequence
+
+from opencell.adapters import Adapter, create_adapter
+from opencell.config import BotConfig, OpenCellConfig
+from opencell.errors import OpenCellError
+from opencell.messages import IncomingMessage, Reply
+from opencell.runtime import BotRuntime
+
+log = logging.getLogger("opencell.app")
+
+AdapterFactory = Callable[[BotConfig, str], Adapter]
+
+
+class App:
+    """Runs several bots, each on the platforms its YAML names.
+
+    Everything that can fail on a bad setup (missing secrets, unknown platforms, user
+    middleware that does not import) fails in ``__init__``/``start``, before any platform is
+    contacted. ``stop`` lets in-flight turns finish (bounded), then stops the adapters.
+    """
+
+    def __init__(
+        self,
+        bots: Sequence[BotConfig],
+        config: OpenCellConfig | None = None,
+        *,
+        platforms: Mapping[str, Sequence[str]] | None = None,
+        adapter_factory: AdapterFactory = create_adapter,
+        env: Mapping[str, str] | None = None,
+        runtimes: Mapping[str, BotRuntime] | None = None,
+    ) -> None:
+        self.config = config or OpenCellConfig()
+        self.bots = {bot.name: bot for bot in bots}
+        self.runtimes: dict[str, BotRuntime] = dict(runtimes or {})
+        for bot in bots:
+            if bot.name not in self.runtimes:
+                self.runtimes[bot.name] = BotRuntime(bot, env=env)
+        wanted = platforms or {bot.name: bot.platforms.named() for bot in bots}
+        self.adapters: list[Adapter] = []
+        for bot in bots:
+            names = wanted.get(bot.name, ())
+            if not names:
+                raise bot.locate(("platforms",), "names no platform; add e.g. `console: {}`")
+            self.adapters.extend(adapter_factory(bot, name) for name in names)
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._stopping = False
+        self._stop_requested = asyncio.Event()
+
+    async def dispatch(self, message: IncomingMessage) -> Reply | None:
+        """Hand one message to its bot. After ``stop`` begins, new messages are dropped."""
+        if self._stopping:
+            return None
+        runtime = self.runtimes.get(message.key.bot)
+        if runtime is None:
+            raise OpenCellError(f"no bot named '{message.key.bot}' is running")
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            return await runtime.dispatch(message)
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
+
+    async def start(self) -> None:
+        for adapter in self.adapters:
+            await adapter.start(self.dispatch)
+            log.info("adapter started bot=%s platform=%s", adapter.bot.name, adapter.platform)
+
+    def request_stop(self) -> None:
+        """Ask ``run`` to stop (signal handlers call this)."""
+        self._stop_requested.set()
+
+    async def run(self, *, handle_signals: bool = True) -> None:
+        """Start, serve until a signal or until every adapter has finished, then stop."""
+        loop = asyncio.get_running_loop()
+        installed: list[signal.Signals] = []
+        if handle_signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                try:
+                    loop.add_signal_handler(sig, self.request_stop)
+                    installed.append(sig)
+                except (NotImplementedError, RuntimeError):
+                    pass  # not the main thread, or a platform without signals
+        try:
+            await self.start()
+            waiters = [asyncio.create_task(self._stop_requested.wait())]
+            waiters += [asyncio.create_task(self._all_finished())]
+            done, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            for task in pending:
+                task.cancel()
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+            await self.stop()
+
+    async def _all_finished(self) -> None:
+        if not self.adapters:
+            await asyncio.Event().wait()
+        await asyncio.gather(*(adapter.finished.wait() for adapter in self.adapters))
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Refuse new messages, let in-flight turns finish (up to ``timeout``), stop adapters."""
+        if self._stopping:
+            return
+        self._stopping = True
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            log.warning("stop: %d turn(s) still running after %.0fs; cancelling them",
+                        self._in_flight, timeout)
+        for adapter in self.adapters:
+            try:
+                await adapter.stop()
+            except Exception as exc:  # noqa: BLE001 - one adapter must not block the others
+                log.warning("adapter stop failed platform=%s error=%s", adapter.platform, exc)
+        for runtime in self.runtimes.values():
+            try:
+                await runtime.aclose()
+            except Exception as exc:  # noqa: BLE001
+                log.debug("runtime close failed bot=%s error=%s", runtime.name, exc)

@@ -1,0 +1,34 @@
+"""A conversation's bounded history, kept as whole turns so tool calls stay paired."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+
+from opencell.llm.base import ChatMessage
+
+
+class ConversationHistory:
+    """The last ``max_turns`` turns of one conversation, ready to send to the model.
+
+    A turn is the user's message, any assistant tool calls with their results, and the
+    final answer. Dropping whole turns keeps every ``tool`` result next to the call it answers.
+    """
+
+    __slots__ = ("_turns",)
+
+    def __init__(self, max_turns: int) -> None:
+        self._turns: deque[tuple[ChatMessage, ...]] = deque(maxlen=max_turns)
+
+    def messages(self) -> list[ChatMessage]:
+        return [message for turn in self._turns for message in turn]
+
+    def add_turn(self, messages: Iterable[ChatMessage]) -> None:
+        if self._turns.maxlen:
+            self._turns.append(tuple(messages))
+
+    def clear(self) -> None:
+        self._turns.clear()
+
+    def __len__(self) -> int:
+        return len(self._turns)

@@ -1,0 +1,103 @@
+"""The provider-neutral model interface: one Protocol, the request and the response it speaks."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+Role = Literal["user", "assistant", "tool"]
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Tokens one model call used, as the provider reported them.
+
+    ``input_tokens`` excludes cached tokens (Anthropic's convention); OpenAI-style providers
+    report cached tokens inside ``prompt_tokens``, so their wrapper subtracts them.
+    """
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return (
+            self.input_tokens + self.output_tokens + self.cache_read_tokens
+            + self.cache_write_tokens
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """The model asks for one tool to run."""
+
+    id: str
+    name: str
+    arguments: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A tool as the model sees it: name, description and JSON schema of its arguments."""
+
+    name: str
+    description: str
+    parameters: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    """One entry of a conversation's history, in neutral form.
+
+    ``assistant`` messages may carry ``tool_calls``; each call is answered by one ``tool``
+    message with the matching ``tool_call_id``.
+    """
+
+    role: Role
+    content: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str = ""
+    tool_name: str = ""
+    is_error: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LLMRequest:
+    """Everything one model call needs."""
+
+    system: str
+    messages: Sequence[ChatMessage]
+    max_tokens: int
+    tools: Sequence[ToolSpec] = ()
+    temperature: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LLMResponse:
+    """What the model answered."""
+
+    text: str
+    usage: Usage
+    model: str
+    """The model as the provider answered (may differ from the one requested)."""
+    tool_calls: tuple[ToolCall, ...] = ()
+    stop_reason: str | None = None
+    request_id: str | None = None
+    raw_finish: Mapping[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class LLMClient(Protocol):
+    """A chat model. Implementations map SDK errors into ``opencell.errors.LLMError``."""
+
+    provider: str
+    """``claude``, ``openai``, ``moonshot`` or ``offline``."""
+    model: str
+    """The model requested."""
+
+    async def complete(self, request: LLMRequest) -> LLMResponse: ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,60 @@
+"""Built-in middleware and the loader for the ``middleware:`` list of a bot's YAML."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any
+
+from opencell.config import BotConfig, MiddlewareEntry
+from opencell.middleware.chain import MiddlewareChain
+from opencell.middleware.errors import ErrorsMiddleware
+from opencell.middleware.ignore_self import IgnoreSelfMiddleware
+from opencell.middleware.rate_limit import RateLimitMiddleware
+from opencell.types import Clock, Middleware
+
+
+def import_object(path: str) -> Any:
+    """``package.module:attr.sub`` → the object; ImportError/AttributeError say which part."""
+    module_name, _, attr = path.partition(":")
+    obj: Any = importlib.import_module(module_name)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def user_middleware(bot: BotConfig, *, clock: Clock | None = None) -> list[Middleware]:
+    """Instantiate the bot's ``middleware:`` entries, in YAML order."""
+    built: list[Middleware] = []
+    for index, entry in enumerate(bot.middleware):
+        built.append(_build(entry, bot, index, clock))
+    return built
+
+
+def _build(entry: MiddlewareEntry, bot: BotConfig, index: int, clock: Clock | None) -> Middleware:
+    if entry.rate_limit is not None:
+        return (RateLimitMiddleware(entry.rate_limit, clock=clock) if clock
+                else RateLimitMiddleware(entry.rate_limit))
+    path = entry.python or ""
+    try:
+        obj = import_object(path)
+    except (ImportError, AttributeError) as exc:
+        raise bot.locate(("middleware", index, "python"),
+                         f"cannot import '{entry.python}': {exc}") from None
+    try:
+        instance = obj(**entry.kwargs) if inspect.isclass(obj) else obj
+    except TypeError as exc:
+        raise bot.locate(("middleware", index, "kwargs"),
+                         f"{entry.python} did not accept these kwargs: {exc}") from None
+    if not callable(instance) or not inspect.iscoroutinefunction(
+            getattr(instance, "__call__", instance)) and not inspect.iscoroutinefunction(instance):
+        raise bot.locate(("middleware", index, "python"),
+                         f"{entry.python} is not a middleware: it needs "
+                         "`async def __call__(self, ctx, call_next)`")
+    return instance  # type: ignore[no-any-return]
+
+
+__all__ = [
+    "ErrorsMiddleware", "IgnoreSelfMiddleware", "MiddlewareChain",
+    "RateLimitMiddleware", "import_object", "user_middleware",
+]

@@ -1,0 +1,175 @@
+"""BotRuntime: one bot's turns — conversational or agent — behind its middleware chain."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from opencell.config import BotConfig
+from opencell.context import TurnContext
+from opencell.errors import OpenCellError
+from opencell.history import ConversationHistory
+from opencell.llm import create_llm
+from opencell.llm.base import ChatMessage, LLMClient, LLMRequest, ToolSpec
+from opencell.messages import ConversationKey, IncomingMessage, Reply
+from opencell.middleware import (
+    ErrorsMiddleware,
+    IgnoreSelfMiddleware,
+    MiddlewareChain,
+    user_middleware,
+)
+from opencell.tools import Toolbox, ToolInvoker
+from opencell.types import Clock, Middleware
+
+EMPTY_ANSWER = "(the model returned an empty answer)"
+
+
+@dataclass(slots=True)
+class _Turnstile:
+    """Keeps one conversation's messages in arrival order; asyncio.Lock is FIFO."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
+
+
+class BotRuntime:
+    """Runs one bot: builds its chain once and answers messages through it.
+
+    Messages of one conversation are handled in arrival order; different conversations run
+    concurrently. ``start_session`` / ``process_message`` / ``end_session`` drive the same
+    chain from Python, for scripts and tests.
+    """
+
+    def __init__(
+        self,
+        config: BotConfig,
+        *,
+        llm: LLMClient | None = None,
+        tools: ToolInvoker | None = None,
+        middleware: Sequence[Middleware] = (),
+        env: Mapping[str, str] | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.config = config
+        self.llm = llm if llm is not None else create_llm(config.llm, bot=config.name, env=env)
+        self.tools: ToolInvoker = (
+            tools if tools is not None else Toolbox.from_entries(config.tools, bot=config.name)
+        )
+        self.chain = MiddlewareChain(self.handle, [
+            ErrorsMiddleware(),
+            IgnoreSelfMiddleware(),
+            *middleware,
+            *user_middleware(config, clock=clock),
+        ])
+        self._histories: dict[ConversationKey, ConversationHistory] = {}
+        self._turnstiles: dict[ConversationKey, _Turnstile] = {}
+        self._api_key: ConversationKey | None = None
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    # ------------------------------------------------------------ dispatch
+
+    async def dispatch(self, message: IncomingMessage) -> Reply | None:
+        """Run one message through the chain; the reply, or None if it was dropped."""
+        async with self._in_order(message.key):
+            ctx = TurnContext(message=message, bot=self.config,
+                              history=self.history_for(message.key))
+            return await self.chain(ctx)
+
+    def history_for(self, key: ConversationKey) -> ConversationHistory:
+        history = self._histories.get(key)
+        if history is None:
+            history = self._histories[key] = ConversationHistory(
+                self.config.session.history_turns)
+        return history
+
+    def forget(self, key: ConversationKey) -> None:
+        """Drop a conversation's history (its session ended)."""
+        self._histories.pop(key, None)
+
+    @asynccontextmanager
+    async def _in_order(self, key: ConversationKey) -> AsyncIterator[None]:
+        turnstile = self._turnstiles.get(key)
+        if turnstile is None:
+            turnstile = self._turnstiles[key] = _Turnstile()
+        turnstile.users += 1
+        try:
+            async with turnstile.lock:
+                yield
+        finally:
+            turnstile.users -= 1
+            if turnstile.users == 0:
+                del self._turnstiles[key]
+
+    # ------------------------------------------------------------ the bot itself
+
+    async def handle(self, ctx: TurnContext) -> Reply:
+        """The centre of the onion: ask the model (and tools), return the answer."""
+        turn = [ChatMessage(role="user", content=ctx.message.text)]
+        if self.config.type == "agent":
+            text = await self._agent_turn(ctx, turn)
+        else:
+            response = await self.llm.complete(self._request(ctx, turn, ()))
+            text = response.text or EMPTY_ANSWER
+            turn.append(ChatMessage(role="assistant", content=text))
+        ctx.history.add_turn(turn)
+        return Reply(text=text, key=ctx.message.key, in_reply_to=ctx.message.message_id)
+
+    async def _agent_turn(self, ctx: TurnContext, turn: list[ChatMessage]) -> str:
+        specs = self.tools.specs()
+        for _ in range(self.config.max_iterations):
+            response = await self.llm.complete(self._request(ctx, turn, specs))
+            if not response.tool_calls:
+                text = response.text or EMPTY_ANSWER
+                turn.append(ChatMessage(role="assistant", content=text))
+                return text
+            turn.append(ChatMessage(role="assistant", content=response.text,
+                                    tool_calls=response.tool_calls))
+            # One at a time: tools may depend on each other's side effects, and the order of
+            # results then matches the order the model asked in.
+            for call in response.tool_calls:
+                result = await self.tools.invoke(call, user_id=ctx.message.user_id)
+                turn.append(ChatMessage(role="tool", content=result.content,
+                                        tool_call_id=result.call_id, tool_name=result.name,
+                                        is_error=result.is_error))
+        text = (f"I couldn't finish this within {self.config.max_iterations} steps. "
+                "Please try a simpler request.")
+        turn.append(ChatMessage(role="assistant", content=text))
+        return text
+
+    def _request(self, ctx: TurnContext, turn: list[ChatMessage],
+                 tools: Sequence[ToolSpec]) -> LLMRequest:
+        llm = self.config.llm
+        return LLMRequest(system=self.config.system_prompt,
+                          messages=[*ctx.history.messages(), *turn],
+                          max_tokens=llm.max_tokens, tools=tools, temperature=llm.temperature)
+
+    # ------------------------------------------------------------ the Python API
+
+    async def start_session(self, user_id: str, platform: str = "api") -> str:
+        """Begin a conversation with ``user_id``; returns its id."""
+        self._api_key = ConversationKey(bot=self.name, platform=platform,
+                                        channel=f"{platform}:{user_id}", user=user_id)
+        self.forget(self._api_key)
+        return str(self._api_key)
+
+    async def process_message(self, text: str) -> str:
+        """Send ``text`` as the session's user and return the bot's answer."""
+        if self._api_key is None:
+            raise OpenCellError("call start_session(user_id, platform) before process_message")
+        key = self._api_key
+        reply = await self.dispatch(IncomingMessage(key=key, text=text, user_id=key.user))
+        return reply.text if reply else ""
+
+    async def end_session(self, success: bool = True) -> None:
+        """End the conversation started by ``start_session``."""
+        if self._api_key is not None:
+            self.forget(self._api_key)
+            self._api_key = None
+
+    async def aclose(self) -> None:
+        await self.llm.aclose()

@@ -1,0 +1,113 @@
+"""The onion middleware chain: order, short-circuit, built once, errors become replies."""
+
+from __future__ import annotations
+
+import pytest
+
+from opencell.config import BotConfig, LLMConfig, RateLimitConfig
+from opencell.context import TurnContext
+from opencell.errors import LLMRateLimitError, MiddlewareError
+from opencell.history import ConversationHistory
+from opencell.messages import ConversationKey, IncomingMessage, Reply
+from opencell.middleware import (
+    ErrorsMiddleware,
+    IgnoreSelfMiddleware,
+    MiddlewareChain,
+    RateLimitMiddleware,
+)
+from opencell.middleware.errors import BUSY
+from opencell.types import Handler
+
+BOT = BotConfig(name="t", llm=LLMConfig(provider="offline"))
+KEY = ConversationKey(bot="t", platform="test", channel="c", user="u")
+
+
+def ctx_for(text: str = "hi", **kw: object) -> TurnContext:
+    message = IncomingMessage(key=KEY, text=text, user_id="u", **kw)  # type: ignore[arg-type]
+    return TurnContext(message=message, bot=BOT, history=ConversationHistory(5))
+
+
+class Tracer:
+    def __init__(self, name: str, log: list[str]) -> None:
+        self.name, self.log = name, log
+
+    async def __call__(self, ctx: TurnContext, call_next: Handler) -> Reply | None:
+        self.log.append(f"{self.name}>")
+        reply = await call_next(ctx)
+        self.log.append(f"<{self.name}")
+        return reply
+
+
+async def test_first_added_is_outermost() -> None:
+    log: list[str] = []
+
+    async def handler(ctx: TurnContext) -> Reply:
+        log.append("bot")
+        return Reply(text="ok")
+
+    chain = MiddlewareChain(handler, [Tracer("a", log), Tracer("b", log)])
+    reply = await chain(ctx_for())
+    assert reply is not None and reply.text == "ok"
+    assert log == ["a>", "b>", "bot", "<b", "<a"]
+
+
+async def test_adding_after_start_is_an_error() -> None:
+    async def handler(ctx: TurnContext) -> Reply:
+        return Reply(text="ok")
+
+    chain = MiddlewareChain(handler)
+    chain.add(Tracer("a", []))
+    await chain(ctx_for())
+    with pytest.raises(MiddlewareError, match="already running"):
+        chain.add(Tracer("b", []))
+
+
+async def test_errors_middleware_turns_exceptions_into_polite_replies() -> None:
+    async def boom(ctx: TurnContext) -> Reply:
+        raise ZeroDivisionError("secret internals")
+
+    ctx = ctx_for()
+    reply = await MiddlewareChain(boom, [ErrorsMiddleware()])(ctx)
+    assert reply is not None and reply.failed
+    assert reply.text == BOT.error_message
+    assert "secret internals" not in reply.text
+    assert isinstance(ctx.error, ZeroDivisionError)
+
+
+async def test_rate_limited_model_gets_a_specific_apology() -> None:
+    async def busy(ctx: TurnContext) -> Reply:
+        raise LLMRateLimitError("429", provider="claude", status=429)
+
+    reply = await MiddlewareChain(busy, [ErrorsMiddleware()])(ctx_for())
+    assert reply is not None and reply.text == BUSY != BOT.error_message
+
+
+@pytest.mark.parametrize(("flags", "answered"), [
+    ({}, True), ({"from_self": True}, False), ({"from_bot": True}, False),
+])
+async def test_ignore_self_drops_own_and_bot_messages(flags: dict[str, bool],
+                                                      answered: bool) -> None:
+    async def handler(ctx: TurnContext) -> Reply:
+        return Reply(text="ok")
+
+    reply = await MiddlewareChain(handler, [IgnoreSelfMiddleware()])(ctx_for(**flags))
+    assert (reply is not None) is answered
+
+
+async def test_rate_limit_refills_with_time() -> None:
+    now = [0.0]
+    calls: list[str] = []
+
+    async def handler(ctx: TurnContext) -> Reply:
+        calls.append(ctx.message.text)
+        return Reply(text="ok")
+
+    limiter = RateLimitMiddleware(RateLimitConfig(per_user="2/min"), clock=lambda: now[0])
+    chain = MiddlewareChain(handler, [limiter])
+    texts = [(await chain(ctx_for(str(i)))) for i in range(3)]
+    assert [r.text for r in texts if r] == ["ok", "ok", limiter.message]
+    assert calls == ["0", "1"]
+    now[0] = 30.0  # half a minute refills one message
+    reply = await chain(ctx_for("3"))
+    assert reply is not None and reply.text == "ok"
+    assert calls == ["0", "1", "3"]
