@@ -1,0 +1,356 @@
+"""A loopback fake of the Anthropic Messages API and the OpenAI Chat Completions API.
+
+The real SDKs talk to it over HTTP, so their request building, retries, timeouts and response
+parsing all run for real. What the "model" answers is scripted by the test, in one of two ways
+(like pydantic-ai's ``FunctionModel``):
+
+* a queue of :class:`Step` objects (``FakeLLMServer(steps=[...])`` or ``fake.push(...)``), one
+  consumed per HTTP request — retries consume steps too, which is how a test scripts
+  "500, then success";
+* a function ``(RecordedRequest) -> Step`` that plays the model (``FakeLLMServer(model=fn)``),
+  used once the queue is empty.
+
+With neither, the fake answers ``echo: <last user text>``. Steps are provider-neutral: the same
+``Step`` is rendered as an Anthropic or an OpenAI body depending on the path requested.
+
+Every request is logged in ``fake.requests`` as ``(path, json, headers)`` so tests assert on
+what the SDK actually sent. Run it inside the test's loop (``await fake.start()``) or in a
+background thread with its own loop (``fake.start_in_thread()``) for subprocess tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+ANTHROPIC_PATH = "/v1/messages"
+OPENAI_PATH = "/v1/chat/completions"
+JSON = "application/json"  # exactly: some clients reject a charset parameter
+
+
+@dataclass(frozen=True)
+class FakeToolCall:
+    """A tool call the scripted model makes. ``id`` defaults to a per-server counter."""
+
+    name: str
+    arguments: Mapping[str, Any] | str = field(default_factory=dict)
+    """A mapping, or a raw string (OpenAI only) to send arguments that are not valid JSON."""
+    id: str | None = None
+
+
+@dataclass(frozen=True)
+class Step:
+    """One scripted answer of the fake model to one HTTP request.
+
+    The default is a 200 with ``text``. ``status`` != 200 sends that provider's error body;
+    ``body`` replaces the whole body (a mapping is JSON-encoded, bytes/str are sent as is) to
+    script malformed answers; ``delay`` waits before answering (to trigger client timeouts).
+    """
+
+    text: str = ""
+    tool_calls: tuple[FakeToolCall, ...] = ()
+    usage: Mapping[str, Any] | None = None
+    """Merged into the body's ``usage`` as is, in the API's own keys (e.g. ``prompt_tokens``)."""
+    model: str | None = None
+    """The model answered; defaults to the model requested."""
+    stop_reason: str | None = None
+    """Anthropic ``stop_reason`` / OpenAI ``finish_reason``; defaults from ``tool_calls``."""
+    status: int = 200
+    error_message: str = "scripted error"
+    headers: Mapping[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    body: Mapping[str, Any] | bytes | str | None = None
+    content_type: str = JSON
+
+
+def reply(text: str, **kwargs: Any) -> Step:
+    """A plain text answer."""
+    return Step(text=text, **kwargs)
+
+
+def tool_call(name: str, arguments: Mapping[str, Any] | str | None = None, *,
+              id: str | None = None, text: str = "", **kwargs: Any) -> Step:
+    """An answer that asks for one tool."""
+    call = FakeToolCall(name, {} if arguments is None else arguments, id)
+    return Step(text=text, tool_calls=(call,), **kwargs)
+
+
+def error(status: int, message: str = "scripted error", *,
+          headers: Mapping[str, str] | None = None) -> Step:
+    """An HTTP error in the provider's error shape, e.g. ``error(429, headers={...})``."""
+    return Step(status=status, error_message=message, headers=dict(headers or {}))
+
+
+def malformed(body: Mapping[str, Any] | bytes | str = b"{not json",
+              content_type: str = JSON) -> Step:
+    """A 200 whose body is not what the API promises."""
+    return Step(body=body, content_type=content_type)
+
+
+def delayed(seconds: float, then: Step | None = None) -> Step:
+    """``then`` (default: a text reply), answered only after ``seconds``."""
+    return dataclasses.replace(then or Step(text="late"), delay=seconds)
+
+
+class RecordedRequest(NamedTuple):
+    """One request as the fake received it; unpacks as ``(path, json, headers)``.
+
+    ``headers`` is case-insensitive, like HTTP.
+    """
+
+    path: str
+    json: Any
+    headers: Mapping[str, str]
+
+    @property
+    def api(self) -> str:
+        """``anthropic`` or ``openai``."""
+        return "anthropic" if self.path == ANTHROPIC_PATH else "openai"
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        return list(self.json.get("messages", [])) if isinstance(self.json, dict) else []
+
+    @property
+    def last_user_text(self) -> str:
+        """The text of the last user message, in either API's shape."""
+        for message in reversed(self.messages):
+            if message.get("role") != "user":
+                continue
+            content = message.get("content")
+            if isinstance(content, str):
+                return content
+            texts = [b.get("text", "") for b in content or [] if b.get("type") == "text"]
+            if texts:
+                return "".join(texts)
+        return ""
+
+    @property
+    def tool_results(self) -> list[tuple[str, str]]:
+        """``(tool call id, content)`` of the tool results at the end of the conversation."""
+        results: list[tuple[str, str]] = []
+        messages = self.messages
+        if self.api == "openai":
+            for message in reversed(messages):
+                if message.get("role") != "tool":
+                    break
+                results.insert(0, (message["tool_call_id"], str(message.get("content", ""))))
+            return results
+        if messages and isinstance(messages[-1].get("content"), list):
+            for block in messages[-1]["content"]:
+                if block.get("type") == "tool_result":
+                    results.append((block["tool_use_id"], _block_text(block.get("content"))))
+        return results
+
+
+ModelFunction = Callable[[RecordedRequest], Step]
+
+
+class FakeLLMServer:
+    """Loopback fake of both LLM APIs, scripted by steps or by a function that plays the model."""
+
+    def __init__(self, steps: Iterable[Step] = (), *, model: ModelFunction | None = None) -> None:
+        self.model = model
+        self.requests: list[RecordedRequest] = []
+        self._steps: collections.deque[Step] = collections.deque(steps)
+        self._counter = 0
+        self._lock = threading.Lock()  # the thread mode mutates from two threads
+        self._runner: web.AppRunner | None = None
+        self._closing: asyncio.Event | None = None
+        self._thread: threading.Thread | None = None
+        self._thread_loop: asyncio.AbstractEventLoop | None = None
+        self.port = 0
+
+    # ------------------------------------------------------------------ scripting
+
+    def push(self, *steps: Step) -> None:
+        """Queue answers; each HTTP request (retries included) consumes one."""
+        self._steps.extend(steps)
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:PORT`` — the Anthropic SDK's base URL."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def anthropic_base_url(self) -> str:
+        return self.url
+
+    @property
+    def openai_base_url(self) -> str:
+        """The OpenAI SDK expects the ``/v1`` in its base URL."""
+        return f"{self.url}/v1"
+
+    def requests_to(self, path: str) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.path == path]
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> str:
+        """Serve on 127.0.0.1:0 in the running loop; returns the base URL."""
+        app = web.Application()
+        app.router.add_post(ANTHROPIC_PATH, self._handle)
+        app.router.add_post(OPENAI_PATH, self._handle)
+        self._closing = asyncio.Event()
+        # A short shutdown timeout: delayed handlers are released by ``_closing`` anyway.
+        self._runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+        return self.url
+
+    async def close(self) -> None:
+        if self._closing is not None:
+            self._closing.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> FakeLLMServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def start_in_thread(self) -> str:
+        """Serve from a daemon thread with its own loop (for CLI subprocess tests)."""
+        started = threading.Event()
+        loop = asyncio.new_event_loop()
+        self._thread_loop = loop
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            loop.run_until_complete(self.start())
+            started.set()
+            loop.run_forever()
+            loop.run_until_complete(self.close())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="fake-llm-server", daemon=True)
+        self._thread.start()
+        if not started.wait(10):
+            raise RuntimeError("the fake LLM server did not start within 10 s")
+        return self.url
+
+    def stop_thread(self) -> None:
+        if self._thread is None or self._thread_loop is None:
+            return
+        self._thread_loop.call_soon_threadsafe(self._thread_loop.stop)
+        self._thread.join(10)
+        self._thread = None
+
+    # ------------------------------------------------------------------ serving
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        try:
+            body: Any = json.loads(raw)
+        except ValueError:
+            body = raw.decode("utf-8", "replace")
+        recorded = RecordedRequest(request.path, body, CIMultiDict(request.headers))
+        with self._lock:
+            self.requests.append(recorded)
+            self._counter += 1
+            n = self._counter
+            step = self._steps.popleft() if self._steps else None
+        if step is None:
+            step = self.model(recorded) if self.model else Step(
+                text=f"echo: {recorded.last_user_text}")
+        if step.delay and self._closing is not None:
+            try:
+                await asyncio.wait_for(self._closing.wait(), step.delay)
+            except TimeoutError:
+                pass
+        return self._render(recorded, step, n)
+
+    def _render(self, request: RecordedRequest, step: Step, n: int) -> web.Response:
+        anthropic = request.api == "anthropic"
+        headers = {"Content-Type": step.content_type,
+                   ("request-id" if anthropic else "x-request-id"): f"req_fake_{n}"}
+        headers.update(step.headers)
+        if step.body is not None:
+            payload: Any = step.body
+        elif step.status != 200:
+            payload = _error_body(anthropic, step)
+        else:
+            payload = (_anthropic_body if anthropic else _openai_body)(request, step, n)
+        if isinstance(payload, Mapping):
+            payload = json.dumps(payload)
+        data = payload.encode() if isinstance(payload, str) else payload
+        return web.Response(status=step.status, body=data, headers=headers)
+
+
+def _block_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    return "".join(b.get("text", "") for b in content or [] if isinstance(b, dict))
+
+
+def _requested_model(request: RecordedRequest, step: Step) -> str:
+    if step.model:
+        return step.model
+    return str(request.json.get("model", "fake-model")) if isinstance(request.json, dict) else ""
+
+
+def _anthropic_body(request: RecordedRequest, step: Step, n: int) -> dict[str, Any]:
+    content: list[dict[str, Any]] = []
+    if step.text:
+        content.append({"type": "text", "text": step.text})
+    for i, call in enumerate(step.tool_calls):
+        content.append({"type": "tool_use", "id": call.id or f"toolu_fake_{n}_{i}",
+                        "name": call.name, "input": call.arguments})
+    usage: dict[str, Any] = {"input_tokens": 10, "output_tokens": 5,
+                             "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0}
+    usage.update(step.usage or {})
+    return {
+        "id": f"msg_fake_{n}", "type": "message", "role": "assistant",
+        "model": _requested_model(request, step), "content": content,
+        "stop_reason": step.stop_reason or ("tool_use" if step.tool_calls else "end_turn"),
+        "stop_sequence": None, "usage": usage,
+    }
+
+
+def _openai_body(request: RecordedRequest, step: Step, n: int) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": step.text or None}
+    if step.tool_calls:
+        message["tool_calls"] = [
+            {"id": call.id or f"call_fake_{n}_{i}", "type": "function",
+             "function": {"name": call.name, "arguments": call.arguments
+                          if isinstance(call.arguments, str) else json.dumps(call.arguments)}}
+            for i, call in enumerate(step.tool_calls)
+        ]
+    usage: dict[str, Any] = {"prompt_tokens": 10, "completion_tokens": 5,
+                             "prompt_tokens_details": {"cached_tokens": 0}}
+    usage.update(step.usage or {})
+    usage.setdefault("total_tokens", usage["prompt_tokens"] + usage["completion_tokens"])
+    finish = step.stop_reason or ("tool_calls" if step.tool_calls else "stop")
+    return {
+        "id": f"chatcmpl-fake-{n}", "object": "chat.completion", "created": int(time.time()),
+        "model": _requested_model(request, step),
+        "choices": [{"index": 0, "message": message, "finish_reason": finish,
+                     "logprobs": None}],
+        "usage": usage,
+    }
+
+
+def _error_body(anthropic: bool, step: Step) -> dict[str, Any]:
+    kinds = {400: "invalid_request_error", 401: "authentication_error",
+             403: "permission_error", 404: "not_found_error", 429: "rate_limit_error",
+             529: "overloaded_error"}
+    kind = kinds.get(step.status, "api_error")
+    if anthropic:
+        return {"type": "error", "error": {"type": kind, "message": step.error_message}}
+    return {"error": {"message": step.error_message, "type": kind, "param": None,
+                      "code": kind}}
