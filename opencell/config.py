@@ -377,7 +377,7 @@ def load_bot(path: str | Path, env: Mapping[str, str] | None = None) -> BotConfi
 
 
 def _bot_from(source: YamlSource) -> BotConfig:
-    bot = _validate(source, BotConfig, "bot")
+    bot = validate_source(source, BotConfig, "bot")
     bot._source = source.path
     bot._lines = source.lines
     _check_tools(bot, source)
@@ -421,7 +421,7 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
     explicit = path or env.get("OPENCELL_CONFIG")
     candidate = Path(explicit) if explicit else Path("config/opencell.yaml")
     if explicit or candidate.exists():
-        config = _validate(read_yaml(candidate, env), OpenCellConfig, "config")
+        config = validate_source(read_yaml(candidate, env), OpenCellConfig, "config")
     else:
         config = OpenCellConfig()
     if env.get("OPENCELL_DATABASE_URL"):
@@ -443,11 +443,12 @@ def validate_file(path: str | Path, env: Mapping[str, str] | None = None
     """Validate a bot or config file (``opencell validate``)."""
     source = read_yaml(Path(path), os.environ if env is None else env)
     if kind_of(source) == "config":
-        return _validate(source, OpenCellConfig, "config")
+        return validate_source(source, OpenCellConfig, "config")
     return _bot_from(source)
 
 
-def _validate(source: YamlSource, model: type[M], what: str) -> M:
+def validate_source(source: YamlSource, model: type[M], what: str) -> M:
+    """Validate parsed YAML against ``model``; every problem becomes a located error."""
     if not isinstance(source.data, dict):
         found = type(source.data).__name__ if source.data is not None else "nothing"
         found = {"str": "plain text", "list": "a list"}.get(found, found)
@@ -455,7 +456,7 @@ def _validate(source: YamlSource, model: type[M], what: str) -> M:
             f"expected a mapping of {what} fields at the top level, found {found}; "
             f"is this a {what} YAML file?", file=str(source.path), line=1)
     try:
-        return model.model_validate(source.data)
+        return model.modelvalidate_source(source.data)
     except ValidationError as exc:
         raise ConfigErrors([_located(source, model, err) for err in exc.errors()]) from None
 

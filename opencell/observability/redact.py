@@ -1,0 +1,215 @@
+"""Removes secrets from text and tool arguments before they are stored or exported.
+
+A ``Redactor`` replaces:
+
+- the exact values of configured secrets (API keys and tokens from the environment or bot
+  YAML; values shorter than 8 characters are ignored so that they cannot shred ordinary text);
+- well-known token shapes: Anthropic ``sk-ant-…``, OpenAI ``sk-…``/``sk-proj-…``, Slack
+  ``xox?-…``/``xapp-…``, Discord bot tokens, GitHub ``ghp_…``/``github_pat_…``, AWS access key
+  ids and ``aws_secret_access_key=…``, Google ``AIza…`` keys, JWTs, PEM private keys,
+  ``Bearer``/``Basic`` credentials and passwords in URLs (``scheme://user:pw@host``);
+- values of credential-named keys: ``api_key=…``, ``"password": "…"``, ``SLACK_BOT_TOKEN=…``,
+  ``clientSecret: …``, ``?token=…``/``&key=…`` in query strings.
+
+Each match becomes ``[REDACTED:<kind>]`` (``[REDACTED:anthropic_key]``); the key, quote or
+``Bearer`` in front of a value is kept. User rules (``observability.redact`` in
+``config/opencell.yaml``) run last, with their own replacement (``\\1`` group references
+allowed). Text with nothing to redact is returned as the same object.
+
+Speed (benchmarks/redact.py): about 3 µs for a 200-character chat message. Each shape is its
+own pattern starting with a literal (``sk-``, ``xox``, ``AKIA`` …), which the regex engine finds
+with a fast substring scan; case-insensitive shapes are matched on the lower-cased text, and
+the two shapes without a literal start are gated by a cheaper pattern. One combined alternation
+of the same shapes measured 2x slower on a chat message and 3.6x slower on a 4,000-character
+tool result: the engine then tries every branch at every position.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from opencell.config import RedactRule
+
+KNOWN_SECRET_VARIABLES = (
+    "ANTHROPIC_API_KEY", "OPENAI_API_KEY", "MOONSHOT_API_KEY", "DISCORD_TOKEN",
+    "SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET", "AGENTOPS_API_KEY",
+    "OPENCELL_DASHBOARD_TOKEN",
+)
+"""Environment variables whose values are always redacted (see ``Redactor.from_env``)."""
+
+SECRET_NAME_SUFFIXES = ("_KEY", "_TOKEN", "_SECRET", "_PASSWORD")
+"""Any other environment variable whose name ends so is treated as a secret too."""
+
+MIN_SECRET_LENGTH = 8
+"""Shorter configured secrets are ignored, and shorter text has no built-in shape in it."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """One kind of secret. The last group that took part in a match (or the whole match if the
+    pattern has no group) is replaced; the rest of the match is kept."""
+
+    kind: str
+    pattern: re.Pattern[str]
+    lowered: bool = False
+    """Matched against the lower-cased text (the pattern is written in lower case)."""
+    gate: re.Pattern[str] | None = None
+    """A cheaper pattern that must match first (for patterns without a literal start)."""
+
+
+def _shape(kind: str, pattern: str, *, lowered: bool = False, gate: str | None = None
+           ) -> _Shape:
+    return _Shape(kind, re.compile(pattern), lowered, re.compile(gate) if gate else None)
+
+
+_TOKEN = r"[A-Za-z0-9_-]"
+# A credential value after `key=`, `key: `, `"key": "`; quoted values may hold spaces.
+_VALUE = (r"[\"']?\s*[:=][ \t]*(?:\"((?!\[redacted)(?:[^\"\\\n]|\\.)+)"
+          r"|'((?!\[redacted)[^'\n]+)|([^\s\"'&,;<>()\[\]{}]+))")
+# Credential names, each written as its last word followed by a look-behind for the rest, so
+# that every alternative starts with a literal (fast) and `monkey: 3`/`tokens: 5` stay prose.
+_CREDENTIAL_NAME = (
+    r"(?:key(?:(?<=api[_-]key)|(?<=apikey)|(?<=access[_-]key)|(?<=accesskey)"
+    r"|(?<=secret[_-]key)|(?<=secretkey)|(?<=private[_-]key)|(?<=privatekey)|(?<=[?&]key))"
+    r"|token(?:(?<=[a-z0-9][_-]token)|(?<=accesstoken)|(?<=refreshtoken)|(?<=authtoken)"
+    r"|(?<=sessiontoken)|(?<=bottoken)|(?<=apptoken)|(?<=[?&]token))"
+    r"|secret(?:(?<=[a-z0-9][_-]secret)|(?<=clientsecret)|(?<=signingsecret))"
+    r"|passw(?:or)?d|passphrase|signature(?<=[?&]signature)|sig(?<=[?&]sig)|auth(?<=[?&]auth))"
+)
+
+# Order matters: specific shapes first, so that `api_key=sk-ant-…` says anthropic_key.
+_SHAPES: tuple[_Shape, ...] = (
+    _shape("private_key", r"-----BEGIN [A-Z ]*PRIVATE KEY-----(?:[\s\S]*?-----END [A-Z ]*"
+                          r"PRIVATE KEY-----|[\s\S]*)"),  # a cut-off key is redacted to the end
+    _shape("anthropic_key", r"sk-ant-[A-Za-z0-9_-]{32,}"),
+    _shape("openai_key", r"sk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]{32,}|sk-[A-Za-z0-9]{32,}"),
+    _shape("slack_token", r"xox[abposre]-[A-Za-z0-9-]{10,}|xapp-\d-[A-Za-z0-9-]{10,}"),
+    _shape("github_token", r"gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,}"),
+    _shape("aws_access_key", r"A[KS]IA[0-9A-Z]{16}(?![0-9A-Za-z])"),
+    _shape("google_api_key", rf"AIza{_TOKEN}{{35}}"),
+    _shape("jwt", rf"eyJ{_TOKEN}{{8,}}\.eyJ{_TOKEN}{{8,}}\.{_TOKEN}{{8,}}"),
+    _shape("discord_token", rf"[MNO]{_TOKEN}{{23,27}}\.{_TOKEN}{{6}}\.{_TOKEN}{{27,40}}",
+           gate=rf"\.{_TOKEN}{{6}}\."),
+    # Bearer/Basic + 16 or more token characters with a digit, + / or = among them (so that
+    # "bearer authentication" and "basic building-blocks" stay prose).
+    _shape("bearer", r"(?:bearer|basic)\s+((?=[a-z0-9._~+/=-]*[0-9+/=])[a-z0-9._~+/=-]{16,})",
+           lowered=True),
+    _shape("url_password", r"://[^/\s:@\"'<>]+:((?!\[REDACTED)[^/\s@\"'<>]+)@"),
+    _shape("aws_secret_key", r"aws_secret_access_key[\"']?\s*[:=]\s*[\"']?([a-z0-9/+=]{40})",
+           lowered=True),
+    _shape("credential", _CREDENTIAL_NAME + _VALUE, lowered=True, gate="[:=]"),
+)
+
+_CREDENTIAL_KEY = re.compile(
+    r"(?:api[_-]?key|access[_-]?key|secret[_-]?key|private[_-]?key|token|secret"
+    r"|passw(?:or)?d|passphrase|authorization|cookie)$")
+"""Dict keys (lower-cased) whose string value is a credential, e.g. ``password``,
+``slack_bot_token``, ``Authorization``; in a dict even a bare ``token`` is one."""
+
+
+class Redactor:
+    """Replaces secrets in text (``redact``) and in nested values (``redact_value``).
+
+    ``secrets`` are exact values removed wherever they occur (longest first; values shorter
+    than 8 characters are ignored); ``rules`` are extra patterns with their own replacement.
+    Thread-safe, a few µs per chat message, and never raises on any string.
+    """
+
+    def __init__(self, secrets: Iterable[str] = (), rules: Iterable[RedactRule] = ()) -> None:
+        self._secrets = tuple(sorted(
+            {s for s in secrets if isinstance(s, str) and len(s) >= MIN_SECRET_LENGTH},
+            key=lambda s: (-len(s), s)))
+        self._rules: list[tuple[re.Pattern[str], str]] = []
+        for rule in rules:
+            compiled = re.compile(rule.pattern)
+            try:
+                compiled.sub(rule.replacement, "")  # checks group references now, not per call
+            except (re.error, IndexError) as exc:
+                raise ValueError(f"redact rule {rule.pattern!r}: bad replacement "
+                                 f"{rule.replacement!r}: {exc}") from None
+            self._rules.append((compiled, rule.replacement))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], extra_secret_names: Iterable[str] = (), *,
+                 secrets: Iterable[str] = (), rules: Iterable[RedactRule] = ()) -> Redactor:
+        """A redactor for the secrets in ``env``: the variables in ``KNOWN_SECRET_VARIABLES``,
+        every variable whose name ends in ``_KEY``, ``_TOKEN``, ``_SECRET`` or ``_PASSWORD``,
+        and ``extra_secret_names``; plus ``secrets`` (e.g. tokens written into bot YAML)."""
+        names = {*KNOWN_SECRET_VARIABLES, *extra_secret_names}
+        found = [value for name, value in env.items()
+                 if name in names or name.upper().endswith(SECRET_NAME_SUFFIXES)]
+        return cls([*found, *secrets], rules)
+
+    def redact(self, text: str) -> str:
+        """``text`` with every secret replaced; the same object if there was none."""
+        if len(text) >= MIN_SECRET_LENGTH:
+            for secret in self._secrets:
+                if secret in text:
+                    text = text.replace(secret, "[REDACTED:secret]")
+            lowered: str | None = None
+            for shape in _SHAPES:
+                if shape.gate is not None and shape.gate.search(text) is None:
+                    continue
+                if shape.lowered:
+                    if lowered is None:
+                        lowered = _lower(text)
+                    match = shape.pattern.search(lowered)
+                else:
+                    match = shape.pattern.search(text)
+                if match is not None:
+                    text = _replace(text, shape, match)
+                    lowered = None
+        for pattern, replacement in self._rules:
+            if pattern.search(text):
+                text = pattern.sub(replacement, text)
+        return text
+
+    def redact_value(self, value: Any) -> Any:
+        """Redact the strings inside dicts, lists and tuples, returning copies. Keys are kept;
+        numbers and other objects are returned as they are; a string under a credential-named
+        key (``password``, ``api_key``, ``token``, ``Authorization`` …) is replaced whole."""
+        if isinstance(value, str):
+            return self.redact(value)
+        if isinstance(value, Mapping):
+            return {key: self._redact_item(key, item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self.redact_value(item) for item in value]
+        if isinstance(value, tuple):
+            return tuple(self.redact_value(item) for item in value)
+        return value
+
+    def _redact_item(self, key: object, item: Any) -> Any:
+        if (isinstance(item, str) and item and isinstance(key, str)
+                and _CREDENTIAL_KEY.search(key.lower()) and not item.startswith("[REDACTED")):
+            return "[REDACTED:credential]"
+        return self.redact_value(item)
+
+
+def _lower(text: str) -> str:
+    """``text.lower()`` with the same length, so that match positions map back to ``text``."""
+    lowered = text.lower()
+    if len(lowered) == len(text):
+        return lowered
+    return "".join(c if len(c.lower()) != 1 else c.lower() for c in text)  # e.g. 'İ' → 2 chars
+
+
+def _replace(text: str, shape: _Shape, first: re.Match[str]) -> str:
+    """Replace the value of ``first`` and every later match of ``shape`` in ``text``."""
+    marker = f"[REDACTED:{shape.kind}]"
+    pieces: list[str] = []
+    kept_until = 0
+    match: re.Match[str] | None = first
+    while match is not None:
+        group = match.lastindex or 0
+        start, end = match.span(group)
+        pieces += (text[kept_until:start], marker)
+        kept_until = end
+        match = shape.pattern.search(match.string, max(match.end(), match.start() + 1))
+    pieces.append(text[kept_until:])
+    return "".join(pieces)
+
+
+__all__ = ["Redactor", "KNOWN_SECRET_VARIABLES", "SECRET_NAME_SUFFIXES", "MIN_SECRET_LENGTH"]
