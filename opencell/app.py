@@ -11,6 +11,8 @@ from opencell.adapters import Adapter, create_adapter
 from opencell.config import BotConfig, OpenCellConfig
 from opencell.errors import OpenCellError
 from opencell.messages import IncomingMessage, Reply
+from opencell.observability.core import Observability
+from opencell.observability.facade import install
 from opencell.runtime import BotRuntime
 
 log = logging.getLogger("opencell.app")
@@ -35,25 +37,40 @@ class App:
         adapter_factory: AdapterFactory = create_adapter,
         env: Mapping[str, str] | None = None,
         runtimes: Mapping[str, BotRuntime] | None = None,
+        observability: Observability | None = None,
     ) -> None:
         self.config = config or OpenCellConfig()
         self.bots = {bot.name: bot for bot in bots}
-        self.runtimes: dict[str, BotRuntime] = dict(runtimes or {})
-        for bot in bots:
-            if bot.name not in self.runtimes:
-                self.runtimes[bot.name] = BotRuntime(bot, env=env)
-        wanted = platforms or {bot.name: bot.platforms.named() for bot in bots}
+        self.observability = observability or Observability.from_config(self.config, bots, env)
+        install(self.observability)
+        self.runtimes: dict[str, BotRuntime] = {}
         self.adapters: list[Adapter] = []
-        for bot in bots:
-            names = wanted.get(bot.name, ())
-            if not names:
-                raise bot.locate(("platforms",), "names no platform; add e.g. `console: {}`")
-            self.adapters.extend(adapter_factory(bot, name) for name in names)
+        try:
+            self._build(bots, runtimes or {}, platforms, adapter_factory, env)
+        except BaseException:
+            self.observability.close(timeout=1.0)
+            install(None)
+            raise
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
         self._stopping = False
         self._stop_requested = asyncio.Event()
+
+    def _build(self, bots: Sequence[BotConfig], runtimes: Mapping[str, BotRuntime],
+               platforms: Mapping[str, Sequence[str]] | None, adapter_factory: AdapterFactory,
+               env: Mapping[str, str] | None) -> None:
+        self.runtimes.update(runtimes)
+        for bot in bots:
+            if bot.name not in self.runtimes:
+                self.runtimes[bot.name] = BotRuntime(bot, env=env,
+                                                     observability=self.observability)
+        wanted = platforms or {bot.name: bot.platforms.named() for bot in bots}
+        for bot in bots:
+            names = wanted.get(bot.name, ())
+            if not names:
+                raise bot.locate(("platforms",), "names no platform; add e.g. `console: {}`")
+            self.adapters.extend(adapter_factory(bot, name) for name in names)
 
     async def dispatch(self, message: IncomingMessage) -> Reply | None:
         """Hand one message to its bot. After ``stop`` begins, new messages are dropped."""
@@ -128,3 +145,6 @@ class App:
                 await runtime.aclose()
             except Exception as exc:  # noqa: BLE001
                 log.debug("runtime close failed bot=%s error=%s", runtime.name, exc)
+        if not self.observability.close(timeout=5.0):
+            log.warning("stop: not every event could be stored within 5s")
+        install(None)

@@ -42,6 +42,9 @@ def _main(
     from dotenv import load_dotenv
 
     load_dotenv(Path.cwd() / ".env", override=False)
+    # `python: pkg.mod:obj` in bot YAML names the user's code, usually beside the bots.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     level = getattr(logging, log_level.upper(), None)
     if not isinstance(level, int):
         _fail(f"--log-level: '{log_level}' is not one of debug, info, warning, error", code=2)
@@ -145,6 +148,121 @@ def validate(
         err.print(problem.located(), markup=False, soft_wrap=True)
     if problems:
         raise typer.Exit(2)
+
+
+def _store(config: Path | None) -> Any:
+    """Open the configured store; sessions a crashed process left open are closed first."""
+    from opencell.config import load_config
+    from opencell.errors import ConfigError, OpenCellError
+    from opencell.observability.store import Store, owner_is_alive
+
+    try:
+        store = Store.open(load_config(config).store.url)
+    except ConfigError as exc:
+        _fail(exc.located(), code=2)
+    except OpenCellError as exc:
+        _fail(f"error: {exc}")
+    store.close_orphans(owner_is_alive)
+    return store
+
+
+def _since(text: str | None) -> float | None:
+    """``2h``, ``7d`` (ago) or an ISO date/time → epoch seconds."""
+    if not text:
+        return None
+    import time
+    from datetime import UTC, datetime
+
+    from opencell.config import parse_duration
+
+    try:
+        return time.time() - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        _fail(f"--since: '{text}' is neither a duration (2h, 7d) nor an ISO date", code=2)
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def _print_json(document: Any) -> None:
+    import json
+
+    sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
+
+
+@app.command()
+def sessions(
+    bot: Annotated[str | None, typer.Option(help="Only this bot.")] = None,
+    user: Annotated[str | None, typer.Option(help="Only this user id.")] = None,
+    platform: Annotated[str | None, typer.Option(help="console, discord, slack, api …")] = None,
+    status: Annotated[str | None, typer.Option(help="open, success or failed.")] = None,
+    since: Annotated[str | None, typer.Option(help="e.g. 2h, 7d or 2026-11-01.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """List sessions, newest first."""
+    from opencell._cli_views import sessions_table
+
+    if status not in (None, "open", "success", "failed"):
+        _fail(f"--status: '{status}' is not one of open, success, failed", code=2)
+    store = _store(config)
+    rows, cursor = store.list_sessions(bot=bot, user=user, platform=platform, status=status,
+                                       since=_since(since), limit=limit)
+    if as_json:
+        _print_json({"sessions": rows, "next_cursor": cursor})
+    else:
+        out.print(sessions_table(rows))
+    store.close()
+
+
+@app.command()
+def session(
+    session_id: Annotated[str, typer.Argument(metavar="ID", help="Session id (or a unique "
+                                              "prefix).", show_default=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Show one session with its timeline."""
+    from opencell._cli_views import session_view
+
+    store = _store(config)
+    found = store.get_session(session_id)
+    if found is None:
+        store.close()
+        _fail(f"no session '{session_id}'; list them with `opencell sessions`")
+    events = store.timeline(found["id"])
+    if as_json:
+        _print_json({**found, "timeline": events})
+    else:
+        out.print(session_view(found, events))
+    store.close()
+
+
+@app.command()
+def costs(
+    by: Annotated[str, typer.Option(help="bot, user, platform, provider or model.")] = "bot",
+    period: Annotated[str, typer.Option(help="day, week or month.")] = "day",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Cost breakdown for the current day, week or month (UTC)."""
+    from opencell._cli_views import costs_table
+
+    if by not in ("bot", "user", "platform", "provider", "model"):
+        _fail(f"--by: '{by}' is not one of bot, user, platform, provider, model", code=2)
+    if period not in ("day", "week", "month"):
+        _fail(f"--period: '{period}' is not one of day, week, month", code=2)
+    store = _store(config)
+    rows = store.costs(by=by, period=period)
+    if as_json:
+        total = sum(r.get("cost_usd") or 0.0 for r in rows)
+        _print_json({"by": by, "period": period, "total_usd": total, "rows": rows})
+    else:
+        out.print(costs_table(rows, by=by, period=period))
+    store.close()
 
 
 def main() -> None:

@@ -456,7 +456,7 @@ def validate_source(source: YamlSource, model: type[M], what: str) -> M:
             f"expected a mapping of {what} fields at the top level, found {found}; "
             f"is this a {what} YAML file?", file=str(source.path), line=1)
     try:
-        return model.modelvalidate_source(source.data)
+        return model.model_validate(source.data)
     except ValidationError as exc:
         raise ConfigErrors([_located(source, model, err) for err in exc.errors()]) from None
 

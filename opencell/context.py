@@ -11,6 +11,7 @@ from opencell.messages import IncomingMessage
 
 if TYPE_CHECKING:
     from opencell.config import BotConfig
+    from opencell.observability.sessions import Session
 
 
 @dataclass(kw_only=True, slots=True)
@@ -21,8 +22,10 @@ class TurnContext:
     """What the user sent, already neutral (no platform payloads)."""
     bot: BotConfig
     """The configuration of the bot handling it."""
-    history: ConversationHistory
-    """The conversation's bounded history; the runtime appends the turn when it succeeds."""
+    session: Session | None = None
+    """The conversation's session, set by the observability middleware."""
+    history: ConversationHistory = field(default_factory=lambda: ConversationHistory(0))
+    """The session's bounded history; the runtime appends the turn when it succeeds."""
     started: float = field(default_factory=time.perf_counter)
     """``perf_counter()`` when the turn entered the chain."""
     error: BaseException | None = None

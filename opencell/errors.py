@@ -12,11 +12,12 @@
     │   ├── LLMTimeoutError       no answer within the configured timeout
     │   ├── LLMConnectionError    the endpoint could not be reached
     │   └── LLMResponseError      5xx, 4xx or a body we could not read
-    └── ToolError                 a tool call failed; the model sees the message
-        ├── ToolNotAllowedError   not listed in the bot's YAML, or not for this user/host
-        ├── ToolArgumentsError    the model's arguments do not fit the tool's schema
-        ├── ToolTimeoutError      the tool ran past its timeout
-        └── ToolExecutionError    the tool raised
+    ├── ToolError                 a tool call failed; the model sees the message
+    │   ├── ToolNotAllowedError   not listed in the bot's YAML, or not for this user/host
+    │   ├── ToolArgumentsError    the model's arguments do not fit the tool's schema
+    │   ├── ToolTimeoutError      the tool ran past its timeout
+    │   └── ToolExecutionError    the tool raised
+    └── StoreError                the observability store cannot be opened or was misused
 
 Messages say what went wrong and how to fix it.
 """
@@ -144,3 +145,8 @@ class ToolTimeoutError(ToolError):
 
 class ToolExecutionError(ToolError):
     """The tool raised an exception."""
+
+
+class StoreError(OpenCellError):
+    """The observability store cannot be opened (bad URL, schema newer than this OpenCell)
+    or was asked something it cannot answer (unknown sort, foreign cursor, ambiguous id)."""

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from opencell.config import BotConfig
 from opencell.context import TurnContext
 from opencell.errors import OpenCellError
-from opencell.history import ConversationHistory
 from opencell.llm import create_llm
 from opencell.llm.base import ChatMessage, LLMClient, LLMRequest, ToolSpec
 from opencell.messages import ConversationKey, IncomingMessage, Reply
@@ -20,6 +19,10 @@ from opencell.middleware import (
     MiddlewareChain,
     user_middleware,
 )
+from opencell.middleware.observability import ObservabilityMiddleware
+from opencell.observability.core import Observability
+from opencell.observability.instrument import RecordingLLM, RecordingTools
+from opencell.observability.sessions import Session, SessionTracker
 from opencell.tools import Toolbox, ToolInvoker
 from opencell.types import Clock, Middleware
 
@@ -40,6 +43,10 @@ class BotRuntime:
     Messages of one conversation are handled in arrival order; different conversations run
     concurrently. ``start_session`` / ``process_message`` / ``end_session`` drive the same
     chain from Python, for scripts and tests.
+
+    The chain is: errors → ignore_self → observability (sessions) → ``middleware`` → the
+    bot's YAML middleware → the bot. Without ``observability`` the process default is used
+    (the store at ``OPENCELL_DATABASE_URL``), the same one ``get_agentops()`` records into.
     """
 
     def __init__(
@@ -49,21 +56,36 @@ class BotRuntime:
         llm: LLMClient | None = None,
         tools: ToolInvoker | None = None,
         middleware: Sequence[Middleware] = (),
+        observability: Observability | None = None,
         env: Mapping[str, str] | None = None,
         clock: Clock | None = None,
     ) -> None:
         self.config = config
-        self.llm = llm if llm is not None else create_llm(config.llm, bot=config.name, env=env)
-        self.tools: ToolInvoker = (
-            tools if tools is not None else Toolbox.from_entries(config.tools, bot=config.name)
-        )
+        if observability is None:
+            from opencell.observability.facade import default_observability
+
+            observability = default_observability()
+        self.observability = observability
+        raw_llm = llm if llm is not None else create_llm(config.llm, bot=config.name, env=env)
+        self.llm: LLMClient = RecordingLLM(raw_llm, observability)
+        raw_tools = tools if tools is not None else Toolbox.from_entries(config.tools,
+                                                                         bot=config.name)
+        self.tools: ToolInvoker = RecordingTools(raw_tools, observability)
+        session = config.session
+        tracker_clock = {"clock": clock} if clock is not None else {}
+        self.sessions = SessionTracker(
+            history_turns=session.history_turns, idle_timeout=session.idle_timeout,
+            bot_type=config.type, tags=(*observability.default_tags, *config.tags),
+            on_open=observability.session_opened, on_close=observability.session_closed,
+            **tracker_clock)
         self.chain = MiddlewareChain(self.handle, [
             ErrorsMiddleware(),
             IgnoreSelfMiddleware(),
+            ObservabilityMiddleware(self.sessions, observability,
+                                    end_command=session.end_command),
             *middleware,
             *user_middleware(config, clock=clock),
         ])
-        self._histories: dict[ConversationKey, ConversationHistory] = {}
         self._turnstiles: dict[ConversationKey, _Turnstile] = {}
         self._api_key: ConversationKey | None = None
 
@@ -75,21 +97,13 @@ class BotRuntime:
 
     async def dispatch(self, message: IncomingMessage) -> Reply | None:
         """Run one message through the chain; the reply, or None if it was dropped."""
+        self.sessions.start_sweeper()
         async with self._in_order(message.key):
-            ctx = TurnContext(message=message, bot=self.config,
-                              history=self.history_for(message.key))
-            return await self.chain(ctx)
+            return await self.chain(TurnContext(message=message, bot=self.config))
 
-    def history_for(self, key: ConversationKey) -> ConversationHistory:
-        history = self._histories.get(key)
-        if history is None:
-            history = self._histories[key] = ConversationHistory(
-                self.config.session.history_turns)
-        return history
-
-    def forget(self, key: ConversationKey) -> None:
-        """Drop a conversation's history (its session ended)."""
-        self._histories.pop(key, None)
+    def session_for(self, key: ConversationKey) -> Session | None:
+        """The conversation's open session, if any."""
+        return self.sessions.find(key)
 
     @asynccontextmanager
     async def _in_order(self, key: ConversationKey) -> AsyncIterator[None]:
@@ -120,7 +134,7 @@ class BotRuntime:
         return Reply(text=text, key=ctx.message.key, in_reply_to=ctx.message.message_id)
 
     async def _agent_turn(self, ctx: TurnContext, turn: list[ChatMessage]) -> str:
-        specs = self.tools.specs()
+        specs = self.tools.specs(user_id=ctx.message.user_id)
         for _ in range(self.config.max_iterations):
             response = await self.llm.complete(self._request(ctx, turn, specs))
             if not response.tool_calls:
@@ -151,11 +165,12 @@ class BotRuntime:
     # ------------------------------------------------------------ the Python API
 
     async def start_session(self, user_id: str, platform: str = "api") -> str:
-        """Begin a conversation with ``user_id``; returns its id."""
-        self._api_key = ConversationKey(bot=self.name, platform=platform,
-                                        channel=f"{platform}:{user_id}", user=user_id)
-        self.forget(self._api_key)
-        return str(self._api_key)
+        """Begin a conversation with ``user_id``; returns its session id."""
+        await self.end_session()
+        self._api_key = key = ConversationKey(bot=self.name, platform=platform,
+                                              channel=f"{platform}:{user_id}", user=user_id)
+        self.sessions.start_sweeper()
+        return self.sessions.open(key, user_name=user_id).id
 
     async def process_message(self, text: str) -> str:
         """Send ``text`` as the session's user and return the bot's answer."""
@@ -166,10 +181,15 @@ class BotRuntime:
         return reply.text if reply else ""
 
     async def end_session(self, success: bool = True) -> None:
-        """End the conversation started by ``start_session``."""
+        """End the conversation started by ``start_session`` (status from ``success``)."""
         if self._api_key is not None:
-            self.forget(self._api_key)
+            session = self.sessions.find(self._api_key)
+            if session is not None:
+                self.sessions.close(session, "explicit", success=success)
             self._api_key = None
 
     async def aclose(self) -> None:
+        """Close open sessions as ``shutdown`` and release the model client."""
+        await self.sessions.stop_sweeper()
+        self.sessions.close_all("shutdown")
         await self.llm.aclose()
