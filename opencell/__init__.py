@@ -31,7 +31,11 @@ _EXPORTS = {
     "ConfigError": "opencell.errors",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "App", "BotConfig", "BotRuntime", "ConfigError", "ConversationKey", "IncomingMessage",
+    "Middleware", "OpenCellConfig", "OpenCellError", "Reply", "ToolContext", "TurnContext",
+    "get_agentops", "load_bot", "load_bots", "load_config", "tool",
+]
 
 if TYPE_CHECKING:
     from opencell.app import App

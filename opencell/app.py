@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from opencell.adapters import Adapter, create_adapter
 from opencell.config import BotConfig, OpenCellConfig
@@ -110,9 +111,10 @@ class App:
                     pass  # not the main thread, or a platform without signals
         try:
             await self.start()
-            waiters = [asyncio.create_task(self._stop_requested.wait())]
-            waiters += [asyncio.create_task(self._all_finished())]
-            done, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            waiters: list[asyncio.Task[Any]] = [
+                asyncio.create_task(self._stop_requested.wait()),
+                asyncio.create_task(self._all_finished())]
+            _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
             for task in pending:
                 task.cancel()
         finally:

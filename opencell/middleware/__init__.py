@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from typing import Any
+from typing import Any, cast
 
 from opencell.config import BotConfig, MiddlewareEntry
 from opencell.middleware.chain import MiddlewareChain
@@ -46,12 +46,13 @@ def _build(entry: MiddlewareEntry, bot: BotConfig, index: int, clock: Clock | No
     except TypeError as exc:
         raise bot.locate(("middleware", index, "kwargs"),
                          f"{entry.python} did not accept these kwargs: {exc}") from None
-    if not callable(instance) or not inspect.iscoroutinefunction(
-            getattr(instance, "__call__", instance)) and not inspect.iscoroutinefunction(instance):
+    is_async = inspect.iscoroutinefunction(instance) or (
+        callable(instance) and inspect.iscoroutinefunction(type(instance).__call__))
+    if not is_async:
         raise bot.locate(("middleware", index, "python"),
                          f"{entry.python} is not a middleware: it needs "
                          "`async def __call__(self, ctx, call_next)`")
-    return instance  # type: ignore[no-any-return]
+    return cast(Middleware, instance)
 
 
 __all__ = [

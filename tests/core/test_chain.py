@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import pytest
 
-from opencell.config import BotConfig, LLMConfig, RateLimitConfig
+from opencell.config import BotConfig, LLMConfig, RateLimitConfig, load_bot
 from opencell.context import TurnContext
-from opencell.errors import LLMRateLimitError, MiddlewareError
+from opencell.errors import ConfigError, LLMRateLimitError, MiddlewareError
 from opencell.history import ConversationHistory
 from opencell.messages import ConversationKey, IncomingMessage, Reply
 from opencell.middleware import (
@@ -16,6 +19,7 @@ from opencell.middleware import (
     RateLimitMiddleware,
 )
 from opencell.middleware.errors import BUSY
+from opencell.observability.core import Observability
 from opencell.types import Handler
 
 BOT = BotConfig(name="t", llm=LLMConfig(provider="offline"))
@@ -111,3 +115,36 @@ async def test_rate_limit_refills_with_time() -> None:
     reply = await chain(ctx_for("3"))
     assert reply is not None and reply.text == "ok"
     assert calls == ["0", "1", "3"]
+
+
+def test_user_middleware_from_yaml_gets_its_kwargs(tmp_path: Path) -> None:
+    from opencell.runtime import BotRuntime
+    from tests.fakes.function_llm import FunctionLLM
+
+    path = tmp_path / "bot.yaml"
+    path.write_text("name: mw\nllm: {provider: offline}\nmiddleware:\n"
+                    "  - python: tests.core.sample_middleware:Suffix\n"
+                    "    kwargs: {suffix: ' (checked)'}\n")
+    runtime = BotRuntime(load_bot(path, env={}), llm=FunctionLLM(lambda r: "hi"),
+                         observability=Observability.disabled())
+    reply = asyncio.run(runtime.dispatch(ctx_for().message))
+    assert reply is not None and reply.text == "hi (checked)"
+
+
+@pytest.mark.parametrize(("target", "kwargs", "fragment"), [
+    ("tests.core.sample_middleware:Missing", "", "cannot import"),
+    ("tests.core.nope:Suffix", "", "cannot import"),
+    ("tests.core.sample_middleware:Suffix", "    kwargs: {wrong: 1}\n", "did not accept"),
+    ("tests.core.sample_middleware:NotMiddleware", "", "is not a middleware"),
+])
+def test_bad_user_middleware_is_a_located_config_error(tmp_path: Path, target: str,
+                                                       kwargs: str, fragment: str) -> None:
+    from opencell.runtime import BotRuntime
+
+    path = tmp_path / "bot.yaml"
+    path.write_text(f"name: mw\nllm: {{provider: offline}}\nmiddleware:\n"
+                    f"  - python: {target}\n{kwargs}")
+    with pytest.raises(ConfigError) as caught:
+        BotRuntime(load_bot(path, env={}), observability=Observability.disabled())
+    assert caught.value.located().startswith(f"{path}:")
+    assert "middleware[0]" in caught.value.located() and fragment in caught.value.located()

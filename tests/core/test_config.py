@@ -37,7 +37,8 @@ CORPUS = {
     "duplicate_key.yaml": (3, "duplicate key 'name' (first defined on line 1)"),
     "unknown_tool.yaml": (5, "tools[0].name"),
     "bad_rate.yaml": (4, "middleware[0].rate_limit.per_user: 'fast' is not a rate"),
-    "config_unknown_key.yaml": (2, "dashbord: unknown field 'dashbord' (did you mean 'dashboard'?)"),
+    "config_unknown_key.yaml": (
+        2, "dashbord: unknown field 'dashbord' (did you mean 'dashboard'?)"),
     "config_bad_port.yaml": (3, "dashboard.port: Input should be less than or equal to 65535"),
     "config_bad_regex.yaml": (3, "observability.redact[0].pattern: not a valid regular expression"),
     "top_level_list.yaml": (1, "found a list"),

@@ -1,0 +1,223 @@
+"""Observability: turns what happens in a turn into redacted records for the recorder.
+
+It holds the recorder, the price book and the redactor, and knows each record kind's fields
+(see ``records.py``). Every method is cheap and never raises: they run inside ``guard``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import traceback
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from opencell.llm.base import LLMRequest, LLMResponse, ToolCall, Usage
+from opencell.llm.pricing import PriceBook
+from opencell.observability._guard import guard
+from opencell.observability.recorder import NullRecorder, Recorder
+from opencell.observability.records import Kind, new_session_id
+from opencell.observability.redact import Redactor
+from opencell.observability.sessions import EndReason, Session
+
+if TYPE_CHECKING:
+    from opencell.config import BotConfig, OpenCellConfig
+    from opencell.observability.store import Store
+    from opencell.tools import ToolResult
+
+log = logging.getLogger("opencell.observability")
+
+SECRET_FIELDS = ("api_key", "token", "bot_token", "app_token", "signing_secret")
+
+
+class Observability:
+    """Records sessions, messages, model and tool calls, errors and custom events."""
+
+    def __init__(self, recorder: Recorder | NullRecorder, *, prices: PriceBook | None = None,
+                 redactor: Redactor | None = None, capture_content: bool = True,
+                 max_result_chars: int = 4000, store: Store | None = None,
+                 default_tags: Iterable[str] = ()) -> None:
+        self.recorder = recorder
+        self.default_tags = tuple(default_tags)
+        """Added to every session (``AGENTOPS_TAGS`` when set)."""
+        self.prices = prices or PriceBook()
+        self.redactor = redactor or Redactor()
+        self.capture_content = capture_content
+        self.max_result_chars = max_result_chars
+        self.store = store
+
+    @classmethod
+    def disabled(cls) -> Observability:
+        """Tracks nothing; sessions still work (history, idle timeouts)."""
+        return cls(NullRecorder())
+
+    @classmethod
+    def from_config(cls, config: OpenCellConfig, bots: Iterable[BotConfig] = (),
+                    env: Mapping[str, str] | None = None) -> Observability:
+        """Open the store, close sessions a crashed process left open, start the recorder."""
+        from opencell.observability.store import Store, owner_is_alive
+
+        env = os.environ if env is None else env
+        store = Store.open(config.store.url)
+        with guard("closing interrupted sessions"):
+            closed = store.close_orphans(owner_is_alive)
+            if closed:
+                log.info("sessions interrupted by an earlier crash closed count=%d", len(closed))
+        obs = config.observability
+        secrets = [value for bot in bots for value in bot_secrets(bot)]
+        return cls(Recorder(store), prices=PriceBook(config.pricing),
+                   redactor=Redactor.from_env(env, secrets=secrets, rules=obs.redact),
+                   capture_content=obs.capture_content, max_result_chars=obs.max_result_chars,
+                   store=store, default_tags=_comma_list(env.get("AGENTOPS_TAGS", "")))
+
+    def close(self, timeout: float = 5.0) -> bool:
+        """Flush what is queued (up to ``timeout``) and stop the writer."""
+        flushed = self.recorder.close(timeout)
+        if self.store is not None:
+            with guard("store close"):
+                self.store.close()
+        return flushed
+
+    # ------------------------------------------------------------ helpers
+
+    def text(self, value: str | None) -> str | None:
+        """Redacted content, or None when content capture is off."""
+        if value is None or not self.capture_content:
+            return None
+        return self.redactor.redact(value)
+
+    def _emit(self, kind: Kind, session_id: str, name: str, data: Mapping[str, Any], *,
+              ts: float | None = None, duration_ms: float | None = None,
+              success: bool | None = None) -> None:
+        self.recorder.emit(kind, session_id, name, data, duration_ms=duration_ms,
+                           success=success, ts=ts)
+
+    # ------------------------------------------------------------ session lifecycle
+
+    def session_opened(self, session: Session, user_name: str) -> None:
+        key = session.key
+        self._emit("session_start", session.id, key.bot, {
+            "bot": key.bot, "bot_type": session.bot_type, "platform": key.platform,
+            "workspace": key.workspace, "channel": key.channel, "thread": key.thread,
+            "user_id": key.user, "user_name": user_name, "tags": list(session.tags),
+            "key": str(key)}, ts=session.started_at)
+
+    def session_closed(self, session: Session, reason: EndReason, success: bool,
+                       metadata: dict[str, Any]) -> None:
+        self._emit("session_end", session.id, reason, {
+            "reason": reason, "status": "success" if success else "failed",
+            "metadata": self.redactor.redact_value(metadata)}, success=success)
+
+    def start_session(self, *, bot: str, bot_type: str, user_id: str, platform: str,
+                      tags: Iterable[str] = (), ts: float | None = None) -> str:
+        """A session opened by hand (the facade); returns its id."""
+        wall = time.time() if ts is None else ts
+        session_id = new_session_id(wall)
+        self._emit("session_start", session_id, bot, {
+            "bot": bot, "bot_type": bot_type, "platform": platform, "workspace": "",
+            "channel": "", "thread": "", "user_id": user_id, "user_name": user_id,
+            "tags": list(tags), "key": f"{bot}/{platform}/{user_id}"}, ts=wall)
+        return session_id
+
+    def end_session(self, session_id: str, *, reason: EndReason, success: bool,
+                    metadata: Mapping[str, Any] | None = None, ts: float | None = None) -> None:
+        self._emit("session_end", session_id, reason, {
+            "reason": reason, "status": "success" if success else "failed",
+            "metadata": self.redactor.redact_value(dict(metadata or {}))},
+            success=success, ts=ts)
+
+    # ------------------------------------------------------------ events
+
+    def message(self, session: Session, *, text: str, output: str | None, user_id: str,
+                started: float, duration_ms: float, success: bool) -> None:
+        self._emit("message", session.id, "turn", {
+            "input": self.text(text), "output": self.text(output), "user_id": user_id,
+            "input_chars": len(text), "output_chars": len(output or "")},
+            ts=started, duration_ms=duration_ms, success=success)
+
+    def llm_call(self, session_id: str, *, provider: str, model: str, request: LLMRequest | None,
+                 response: LLMResponse | None, started: float, duration_ms: float,
+                 error: BaseException | None = None) -> None:
+        data: dict[str, Any] = {"provider": provider, "model": model}
+        if response is not None:
+            data |= self._usage_fields(provider, model, response.model, response.usage, None)
+            data |= {"stop_reason": response.stop_reason, "request_id": response.request_id,
+                     "tool_calls": [c.name for c in response.tool_calls]}
+            if self.capture_content:
+                data["completion"] = self.redactor.redact(response.text)
+        if request is not None and self.capture_content and request.messages:
+            last = request.messages[-1]
+            data["prompt_last"] = {"role": last.role, "content": self.redactor.redact(
+                last.content[: self.max_result_chars])}
+        if error is not None:
+            data["error"] = self.redactor.redact(f"{type(error).__name__}: {error}")
+            data["request_id"] = getattr(error, "request_id", None)
+        self._emit("llm_call", session_id, f"{provider}:{model}", data, ts=started,
+                   duration_ms=duration_ms, success=error is None)
+
+    def usage(self, session_id: str, *, provider: str, model: str, usage: Usage,
+              cost_usd: float | None, started: float, duration_ms: float) -> None:
+        """An LLM call known only by its usage (the facade's ``track_cost``)."""
+        data = {"provider": provider, "model": model,
+                **self._usage_fields(provider, model, model, usage, cost_usd)}
+        self._emit("llm_call", session_id, f"{provider}:{model}", data, ts=started,
+                   duration_ms=duration_ms, success=True)
+
+    def _usage_fields(self, provider: str, model: str, answered: str, usage: Usage,
+                      cost_usd: float | None) -> dict[str, Any]:
+        source = "caller"
+        if cost_usd is None:
+            # Billed as the model that answered; never fall back to a neighbour's price.
+            cost = self.prices.price(provider, answered or model, usage)
+            cost_usd, source = (cost.total_usd, cost.source) if cost else (None, "unpriced")
+        return {"response_model": answered, "input_tokens": usage.input_tokens,
+                "output_tokens": usage.output_tokens,
+                "cache_read_tokens": usage.cache_read_tokens,
+                "cache_write_tokens": usage.cache_write_tokens,
+                "cost_usd": cost_usd, "price_source": source}
+
+    def tool_call(self, session_id: str, *, call: ToolCall, result: ToolResult, started: float,
+                  duration_ms: float) -> None:
+        content = result.content
+        data: dict[str, Any] = {
+            "tool": call.name, "call_id": call.id,
+            "args": self.redactor.redact_value(dict(call.arguments))
+            if self.capture_content else None,
+            "result": self.text(content[: self.max_result_chars]),
+            "result_chars": len(content), "truncated": len(content) > self.max_result_chars,
+            "error": self.redactor.redact(str(result.error)) if result.error else None,
+            "error_type": type(result.error).__name__ if result.error else None,
+        }
+        self._emit("tool_call", session_id, call.name, data, ts=started,
+                   duration_ms=duration_ms, success=not result.is_error)
+
+    def error(self, session_id: str, exc: BaseException, *,
+              context: Mapping[str, Any] | None = None, ts: float | None = None) -> None:
+        """An error with its stack; for a wrapped error the cause's stack is kept too."""
+        stack = "".join(traceback.format_exception(exc))
+        self.error_text(session_id, type(exc).__name__, str(exc), stack, context=context, ts=ts)
+
+    def error_text(self, session_id: str, kind: str, message: str, stack: str, *,
+                   context: Mapping[str, Any] | None = None, ts: float | None = None) -> None:
+        self._emit("error", session_id, kind, {
+            "type": kind, "message": self.redactor.redact(message),
+            "stack": self.redactor.redact(stack),
+            "context": self.redactor.redact_value(dict(context or {}))}, ts=ts, success=False)
+
+    def custom(self, session_id: str, name: str, data: Mapping[str, Any], *,
+               ts: float | None = None) -> None:
+        self._emit("custom", session_id, name, self.redactor.redact_value(dict(data)), ts=ts)
+
+
+def bot_secrets(bot: BotConfig) -> list[str]:
+    """Secret values written into a bot's YAML (tokens, keys): always redacted."""
+    values = [bot.llm.api_key or ""]
+    for platform in (bot.platforms.discord, bot.platforms.slack):
+        if platform is not None:
+            values += [str(getattr(platform, name, "") or "") for name in SECRET_FIELDS]
+    return [v for v in values if v]
+
+
+def _comma_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]

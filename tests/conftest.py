@@ -1,0 +1,53 @@
+"""Suite-wide fixtures: every test gets its own store, and no real network is ever used."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import pytest
+
+from opencell.observability import facade
+
+REPO = Path(__file__).resolve().parent.parent
+
+SECRET_VARS = (
+    "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "OPENAI_API_KEY", "OPENAI_BASE_URL",
+    "MOONSHOT_API_KEY", "MOONSHOT_BASE_URL", "DISCORD_TOKEN", "SLACK_BOT_TOKEN",
+    "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET", "AGENTOPS_API_KEY", "AGENTOPS_ENABLED",
+    "AGENTOPS_TAGS", "OTEL_EXPORTER_OTLP_ENDPOINT", "OPENCELL_DASHBOARD_TOKEN",
+    "OPENCELL_CONFIG", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy",
+)
+
+
+@pytest.fixture(autouse=True)
+def isolated_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A fresh SQLite store per test, and no provider keys from the developer's shell."""
+    for name in SECRET_VARS:
+        monkeypatch.delenv(name, raising=False)
+    url = f"sqlite:///{tmp_path / 'opencell.db'}"
+    monkeypatch.setenv("OPENCELL_DATABASE_URL", url)
+    yield url
+    current = facade._default
+    facade.install(None)
+    if current is not None:
+        current.close(timeout=2.0)
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment for an `opencell` subprocess: no secrets, no proxies, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k not in SECRET_VARS}
+    env["PYTHONPATH"] = str(REPO)
+    env.update(extra)
+    return env
+
+
+def opencell(*args: str, stdin: str = "", env: Mapping[str, str] | None = None,
+             cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run the real `opencell` command (as `python -m opencell`) and capture its output."""
+    return subprocess.run([sys.executable, "-m", "opencell", *args], input=stdin,
+                          capture_output=True, text=True, env=dict(env or clean_env()),
+                          cwd=cwd or REPO, timeout=timeout, check=False)
