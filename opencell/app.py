@@ -128,12 +128,19 @@ class App:
         await asyncio.gather(*(adapter.finished.wait() for adapter in self.adapters))
 
     async def stop(self, timeout: float = 10.0) -> None:
-        """Refuse new messages, let in-flight turns finish (up to ``timeout``), stop adapters."""
+        """Refuse new messages, let in-flight turns finish and their replies go out (up to
+        ``timeout`` in all), stop the adapters, close sessions as ``shutdown``, flush."""
         if self._stopping:
             return
         self._stopping = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        for adapter in self.adapters:
+            if not await adapter.drain(max(0.0, deadline - loop.time())):
+                log.warning("stop: %d turn(s) still running on %s after %.0fs; cancelling",
+                            adapter.in_flight, adapter.platform, timeout)
         try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
+            await asyncio.wait_for(self._idle.wait(), max(0.0, deadline - loop.time()))
         except TimeoutError:
             log.warning("stop: %d turn(s) still running after %.0fs; cancelling them",
                         self._in_flight, timeout)

@@ -13,6 +13,14 @@ def create_adapter(bot: BotConfig, platform: str) -> Adapter:
         from opencell.adapters.console import ConsoleAdapter
 
         return ConsoleAdapter(bot)
+    if platform == "discord":
+        from opencell.adapters.discord import DiscordAdapter
+
+        return DiscordAdapter(bot)
+    if platform == "slack":
+        from opencell.adapters.slack import SlackAdapter
+
+        return SlackAdapter(bot)
     raise UnsupportedPlatformError(
         f"bot '{bot.name}' names platform '{platform}', which this version of OpenCell "
         "cannot run yet; remove it from platforms: or use `opencell chat` to try the bot "

@@ -72,9 +72,7 @@ class ConsoleAdapter(Adapter):
                 self._counter += 1
                 message = IncomingMessage(key=self.key, text=line, user_id=self.user,
                                           user_name=self.user, message_id=str(self._counter))
-                reply = await deliver(message)
-                if reply is not None:
-                    await self.send(reply)
+                await self.handle(message, deliver)
                 self._show_prompt()
         finally:
             self.finished.set()

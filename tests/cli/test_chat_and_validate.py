@@ -72,12 +72,13 @@ def test_missing_api_key_names_the_variable_and_the_bot() -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_an_unbuilt_platform_is_a_clear_error(tmp_path: Path) -> None:
+def test_an_unknown_platform_is_a_located_error(tmp_path: Path) -> None:
     bot = write_bot(tmp_path, "name: d\nllm: {provider: offline}\nplatforms:\n"
-                              "  discord: {token: abc}\n")
+                              "  telegram: {token: abc}\n")
     result = opencell("run", str(bot))
-    assert result.returncode != 0
-    assert "discord" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 2
+    assert f"{bot}:4: platforms.telegram: unknown field 'telegram'" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_claude_bot_shows_the_fake_models_text(tmp_path: Path,
