@@ -54,7 +54,7 @@ def _main(
 
 
 def _fail(message: str, *, code: int = 1) -> NoReturn:
-    err.print(message, markup=False)
+    err.print(message, markup=False, soft_wrap=True)  # one line per error, never re-wrapped
     raise typer.Exit(code)
 
 
