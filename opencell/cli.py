@@ -5,16 +5,18 @@ Heavy modules (SDKs, the store) are imported inside the commands so ``--help`` s
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import sys
 from collections.abc import Callable, Coroutine
+from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
-from rich.console import Console
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 app = typer.Typer(
     name="opencell",
@@ -23,9 +25,17 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-# Piped output is for files and pipes, not an 80-column screen: let tables be wide there.
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, highlight=False)
+
+
+@cache
+def _console(stderr: bool = False) -> Console:
+    from rich.console import Console
+
+    if stderr:
+        return Console(stderr=True, highlight=False)
+    # Piped output is for files and pipes, not an 80-column screen: let tables be wide there.
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+
 
 ConfigOption = Annotated[
     Path | None,
@@ -54,7 +64,8 @@ def _main(
 
 
 def _fail(message: str, *, code: int = 1) -> NoReturn:
-    err.print(message, markup=False, soft_wrap=True)  # one line per error, never re-wrapped
+    # One line per error, never re-wrapped.
+    _console(stderr=True).print(message, markup=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -63,6 +74,8 @@ def _guarded(run: Callable[[], Coroutine[Any, Any, None]]) -> None:
     from opencell.errors import ConfigError, OpenCellError
 
     try:
+        import asyncio
+
         asyncio.run(run())
     except ConfigError as exc:
         _fail(exc.located(), code=2)
@@ -141,12 +154,12 @@ def validate(
                                               "unique"))
                 continue
             names[result.name] = path
-            out.print(f"[green]ok[/] {path}  bot [bold]{result.name}[/] "
+            _console().print(f"[green]ok[/] {path}  bot [bold]{result.name}[/] "
                       f"({result.type}, {result.llm.provider}/{result.llm.model})")
         else:
-            out.print(f"[green]ok[/] {path}  config")
+            _console().print(f"[green]ok[/] {path}  config")
     for problem in problems:
-        err.print(problem.located(), markup=False, soft_wrap=True)
+        _console(stderr=True).print(problem.located(), markup=False, soft_wrap=True)
     if problems:
         raise typer.Exit(2)
 
@@ -215,7 +228,7 @@ def sessions(
     if as_json:
         _print_json({"sessions": rows, "next_cursor": cursor})
     else:
-        out.print(sessions_table(rows))
+        _console().print(sessions_table(rows))
     store.close()
 
 
@@ -238,7 +251,7 @@ def session(
     if as_json:
         _print_json({**found, "timeline": events})
     else:
-        out.print(session_view(found, events))
+        _console().print(session_view(found, events))
     store.close()
 
 
@@ -262,7 +275,7 @@ def costs(
         total = sum(r.get("cost_usd") or 0.0 for r in rows)
         _print_json({"by": by, "period": period, "total_usd": total, "rows": rows})
     else:
-        out.print(costs_table(rows, by=by, period=period))
+        _console().print(costs_table(rows, by=by, period=period))
     store.close()
 
 

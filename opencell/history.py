@@ -15,20 +15,28 @@ class ConversationHistory:
     final answer. Dropping whole turns keeps every ``tool`` result next to the call it answers.
     """
 
-    __slots__ = ("_turns",)
+    __slots__ = ("_max_turns", "_turns")
 
     def __init__(self, max_turns: int) -> None:
-        self._turns: deque[tuple[ChatMessage, ...]] = deque(maxlen=max_turns)
+        self._max_turns = max_turns
+        # Created on the first turn: an empty deque costs ~600 bytes, and most open
+        # sessions at any moment are idle ones waiting to expire.
+        self._turns: deque[tuple[ChatMessage, ...]] | None = None
 
     def messages(self) -> list[ChatMessage]:
+        if not self._turns:
+            return []
         return [message for turn in self._turns for message in turn]
 
     def add_turn(self, messages: Iterable[ChatMessage]) -> None:
-        if self._turns.maxlen:
-            self._turns.append(tuple(messages))
+        if not self._max_turns:
+            return
+        if self._turns is None:
+            self._turns = deque(maxlen=self._max_turns)
+        self._turns.append(tuple(messages))
 
     def clear(self) -> None:
-        self._turns.clear()
+        self._turns = None
 
     def __len__(self) -> int:
-        return len(self._turns)
+        return len(self._turns) if self._turns else 0

@@ -22,6 +22,7 @@ the kind's own fields (JSON-serialisable, already redacted):
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
 from collections.abc import Mapping
@@ -50,10 +51,25 @@ class Record(NamedTuple):
     success: bool | None = None
 
 
+_id_lock = threading.Lock()
+_last = [0, 0]  # [unix ms, 12-bit counter] of the previous id
+
+
 def new_session_id(now: float | None = None) -> str:
-    """A time-ordered UUIDv7 (RFC 9562) as text: sorts by creation time."""
+    """A time-ordered UUIDv7 (RFC 9562) as text, monotonic within this process.
+
+    Ids made in the same millisecond keep their order through the 12-bit ``rand_a`` field
+    used as a counter (RFC 9562 §6.2, method 1); the rest is random.
+    """
     ms = int((time.time() if now is None else now) * 1000) & 0xFFFF_FFFF_FFFF
-    rand = int.from_bytes(os.urandom(10), "big")
-    value = (ms << 80) | (0x7 << 76) | ((rand >> 64) & 0x0FFF) << 64
-    value |= (0b10 << 62) | (rand & 0x3FFF_FFFF_FFFF_FFFF)
+    with _id_lock:
+        if ms <= _last[0]:
+            ms, counter = _last[0], _last[1] + 1
+            if counter > 0xFFF:
+                ms, counter = ms + 1, 0
+        else:
+            counter = int.from_bytes(os.urandom(2), "big") & 0x7FF  # leave room to count up
+        _last[0], _last[1] = ms, counter
+    rand_b = int.from_bytes(os.urandom(8), "big") & 0x3FFF_FFFF_FFFF_FFFF
+    value = (ms << 80) | (0x7 << 76) | (counter << 64) | (0b10 << 62) | rand_b
     return str(uuid.UUID(int=value))

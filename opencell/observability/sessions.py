@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from opencell.history import ConversationHistory
@@ -49,7 +49,6 @@ class Session:
     """Something in the current turn failed (set by wrappers, e.g. a tool that raised)."""
     last_failed: bool = False
     closed: bool = False
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 current_session: ContextVar[Session | None] = ContextVar("opencell_session", default=None)
@@ -105,6 +104,10 @@ class SessionTracker:
         session.turn_failed = False
         session.deadline = now + self.idle_timeout
         return session
+
+    def touch(self, session: Session) -> None:
+        """Restart a session's idle clock: one float store, no timer juggling."""
+        session.deadline = self._clock() + self.idle_timeout
 
     def release(self, session: Session, *, failed: bool) -> None:
         """The turn is over: remember whether it failed and restart the idle clock."""
