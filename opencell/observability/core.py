@@ -46,6 +46,7 @@ class Observability:
         self.capture_content = capture_content
         self.max_result_chars = max_result_chars
         self.store = store
+        self._recent: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def disabled(cls) -> Observability:
@@ -85,7 +86,21 @@ class Observability:
         """Redacted content, or None when content capture is off."""
         if value is None or not self.capture_content:
             return None
-        return self.redactor.redact(value)
+        return self.redact(value)
+
+    def redact(self, value: str) -> str:
+        """``Redactor.redact`` remembering its last few inputs by identity.
+
+        A turn's texts reach several records as the very same objects (the user's text is the
+        model's prompt and the message's input; the model's answer is the reply), so they are
+        redacted once per turn, not once per record.
+        """
+        for seen, redacted in self._recent:
+            if seen is value:
+                return redacted
+        redacted = self.redactor.redact(value)
+        self._recent = ((value, redacted), *self._recent[:3])
+        return redacted
 
     def _emit(self, kind: Kind, session_id: str, name: str, data: Mapping[str, Any], *,
               ts: float | None = None, duration_ms: float | None = None,
@@ -145,11 +160,10 @@ class Observability:
             data |= {"stop_reason": response.stop_reason, "request_id": response.request_id,
                      "tool_calls": [c.name for c in response.tool_calls]}
             if self.capture_content:
-                data["completion"] = self.redactor.redact(response.text)
+                data["completion"] = self.redact(response.text)
         if request is not None and self.capture_content and request.messages:
             last = request.messages[-1]
-            data["prompt_last"] = {"role": last.role, "content": self.redactor.redact(
-                last.content[: self.max_result_chars])}
+            data["prompt_last"] = {"role": last.role, "content": self.redact(last.content)}
         if error is not None:
             data["error"] = self.redactor.redact(f"{type(error).__name__}: {error}")
             data["request_id"] = getattr(error, "request_id", None)
