@@ -1,0 +1,244 @@
+"""Turns a batch of records into what one store transaction writes (pure Python, no SQL).
+
+One pass over the records yields: new session rows (``session_start``), event rows, one
+running-total delta per touched session, session ends, and LLM usage for the cost rollups.
+Every value is coerced to the column's type and length here, so a malformed record (facade
+misuse) is rejected alone and cannot poison the batch it travels in.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from opencell.observability.records import Record
+
+EventRow = tuple[str, float, str, str, float | None, bool | None, str]
+"""(session id, ts, kind, name, duration_ms, success, data as JSON text)."""
+
+
+@dataclass(slots=True)
+class Totals:
+    """What one batch adds to one session's running totals."""
+
+    messages: int = 0
+    llm_calls: int = 0
+    tool_calls: int = 0
+    errors: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_usd: float = 0.0
+    unpriced_calls: int = 0
+    last_activity: float | None = None
+    last_turn_failed: bool | None = None
+    """From the batch's latest ``message`` record; None = no message, keep the stored value."""
+    last_message_ts: float = -math.inf
+
+
+@dataclass(slots=True)
+class SessionEnd:
+    """A ``session_end`` record: what it sets on the session row."""
+
+    session_id: str
+    ts: float
+    reason: str
+    status: str | None
+    metadata: str
+
+
+@dataclass(slots=True)
+class Usage:
+    """One priced (or unpriced) LLM call, for the daily cost rollups."""
+
+    session_id: str
+    day: str
+    provider: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    cost_usd: float | None
+
+
+@dataclass(slots=True)
+class BatchPlan:
+    """Everything one ``write_batch`` transaction writes."""
+
+    starts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    events: list[EventRow] = field(default_factory=list)
+    totals: dict[str, Totals] = field(default_factory=dict)
+    ends: list[SessionEnd] = field(default_factory=list)
+    usage: list[Usage] = field(default_factory=list)
+    rejected: int = 0
+    """Records that could not be read at all (not a Record, no usable ts or session id)."""
+
+
+def _fallback(value: object) -> str:
+    return str(value)
+
+
+_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_fallback)
+_c_encoder = None
+if json.encoder.c_make_encoder is not None:  # type: ignore[attr-defined]
+    # The C encoder built once: JSONEncoder.encode rebuilds it on every call, which is half
+    # the cost of encoding a message-sized record. No circular-reference markers: a cycle
+    # ends in RecursionError, handled below like any unserialisable value.
+    _c_encoder = json.encoder.c_make_encoder(  # type: ignore[attr-defined]
+        None, _fallback, json.encoder.encode_basestring, None, ":", ",", False, False, True)
+
+
+def to_json(value: object) -> str:
+    """JSON text for a record's data; anything unserialisable is stored as its ``str``."""
+    try:
+        if _c_encoder is not None:
+            return "".join(_c_encoder(value, 0))
+        return _encoder.encode(value)
+    except (ValueError, TypeError, RecursionError):
+        return _encoder.encode({"unserializable": str(value)[:2000]})
+
+
+def text(value: object, limit: int = 200) -> str | None:
+    """A string column value: None stays None, anything else is ``str`` cut to ``limit``."""
+    if value is None:
+        return None
+    out = value if type(value) is str else str(value)
+    return out if len(out) <= limit else out[:limit]
+
+
+def count(value: object) -> int:
+    """A token count: missing, negative or unreadable counts as 0."""
+    if type(value) is int:
+        return value if value > 0 else 0
+    try:
+        number = int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError, OverflowError):
+        return 0
+    return number if number > 0 else 0
+
+
+def money(value: object) -> float | None:
+    """A cost in USD, or None when unpriced or unreadable."""
+    if value is None:
+        return None
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+_days: dict[int, str] = {}
+
+
+def utc_day(ts: float) -> str:
+    """``YYYY-MM-DD`` of ``ts`` in UTC."""
+    key = int(ts // 86400)
+    day = _days.get(key)
+    if day is None:
+        day = _days[key] = time.strftime("%Y-%m-%d", time.gmtime(key * 86400))
+    return day
+
+
+def plan_batch(records: Sequence[Record], owner: str) -> BatchPlan:
+    """Read ``records`` once into a :class:`BatchPlan` (``owner`` goes on new session rows)."""
+    plan = BatchPlan()
+    for record in records:
+        try:
+            _plan_one(plan, record, owner)
+        except Exception:  # noqa: BLE001 - one bad record must not sink the batch
+            plan.rejected += 1
+    return plan
+
+
+def _plan_one(plan: BatchPlan, record: Record, owner: str) -> None:
+    # Runs once per stored event: the common case (well-formed values) takes no conversions.
+    kind, session_id, ts, name, data, duration_ms, success = record
+    if type(session_id) is not str or len(session_id) > 64:
+        session_id = str(session_id)[:64]
+    if type(ts) is not float:
+        ts = float(ts)
+    if not session_id or not math.isfinite(ts):
+        raise ValueError("record without a session id or a usable timestamp")
+    if type(kind) is not str or len(kind) > 32:
+        kind = str(kind)[:32]  # type: ignore[assignment]
+    if type(name) is not str or len(name) > 300:
+        name = text(name, 300) or ""
+    if type(data) is not dict and not isinstance(data, Mapping):
+        data = {"data": data}
+    if duration_ms is not None and type(duration_ms) is not float:
+        duration_ms = float(duration_ms)
+    if success is not None and type(success) is not bool:
+        success = bool(success)
+    if kind == "session_end":
+        status = data.get("status")
+        ending = SessionEnd(session_id, ts, text(data.get("reason") or name, 40) or "explicit",
+                            status if status in ("success", "failed") else None,
+                            to_json(data.get("metadata") or {}))
+        plan.events.append((session_id, ts, kind, name, duration_ms, success, to_json(data)))
+        plan.ends.append(ending)
+        return
+    # Everything that could still fail on odd values happens before the event is planned.
+    start = _session_row(session_id, ts, name, data, owner) if kind == "session_start" else None
+    plan.events.append((session_id, ts, kind, name, duration_ms, success, to_json(data)))
+    totals = plan.totals.get(session_id)
+    if totals is None:
+        totals = plan.totals[session_id] = Totals(last_activity=ts)
+    elif ts > totals.last_activity:  # type: ignore[operator]
+        totals.last_activity = ts
+    if kind == "message":
+        totals.messages += 1
+        if ts >= totals.last_message_ts:
+            totals.last_message_ts = ts
+            totals.last_turn_failed = success is False
+    elif kind == "llm_call":
+        _plan_llm_call(plan, totals, session_id, ts, data)
+    elif kind == "tool_call":
+        totals.tool_calls += 1
+    elif kind == "error":
+        totals.errors += 1
+    elif start is not None:
+        plan.starts[session_id] = start
+
+
+def _plan_llm_call(plan: BatchPlan, totals: Totals, session_id: str, ts: float,
+                   data: Mapping[str, Any]) -> None:
+    usage = Usage(session_id, utc_day(ts), text(data.get("provider")) or "",
+                  text(data.get("model")) or "", count(data.get("input_tokens")),
+                  count(data.get("output_tokens")), count(data.get("cache_read_tokens")),
+                  count(data.get("cache_write_tokens")), money(data.get("cost_usd")))
+    totals.llm_calls += 1
+    totals.input_tokens += usage.input_tokens
+    totals.output_tokens += usage.output_tokens
+    totals.cache_read_tokens += usage.cache_read_tokens
+    totals.cache_write_tokens += usage.cache_write_tokens
+    if usage.cost_usd is not None:
+        totals.cost_usd += usage.cost_usd
+    elif "cost_usd" in data:
+        # Unpriced means "usage known, price unknown"; a call that failed before any
+        # usage came back carries no cost_usd at all and is not unpriced.
+        totals.unpriced_calls += 1
+    plan.usage.append(usage)
+
+
+def _session_row(session_id: str, ts: float, name: str, data: Mapping[str, Any],
+                 owner: str) -> dict[str, Any]:
+    tags = data.get("tags") or []
+    if isinstance(tags, str) or not isinstance(tags, Sequence):
+        tags = [tags]
+    return {
+        "id": session_id, "bot": text(data.get("bot") or name) or "",
+        "bot_type": text(data.get("bot_type"), 40), "platform": text(data.get("platform"), 40),
+        "workspace": text(data.get("workspace")), "channel": text(data.get("channel")),
+        "thread": text(data.get("thread")), "user_id": text(data.get("user_id")),
+        "user_name": text(data.get("user_name")),
+        "conversation_key": text(data.get("key"), 2000), "owner": owner, "status": "open",
+        "started_at": ts, "last_activity": ts, "tags": to_json([str(t) for t in tags]),
+        "metadata": to_json(data.get("metadata") or {}),
+    }

@@ -1,0 +1,227 @@
+"""The store's tables as they are now, and the forward migrations that build them.
+
+``METADATA`` describes the current schema for queries; it is never ``create_all``-ed. The
+database is built and upgraded only by ``MIGRATIONS`` (step *n* takes version *n-1* to *n*),
+so a file written by an older OpenCell is upgraded in place when opened, and one written by a
+newer OpenCell is refused with a clear error. Add a step, never edit one that has shipped.
+
+Sessions have an integer surrogate key ``seq`` that events point at: an integer index over
+``(session_seq, id)`` takes events about twice as fast as one over 36-character UUID text
+(measured on raw SQLite with 1,000 open sessions: ~158k vs ~88k rows/s).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from opencell.errors import StoreError
+from opencell.observability._dialect import Dialect
+
+Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+"""64-bit keys; plain INTEGER on SQLite so the column is the rowid."""
+
+METADATA = sa.MetaData()
+
+sessions = sa.Table(
+    "sessions", METADATA,
+    sa.Column("seq", Id, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(64), nullable=False, unique=True),
+    sa.Column("bot", sa.String(200), nullable=False, server_default=""),
+    sa.Column("bot_type", sa.String(40)),
+    sa.Column("platform", sa.String(40)),
+    sa.Column("workspace", sa.String(200)),
+    sa.Column("channel", sa.String(200)),
+    sa.Column("thread", sa.String(200)),
+    sa.Column("user_id", sa.String(200)),
+    sa.Column("user_name", sa.String(200)),
+    sa.Column("conversation_key", sa.Text),
+    sa.Column("owner", sa.String(300), nullable=False, server_default=""),
+    sa.Column("status", sa.String(16), nullable=False, server_default="open"),
+    sa.Column("end_reason", sa.String(40)),
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("last_activity", sa.Float, nullable=False),
+    sa.Column("ended_at", sa.Float),
+    sa.Column("duration_ms", sa.Float),
+    sa.Column("messages", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("llm_calls", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("tool_calls", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("errors", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("input_tokens", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("output_tokens", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("cost_usd", sa.Float, nullable=False, server_default="0"),
+    sa.Column("unpriced_calls", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_turn_failed", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("tags", sa.Text, nullable=False, server_default="[]"),
+    sa.Column("metadata", sa.Text, nullable=False, server_default="{}"),
+    # v2
+    sa.Column("cache_read_tokens", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("cache_write_tokens", sa.BigInteger, nullable=False, server_default="0"),
+)
+
+events = sa.Table(
+    "events", METADATA,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("session_seq", Id, nullable=False),
+    sa.Column("ts", sa.Float, nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("name", sa.String(300), nullable=False, server_default=""),
+    sa.Column("duration_ms", sa.Float),
+    sa.Column("success", sa.Boolean),
+    sa.Column("data", sa.Text, nullable=False, server_default="{}"),
+)
+"""``id`` grows with every insert (SQLite: the rowid, max + 1; no AUTOINCREMENT keyword, which
+costs ~10% of insert speed). Ids are not reused as long as the newest events are never
+deleted: retention removes the oldest, so "the last id an exporter sent" stays meaningful."""
+
+ROLLUP_KEYS = ("day", "bot", "user_id", "platform", "provider", "model")
+
+cost_rollups = sa.Table(
+    "cost_rollups", METADATA,
+    *(sa.Column(key, sa.String(200), primary_key=True) for key in ROLLUP_KEYS),
+    sa.Column("calls", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("input_tokens", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("output_tokens", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("cost_usd", sa.Float, nullable=False, server_default="0"),
+    sa.Column("unpriced_calls", sa.Integer, nullable=False, server_default="0"),
+    # v2
+    sa.Column("cache_read_tokens", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("cache_write_tokens", sa.BigInteger, nullable=False, server_default="0"),
+)
+
+schema_version = sa.Table(
+    "opencell_schema", METADATA,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("version", sa.Integer, nullable=False),
+)
+
+DURATION_SORT = sa.func.coalesce(sessions.c.duration_ms, sa.literal_column("-1"))
+"""How sessions sort by duration: open sessions (no duration yet) come last when descending."""
+
+
+# ----------------------------------------------------------------- migrations
+
+def _v1_base_tables(conn: Connection, dialect: Dialect) -> None:
+    """Sessions, events, daily cost rollups and the listing indexes (no cache tokens).
+
+    Spelled out rather than derived from the current tables: a shipped step never changes.
+    """
+    md = sa.MetaData()
+    text, num, big = sa.String, sa.Integer, sa.BigInteger
+
+    def zero(name: str, kind: type[sa.Integer] = num) -> sa.Column[int]:
+        return sa.Column(name, kind, nullable=False, server_default="0")
+
+    s = sa.Table(
+        "sessions", md,
+        sa.Column("seq", Id, primary_key=True, autoincrement=True),
+        sa.Column("id", text(64), nullable=False, unique=True),
+        sa.Column("bot", text(200), nullable=False, server_default=""),
+        sa.Column("bot_type", text(40)), sa.Column("platform", text(40)),
+        sa.Column("workspace", text(200)), sa.Column("channel", text(200)),
+        sa.Column("thread", text(200)), sa.Column("user_id", text(200)),
+        sa.Column("user_name", text(200)), sa.Column("conversation_key", sa.Text),
+        sa.Column("owner", text(300), nullable=False, server_default=""),
+        sa.Column("status", text(16), nullable=False, server_default="open"),
+        sa.Column("end_reason", text(40)),
+        sa.Column("started_at", sa.Float, nullable=False),
+        sa.Column("last_activity", sa.Float, nullable=False),
+        sa.Column("ended_at", sa.Float), sa.Column("duration_ms", sa.Float),
+        zero("messages"), zero("llm_calls"), zero("tool_calls"), zero("errors"),
+        zero("input_tokens", big), zero("output_tokens", big),
+        sa.Column("cost_usd", sa.Float, nullable=False, server_default="0"),
+        zero("unpriced_calls"),
+        sa.Column("last_turn_failed", sa.Boolean, nullable=False, server_default=sa.false()),
+        sa.Column("tags", sa.Text, nullable=False, server_default="[]"),
+        sa.Column("metadata", sa.Text, nullable=False, server_default="{}"),
+    )
+    e = sa.Table(
+        "events", md,
+        sa.Column("id", Id, primary_key=True, autoincrement=True),
+        sa.Column("session_seq", Id, nullable=False),
+        sa.Column("ts", sa.Float, nullable=False),
+        sa.Column("kind", text(32), nullable=False),
+        sa.Column("name", text(300), nullable=False, server_default=""),
+        sa.Column("duration_ms", sa.Float), sa.Column("success", sa.Boolean),
+        sa.Column("data", sa.Text, nullable=False, server_default="{}"),
+    )
+    sa.Table(
+        "cost_rollups", md,
+        *(sa.Column(key, text(200), primary_key=True) for key in ROLLUP_KEYS),
+        zero("calls"), zero("input_tokens", big), zero("output_tokens", big),
+        sa.Column("cost_usd", sa.Float, nullable=False, server_default="0"),
+        zero("unpriced_calls"),
+    )
+    sa.Table(
+        "opencell_schema", md,
+        sa.Column("id", num, primary_key=True, autoincrement=False),
+        sa.Column("version", num, nullable=False),
+    )
+    sa.Index("ix_sessions_started", s.c.started_at, s.c.id)
+    sa.Index("ix_sessions_bot", s.c.bot, s.c.started_at, s.c.id)
+    sa.Index("ix_sessions_user", s.c.user_id, s.c.started_at, s.c.id)
+    sa.Index("ix_sessions_status", s.c.status, s.c.started_at, s.c.id)
+    sa.Index("ix_events_session", e.c.session_seq, e.c.id)
+    sa.Index("ix_events_kind_ts", e.c.kind, e.c.ts)
+    md.create_all(conn)
+
+
+def _v2_cache_tokens_and_sort_indexes(conn: Connection, dialect: Dialect) -> None:
+    """Cache-read/write token totals; indexes to list sessions by cost and by duration."""
+    for table in ("sessions", "cost_rollups"):
+        for column in ("cache_read_tokens", "cache_write_tokens"):
+            conn.execute(sa.text(
+                f"ALTER TABLE {table} ADD COLUMN {column} BIGINT NOT NULL DEFAULT 0"))
+    md = sa.MetaData()
+    s = sa.Table("sessions", md, sa.Column("id"), sa.Column("cost_usd"), sa.Column("duration_ms"))
+    sa.Index("ix_sessions_cost", s.c.cost_usd, s.c.id).create(conn)
+    sa.Index("ix_sessions_duration",
+             sa.func.coalesce(s.c.duration_ms, sa.literal_column("-1")), s.c.id).create(conn)
+
+
+Migration = Callable[[Connection, Dialect], None]
+
+MIGRATIONS: list[Migration] = [_v1_base_tables, _v2_cache_tokens_and_sort_indexes]
+"""Step *n* (1-based) upgrades a version *n-1* database to version *n*."""
+
+LATEST = len(MIGRATIONS)
+
+
+def current_version(conn: Connection) -> int:
+    """The schema version stored in the database (0 for an empty database)."""
+    inspector = sa.inspect(conn)
+    if not inspector.has_table("opencell_schema"):
+        if inspector.has_table("sessions") or inspector.has_table("events"):
+            raise StoreError("the database has OpenCell-like tables but no schema version; "
+                             "point OPENCELL_DATABASE_URL at a new database")
+        return 0
+    version = conn.execute(sa.select(schema_version.c.version)).scalar()
+    return int(version or 0)
+
+
+def check_version(version: int) -> None:
+    """Refuse a database written by a newer OpenCell."""
+    if version > LATEST:
+        raise StoreError(
+            f"the database schema is version {version}, newer than this OpenCell knows "
+            f"({LATEST}); upgrade OpenCell, or point OPENCELL_DATABASE_URL at another database")
+
+
+def upgrade(conn: Connection, dialect: Dialect, target: int = LATEST) -> tuple[int, int]:
+    """Apply the missing steps up to ``target`` inside the caller's transaction.
+
+    Returns (version before, version after). Raises ``StoreError`` for a newer database.
+    """
+    dialect.lock_schema(conn)
+    before = current_version(conn)
+    check_version(before)
+    for step in range(before, min(target, LATEST)):
+        MIGRATIONS[step](conn, dialect)
+        version = step + 1
+        if step == 0:
+            conn.execute(schema_version.insert().values(id=1, version=version))
+        else:
+            conn.execute(schema_version.update().values(version=version))
+    return before, max(before, min(target, LATEST))

@@ -1,0 +1,390 @@
+"""The local store of sessions, events and cost rollups (SQLAlchemy Core; SQLite or PostgreSQL).
+
+``Store.open(url)`` creates or upgrades the schema. The recorder's writer thread calls
+``write_batch`` (one transaction per batch); the CLI and dashboard call the read methods,
+which return plain JSON-ready dicts (ISO 8601 UTC timestamps, tags as lists). All methods are
+safe to call from several threads; ``sqlite:///:memory:`` is for single-threaded use only.
+
+Decisions a caller may notice:
+
+- Records of a session that has no row (no ``session_start`` was stored: facade misuse, or the
+  database file was deleted while the session was open) are kept: a *placeholder* session row
+  is created (empty bot, ``metadata.placeholder = true``), counted in ``stats()`` and logged.
+  A later ``session_start`` for that id fills the placeholder in.
+- A SQLite database file deleted (or replaced) while the store is open is noticed on the next
+  call: the store drops its connections and its stale ``-wal``/``-shm`` files, and recreates
+  the schema in a new file. What the deleted file held is gone; later events land in the new
+  file (their open sessions as placeholders). Writing on into the unlinked file would lose
+  everything silently when the process exits.
+- A second ``session_end`` for a session is stored as an event but does not change the row.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Connection, Engine
+
+from opencell.errors import StoreError
+from opencell.observability import _queries as queries
+from opencell.observability._batch import BatchPlan, plan_batch, to_json
+from opencell.observability._dialect import WRITE, Dialect, dialect_for, remove_stale_wal
+from opencell.observability._owner import owner_is_alive, process_owner
+from opencell.observability._schema import (
+    LATEST,
+    check_version,
+    cost_rollups,
+    current_version,
+    events,
+    sessions,
+    upgrade,
+)
+from opencell.observability._writes import SessionInfo, Statements, resolve_sessions, rollup_rows
+from opencell.observability.records import Record
+
+log = logging.getLogger("opencell.store")
+
+_CACHE_SIZE = 20_000
+
+
+class Store:
+    """Sessions with running totals, their events, and daily cost rollups."""
+
+    def __init__(self, engine: Engine, dialect: Dialect, url: URL) -> None:
+        """Use :meth:`Store.open`."""
+        self._engine = engine
+        self._dialect = dialect
+        self.url = url.render_as_string(hide_password=True)
+        """The database URL, password hidden."""
+        self._lock = threading.RLock()
+        self._sql = Statements(dialect)
+        self._cache: OrderedDict[str, SessionInfo] = OrderedDict()
+        self._file_id: tuple[int, int] | None = None
+        self._placeholders = 0
+        self._rejected = 0
+        self._recreated = 0
+        self._last_warning: dict[str, float] = {}
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine (for instrumentation and tests; do not write through it)."""
+        return self._engine
+
+    # ------------------------------------------------------------ opening
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        """Open (creating or upgrading) the store at ``url``.
+
+        ``sqlite:///path/to/file.db`` (the parent directory is created) or
+        ``postgresql+psycopg://…``. Raises ``StoreError`` when the URL is unusable, the
+        database cannot be reached, or its schema is newer than this OpenCell.
+        """
+        dialect, parsed = dialect_for(url)
+        safe_url = parsed.render_as_string(hide_password=True)
+        try:
+            engine = dialect.create_engine(parsed)
+        except Exception as exc:  # noqa: BLE001 - e.g. a missing driver, an unwritable dir
+            raise StoreError(f"cannot open the store at {safe_url}: {exc}") from exc
+        store = cls(engine, dialect, parsed)
+        try:
+            store._migrate()
+        except StoreError:
+            store.close()
+            raise
+        except (sa.exc.SQLAlchemyError, OSError) as exc:
+            store.close()
+            raise StoreError(f"cannot open the store at {safe_url}: {_reason(exc)}") from exc
+        return store
+
+    def close(self) -> None:
+        """Close every pooled connection. The store can be used again (it reconnects)."""
+        self._dialect.close()
+        self._engine.dispose()
+
+    def _migrate(self) -> None:
+        with self._engine.connect() as conn:
+            version = current_version(conn)
+        check_version(version)
+        if version < LATEST:
+            with self._writing() as conn:
+                before, after = upgrade(conn, self._dialect)
+            if before:
+                log.info("store schema upgraded url=%s from=%d to=%d", self.url, before, after)
+        self._file_id = self._current_file_id()
+
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        with self._engine.connect() as conn:
+            conn.execution_options(**{WRITE: True})
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        try:
+            self._ensure_file()
+            with self._engine.connect() as conn:
+                yield conn
+        except (sa.exc.SQLAlchemyError, OSError) as exc:
+            raise StoreError(f"cannot read the store at {self.url}: {_reason(exc)}") from exc
+
+    def _current_file_id(self) -> tuple[int, int] | None:
+        path = self._dialect.file_path()
+        if path is None:
+            return None
+        try:
+            stat = os.stat(path)
+        except FileNotFoundError:
+            return None
+        return stat.st_dev, stat.st_ino
+
+    def _ensure_file(self) -> None:
+        """Notice a deleted or replaced SQLite file and start a fresh one (see module doc)."""
+        path = self._dialect.file_path()
+        if path is None or self._current_file_id() == self._file_id is not None:
+            return
+        with self._lock:
+            found = self._current_file_id()
+            if found is not None and found == self._file_id:
+                return
+            log.warning("store file %s url=%s action=recreating_schema",
+                        "missing" if found is None else "replaced", self.url)
+            self._engine.dispose()
+            if found is None:
+                remove_stale_wal(path)
+                path.parent.mkdir(parents=True, exist_ok=True)
+            self._cache.clear()
+            self._recreated += 1
+            self._migrate()
+
+    # ------------------------------------------------------------ writing
+
+    def write_batch(self, records: Sequence[Record]) -> None:
+        """Store ``records`` in one transaction: events, session rows and totals, rollups.
+
+        Raises whatever the database raises (locked, disk full …): nothing of the batch is
+        then stored, and the caller (the recorder) retries the same batch later.
+        """
+        if not records:
+            return
+        owner = process_owner()
+        plan = plan_batch(records, owner)
+        if plan.rejected:
+            self._rejected += plan.rejected
+            self._warn("rejected", "records rejected count=%d total=%d reason=unreadable",
+                       plan.rejected, self._rejected)
+        if not plan.events:
+            return
+        with self._lock:
+            self._ensure_file()
+            with self._writing() as conn:
+                infos, new_placeholders = resolve_sessions(conn, self._sql, plan, self._cache,
+                                                           owner)
+                self._write_plan(conn, plan, infos)
+            for session_id, info in infos.items():
+                self._remember(session_id, info)
+            for end in plan.ends:
+                self._cache.pop(end.session_id, None)
+        self._dialect.after_write()
+        if new_placeholders:
+            self._placeholders += len(new_placeholders)
+            self._warn("placeholder", "session placeholder created count=%d total=%d first=%s "
+                       "reason=records_without_session_start", len(new_placeholders),
+                       self._placeholders, new_placeholders[0])
+
+    def _write_plan(self, conn: Connection, plan: BatchPlan, infos: dict[str, SessionInfo]) -> None:
+        sql = self._sql
+        sql.insert_events(conn, [(infos[sid][0], ts, kind, name, duration, ok, data)
+                                 for sid, ts, kind, name, duration, ok, data in plan.events])
+        if plan.totals:
+            conn.execute(sql.add_totals, [
+                {"b_seq": infos[sid][0], "b_messages": t.messages, "b_llm_calls": t.llm_calls,
+                 "b_tool_calls": t.tool_calls, "b_errors": t.errors,
+                 "b_input_tokens": t.input_tokens, "b_output_tokens": t.output_tokens,
+                 "b_cache_read_tokens": t.cache_read_tokens,
+                 "b_cache_write_tokens": t.cache_write_tokens, "b_cost_usd": t.cost_usd,
+                 "b_unpriced_calls": t.unpriced_calls, "b_last_activity": t.last_activity,
+                 "b_last_turn_failed": t.last_turn_failed}
+                for sid, t in plan.totals.items()])
+        if plan.ends:
+            conn.execute(sql.end_session, [
+                {"b_seq": infos[e.session_id][0], "b_status": e.status, "b_reason": e.reason,
+                 "b_ended_at": e.ts, "b_metadata": e.metadata} for e in plan.ends])
+        if plan.usage:
+            conn.execute(sql.add_rollups, rollup_rows(plan.usage, infos))
+
+    def _remember(self, session_id: str, info: SessionInfo) -> None:
+        self._cache[session_id] = info
+        self._cache.move_to_end(session_id)
+        if len(self._cache) > _CACHE_SIZE:
+            self._cache.popitem(last=False)
+
+    def _warn(self, key: str, message: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self._last_warning.get(key, -1e9) >= 10.0:
+            self._last_warning[key] = now
+            log.warning(message, *args)
+
+    # ------------------------------------------------------------ reading
+
+    def list_sessions(
+        self, *, bot: str | None = None, user: str | None = None, platform: str | None = None,
+        status: str | None = None, tag: str | None = None, since: float | None = None,
+        until: float | None = None, q: str | None = None,
+        sort: queries.SessionSort = "started_at", descending: bool = True, limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of sessions and the cursor of the next page (None on the last page).
+
+        ``user`` matches the user id or name; ``q`` a session id prefix, user id or user name;
+        ``since``/``until`` bound ``started_at`` (epoch seconds, until exclusive). Sorting by
+        ``duration`` puts open sessions (no duration yet) last when descending. Keyset
+        pagination: pass the returned cursor with the same filters and sort.
+        """
+        limit = max(1, min(int(limit), 1000))
+        stmt = queries.list_query(self._dialect, bot=bot, user=user, platform=platform,
+                                  status=status, tag=tag, since=since, until=until, q=q,
+                                  sort=sort, descending=descending, limit=limit, cursor=cursor)
+        with self._reading() as conn:
+            rows = conn.execute(stmt).mappings().all()
+        page = rows[:limit]
+        next_cursor = None
+        if len(rows) > limit:
+            last = page[-1]
+            next_cursor = queries.encode_cursor(sort, descending, float(last["sort_value"]),
+                                                last["id"])
+        return [queries.session_dict(_without_sort_value(row)) for row in page], next_cursor
+
+    def get_session(self, id_or_prefix: str) -> dict[str, Any] | None:
+        """The session with this id, or the only one whose id starts with it.
+
+        None when nothing matches; ``StoreError`` when a prefix matches several sessions.
+        """
+        text = id_or_prefix.strip().lower()
+        if not text:
+            return None
+        s = sessions.c
+        with self._reading() as conn:
+            row = conn.execute(sa.select(*queries.SESSION_COLUMNS).where(s.id == text)) \
+                .mappings().first()
+            if row is None:
+                by_prefix = sa.select(*queries.SESSION_COLUMNS).where(
+                    self._dialect.prefix_match(s.id, text))
+                rows = conn.execute(self._dialect.limit(by_prefix, 2)).mappings().all()
+                if len(rows) > 1:
+                    raise StoreError(f"'{id_or_prefix}' matches several sessions; "
+                                     "give more characters of the id")
+                row = rows[0] if rows else None
+        return None if row is None else queries.session_dict(row)
+
+    def timeline(self, session_id: str) -> list[dict[str, Any]]:
+        """The session's events in the order they were recorded ([] for an unknown id)."""
+        s, e = sessions.c, events.c
+        stmt = (sa.select(*queries.EVENT_COLUMNS)
+                .join_from(events, sessions, e.session_seq == s.seq)
+                .where(s.id == session_id).order_by(e.id))
+        with self._reading() as conn:
+            return [queries.event_dict(row) for row in conn.execute(stmt).mappings()]
+
+    def costs(self, by: queries.CostDimension = "bot", period: queries.Period = "day",
+              now: float | None = None) -> list[dict[str, Any]]:
+        """Cost totals per ``by`` over the UTC day, ISO week or month holding ``now``.
+
+        Rows ``{key, calls, input_tokens, output_tokens, cache_read_tokens,
+        cache_write_tokens, cost_usd, unpriced_calls}``, most expensive first; ``key`` is None
+        for calls with no known user/provider/model.
+        """
+        first, last = queries.period_days(period, time.time() if now is None else now)
+        stmt = queries.costs_query(by, first, last)
+        with self._reading() as conn:
+            return [queries.cost_row(row) for row in conn.execute(stmt).mappings()]
+
+    def open_sessions(self) -> list[dict[str, Any]]:
+        """Every session still open, newest first."""
+        s = sessions.c
+        stmt = (sa.select(*queries.SESSION_COLUMNS).where(s.status == "open")
+                .order_by(s.started_at.desc(), s.id.desc()))
+        with self._reading() as conn:
+            return [queries.session_dict(row) for row in conn.execute(stmt).mappings()]
+
+    def stats(self) -> dict[str, Any]:
+        """Counts: sessions per status, events, rollup rows, and what this store repaired."""
+        s = sessions.c
+        with self._reading() as conn:
+            by_status = {row.status: int(row.n) for row in conn.execute(
+                sa.select(s.status, sa.func.count().label("n")).group_by(s.status))}
+            n_events = conn.execute(sa.select(sa.func.count()).select_from(events)).scalar()
+            n_rollups = conn.execute(sa.select(sa.func.count()).select_from(cost_rollups)).scalar()
+            version = current_version(conn)
+        return {"url": self.url, "schema_version": version,
+                "sessions": sum(by_status.values()), "sessions_by_status": by_status,
+                "events": int(n_events or 0), "cost_rollup_rows": int(n_rollups or 0),
+                "placeholder_sessions": self._placeholders, "rejected_records": self._rejected,
+                "files_recreated": self._recreated}
+
+    # ------------------------------------------------------------ crash recovery
+
+    def close_orphans(self, is_alive: Callable[[str], bool]) -> list[str]:
+        """Close open sessions whose owner process is judged dead (``is_alive(owner)``).
+
+        Each is ended with reason ``interrupted`` at its last activity, status ``failed`` if
+        its last turn failed else ``success``, and gets a ``session_end`` event. An
+        ``is_alive`` that raises counts as alive. Returns the closed sessions' ids.
+        """
+        s = sessions.c
+        with self._reading() as conn:
+            rows = conn.execute(sa.select(s.seq, s.id, s.owner, s.last_activity,
+                                          s.last_turn_failed).where(s.status == "open")).all()
+        verdicts: dict[str, bool] = {}
+        dead = []
+        for row in rows:
+            if row.owner not in verdicts:
+                try:
+                    verdicts[row.owner] = bool(is_alive(row.owner))
+                except Exception:  # noqa: BLE001 - unknowable counts as alive
+                    verdicts[row.owner] = True
+            if not verdicts[row.owner]:
+                dead.append(row)
+        closed: list[str] = []
+        if not dead:
+            return closed
+        with self._lock:
+            with self._writing() as conn:
+                for row in dead:
+                    status = "failed" if row.last_turn_failed else "success"
+                    done = conn.execute(self._sql.close_orphan, {
+                        "b_seq": row.seq, "b_status": status, "b_ended_at": row.last_activity})
+                    if done.rowcount:
+                        conn.execute(events.insert(), {
+                            "session_seq": row.seq, "ts": row.last_activity,
+                            "kind": "session_end", "name": "interrupted",
+                            "success": status == "success", "data": to_json({
+                                "reason": "interrupted", "status": status,
+                                "metadata": {"owner": row.owner}})})
+                        closed.append(row.id)
+            for session_id in closed:
+                self._cache.pop(session_id, None)
+        return closed
+
+
+def _without_sort_value(row: Any) -> dict[str, Any]:
+    out = dict(row)
+    out.pop("sort_value", None)
+    return out
+
+
+def _reason(exc: Exception) -> str:
+    orig = getattr(exc, "orig", None)
+    return str(orig if orig is not None else exc).replace("\n", " ")
+
+
+__all__ = ["Store", "StoreError", "owner_is_alive", "process_owner"]
