@@ -238,3 +238,33 @@ def test_kill_9_leaves_durable_events_and_the_next_start_closes_the_session(
     assert [e["kind"] for e in timeline] == ["session_start", "llm_call", "message",
                                              "session_end"]
     assert timeline[2]["input"] == "remember me"
+
+
+async def test_bot_keeps_answering_while_the_store_is_locked(tmp_path: Path,
+                                                             isolated_store: str) -> None:
+    import sqlite3
+
+    obs = observability(isolated_store)
+    config = BotConfig(name="t", llm=LLMConfig(provider="offline"))
+    runtime = BotRuntime(config, llm=FunctionLLM(lambda r: "still here"), observability=obs)
+    await runtime.dispatch(message("before"))
+    assert obs.recorder.flush(5.0)
+
+    blocker = sqlite3.connect(tmp_path / "opencell.db", timeout=0)
+    blocker.execute("BEGIN EXCLUSIVE")  # as root, chmod would not stop writes; a lock does
+    try:
+        for i in range(20):
+            reply_ = await runtime.dispatch(message(f"during {i}"))
+            assert reply_ is not None and reply_.text == "still here"
+        assert not obs.recorder.flush(0.5)  # nothing can land while the lock is held
+        assert obs.recorder.stats.failures >= 1
+    finally:
+        blocker.rollback()
+        blocker.close()
+    assert obs.recorder.flush(10.0)
+    await runtime.aclose()
+    obs.close()
+    assert obs.recorder.stats.dropped == 0
+    store = read(isolated_store)
+    session = only_session(store)
+    assert session["messages"] == 21 and session["llm_calls"] == 21
