@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from opencell.config import BotConfig
@@ -80,7 +79,8 @@ class BotRuntime:
             **tracker_clock)
         self.chain = MiddlewareChain(self.handle, [
             ErrorsMiddleware(),
-            IgnoreSelfMiddleware(),
+            # Other bots are filtered by each adapter, per its platform's ignore_bots setting.
+            IgnoreSelfMiddleware(ignore_bots=False),
             ObservabilityMiddleware(self.sessions, observability,
                                     end_command=session.end_command),
             *middleware,
@@ -98,26 +98,22 @@ class BotRuntime:
     async def dispatch(self, message: IncomingMessage) -> Reply | None:
         """Run one message through the chain; the reply, or None if it was dropped."""
         self.sessions.start_sweeper()
-        async with self._in_order(message.key):
-            return await self.chain(TurnContext(message=message, bot=self.config))
-
-    def session_for(self, key: ConversationKey) -> Session | None:
-        """The conversation's open session, if any."""
-        return self.sessions.find(key)
-
-    @asynccontextmanager
-    async def _in_order(self, key: ConversationKey) -> AsyncIterator[None]:
+        key = message.key
         turnstile = self._turnstiles.get(key)
         if turnstile is None:
             turnstile = self._turnstiles[key] = _Turnstile()
         turnstile.users += 1
         try:
-            async with turnstile.lock:
-                yield
+            async with turnstile.lock:  # FIFO: one conversation's messages stay in order
+                return await self.chain(TurnContext(message=message, bot=self.config))
         finally:
             turnstile.users -= 1
             if turnstile.users == 0:
                 del self._turnstiles[key]
+
+    def session_for(self, key: ConversationKey) -> Session | None:
+        """The conversation's open session, if any."""
+        return self.sessions.find(key)
 
     # ------------------------------------------------------------ the bot itself
 

