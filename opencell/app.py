@@ -98,8 +98,12 @@ class App:
         """Ask ``run`` to stop (signal handlers call this)."""
         self._stop_requested.set()
 
-    async def run(self, *, handle_signals: bool = True) -> None:
-        """Start, serve until a signal or until every adapter has finished, then stop."""
+    async def run(self, *, handle_signals: bool = True,
+                  on_ready: Callable[[App], None] | None = None) -> None:
+        """Start, serve until a signal or until every adapter has finished, then stop.
+
+        ``on_ready(app)`` is called once every adapter has started (the CLI prints a line).
+        """
         loop = asyncio.get_running_loop()
         installed: list[signal.Signals] = []
         if handle_signals:
@@ -111,6 +115,8 @@ class App:
                     pass  # not the main thread, or a platform without signals
         try:
             await self.start()
+            if on_ready is not None:
+                on_ready(self)
             waiters: list[asyncio.Task[Any]] = [
                 asyncio.create_task(self._stop_requested.wait()),
                 asyncio.create_task(self._all_finished())]

@@ -94,10 +94,15 @@ def run(
     from opencell.app import App
     from opencell.config import load_bots, load_config
 
+    def ready(application: App) -> None:
+        running = ", ".join(f"{a.bot.name} on {a.platform}" for a in application.adapters)
+        _console(stderr=True).print(f"[green]●[/] running {running}. Ctrl-C stops.",
+                                    soft_wrap=True)
+
     async def main() -> None:
         cfg = load_config(config)
         application = App(load_bots(bots), cfg)
-        await application.run()
+        await application.run(on_ready=ready)
 
     _guarded(main)
 
