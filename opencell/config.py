@@ -154,7 +154,10 @@ class SlackConfig(Model):
     """Direct messages are always answered (``dm``: only those); in channels the bot answers
     mentions, or every message with ``all``."""
     channels: list[str] = []
-    """Channel ids (``C0123ABCD``) to answer in; empty = every channel the bot is in."""
+    """Channel ids (``C0123ABCD``) to answer in; empty = every channel the bot is in. DMs
+    are not affected."""
+    ignore_bots: bool = True
+    """Never answer other bots (stops two bots from talking to each other forever)."""
 
     @field_validator("path")
     @classmethod
@@ -541,9 +544,15 @@ def _located(source: YamlSource, model: type[BaseModel], err: Any) -> ConfigErro
     else:
         message = _strip(err["msg"])
         if ("input" in err and not isinstance(err["input"], dict | list)
-                and repr(err["input"]) not in message):
+                and not _is_secret_field(loc) and repr(err["input"]) not in message):
             message += f" (got {err['input']!r})"
     return source.error(loc, message)
+
+
+def _is_secret_field(loc: tuple[str | int, ...]) -> bool:
+    """Never echo a token or key back in an error message."""
+    name = str(loc[-1]).lower() if loc else ""
+    return any(word in name for word in ("token", "key", "secret", "password"))
 
 
 def _strip(msg: str) -> str:

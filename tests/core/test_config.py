@@ -153,3 +153,13 @@ def test_defaults_fill_in_a_minimal_bot(tmp_path: Path) -> None:
     assert bot.session.history_turns == 20
     assert bot.platforms.named() == ["console"]
     assert bot.source == path
+
+
+def test_errors_never_echo_a_secret_value(tmp_path: Path) -> None:
+    path = tmp_path / "bot.yaml"
+    path.write_text("name: s\nllm: {provider: claude, api_key: 987654321, max_retries: 99}\n")
+    with pytest.raises(ConfigErrors) as caught:
+        load_bot(path, env={})
+    text = caught.value.located()
+    assert "llm.api_key" in text and "987654321" not in text
+    assert "(got 99)" in text  # ordinary values are still shown
