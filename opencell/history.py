@@ -33,8 +33,10 @@ class ConversationHistory:
             return
         if self._turns is None:
             self._turns = deque(maxlen=self._max_turns)
-        self._turns.append(tuple(messages))
-        self._flat = tuple(message for turn in self._turns for message in turn)
+        turn = tuple(messages)
+        dropped = len(self._turns[0]) if len(self._turns) == self._max_turns else 0
+        self._turns.append(turn)
+        self._flat = self._flat[dropped:] + turn  # slices in C, no per-message Python loop
 
     def clear(self) -> None:
         self._turns = None
