@@ -138,35 +138,15 @@ def validate(
                                                 show_default=False)],
 ) -> None:
     """Check bot and config YAML. Exit 0 when all are valid, else 2 with file:line: field: why."""
-    from opencell.config import BotConfig, validate_file
-    from opencell.errors import ConfigError, ConfigErrors
+    from opencell.config import BotConfig, validate_files
 
-    problems: list[ConfigError] = []
-    names: dict[str, Path] = {}
-    for path in paths:
-        try:
-            if path.name == "pricing.yaml":
-                from opencell.llm.pricing import load_overrides
-
-                count = len(load_overrides(path))
-                _console().print(f"[green]ok[/] {path}  pricing ({count} override(s))")
-                continue
-            result = validate_file(path)
-        except ConfigErrors as exc:
-            problems.extend(exc.errors)
-            continue
-        except ConfigError as exc:
-            problems.append(exc)
-            continue
+    results, problems = validate_files(paths)
+    for path, result in results:
         if isinstance(result, BotConfig):
-            if result.name in names:
-                problems.append(result.locate(("name",), f"bot name '{result.name}' is already "
-                                              f"used by {names[result.name]}; names must be "
-                                              "unique"))
-                continue
-            names[result.name] = path
             _console().print(f"[green]ok[/] {path}  bot [bold]{result.name}[/] "
-                      f"({result.type}, {result.llm.provider}/{result.llm.model})")
+                             f"({result.type}, {result.llm.provider}/{result.llm.model})")
+        elif isinstance(result, int):
+            _console().print(f"[green]ok[/] {path}  pricing ({result} override(s))")
         else:
             _console().print(f"[green]ok[/] {path}  config")
     for problem in problems:

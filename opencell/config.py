@@ -454,22 +454,59 @@ def load_bots(paths: Iterable[str | Path], env: Mapping[str, str] | None = None)
     for path in paths:
         try:
             bot = load_bot(path, env)
-        except ConfigErrors as exc:
-            errors.extend(exc.errors)
-            continue
         except ConfigError as exc:
-            errors.append(exc)
+            errors.extend(_each(exc))
             continue
-        if bot.name in seen:
-            errors.append(ConfigError(
-                f"bot name '{bot.name}' is already used by {seen[bot.name]}; names must be unique",
-                file=str(path), line=_line_of_name(Path(path)), field="name"))
+        duplicate = _claim_name(bot, Path(path), seen)
+        if duplicate is not None:
+            errors.append(duplicate)
             continue
-        seen[bot.name] = Path(path)
         bots.append(bot)
     if errors:
         raise ConfigErrors(errors)
     return bots
+
+
+def validate_files(paths: Iterable[str | Path], env: Mapping[str, str] | None = None
+                   ) -> tuple[list[tuple[Path, BotConfig | OpenCellConfig | int]],
+                              list[ConfigError]]:
+    """``opencell validate``: each file's result (a pricing file gives its override count)
+    and every located problem, bot names checked for uniqueness across the files."""
+    results: list[tuple[Path, BotConfig | OpenCellConfig | int]] = []
+    errors: list[ConfigError] = []
+    seen: dict[str, Path] = {}
+    for raw in paths:
+        path = Path(raw)
+        try:
+            if path.name == "pricing.yaml":
+                from opencell.llm.pricing import load_overrides
+
+                results.append((path, len(load_overrides(path, env))))
+                continue
+            result = validate_file(path, env)
+        except ConfigError as exc:
+            errors.extend(_each(exc))
+            continue
+        duplicate = (_claim_name(result, path, seen) if isinstance(result, BotConfig)
+                     else None)
+        if duplicate is not None:
+            errors.append(duplicate)
+        else:
+            results.append((path, result))
+    return results, errors
+
+
+def _each(exc: ConfigError) -> list[ConfigError]:
+    return list(exc.errors) if isinstance(exc, ConfigErrors) else [exc]
+
+
+def _claim_name(bot: BotConfig, path: Path, seen: dict[str, Path]) -> ConfigError | None:
+    """Record ``bot``'s name; the located error if another file already uses it."""
+    if bot.name in seen:
+        return bot.locate(("name",), f"bot name '{bot.name}' is already used by "
+                                     f"{seen[bot.name]}; names must be unique")
+    seen[bot.name] = path
+    return None
 
 
 def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None
@@ -605,16 +642,6 @@ def _check_tools(bot: BotConfig, source: YamlSource) -> None:
             errors.append(source.error(("tools", index, *sub_loc), message))
     if errors:
         raise ConfigErrors(errors)
-
-
-def _line_of_name(path: Path) -> int | None:
-    try:
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if line.startswith("name:"):
-                return number
-    except OSError:
-        return None
-    return None
 
 
 __all__ = [
