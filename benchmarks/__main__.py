@@ -56,6 +56,12 @@ def _sessions(quick: bool) -> list[Figure]:
     return sessions.run(quick)
 
 
+def _platforms(quick: bool) -> list[Figure]:
+    from benchmarks import platforms
+
+    return platforms.run(quick)
+
+
 def _startup(quick: bool) -> list[Figure]:
     from benchmarks import startup
 
@@ -66,6 +72,7 @@ BENCHMARKS: dict[str, Callable[[bool], list[Figure]]] = {
     "recorder": _recorder,
     "pipeline": _pipeline,
     "sessions": _sessions,
+    "platforms": _platforms,
     "startup": _startup,
 }
 
