@@ -53,9 +53,10 @@ def test_idle_timeout_splits_a_piped_chat_into_two_sessions(tmp_path: Path,
     proc = subprocess.Popen([sys.executable, "-m", "opencell", "chat", str(bot)],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                             env=clean_env(), cwd=REPO)
-    assert proc.stdin is not None
+    assert proc.stdin is not None and proc.stdout is not None
     proc.stdin.write("one\ntwo\n")
     proc.stdin.flush()
+    assert proc.stdout.readline() and proc.stdout.readline()  # both answered
     time.sleep(2.5)  # longer than idle_timeout plus a sweep interval
     proc.stdin.write("three\n")
     proc.stdin.close()
