@@ -1,0 +1,44 @@
+"""``opencell doctor``: the troubleshooting list as one command (config, secrets, store, export)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from opencell.cli import ConfigOption, _console, app
+
+
+@app.command()
+def doctor(
+    bots: Annotated[list[Path] | None, typer.Argument(
+        help="Bot YAML files whose secrets to check (optional).", show_default=False)] = None,
+    config: ConfigOption = None,
+    timeout: Annotated[float, typer.Option(help="Seconds per network check.", min=0.1)] = 5.0,
+) -> None:
+    """Check the config, each bot's secrets, the store and each enabled exporter.
+
+    Prints ✓ or ✗ per check with what to fix; exits 1 when anything failed.
+    """
+    from rich.markup import escape
+
+    from opencell.doctor import run_checks
+
+    console = _console()
+    failed = 0
+    for check in run_checks(config, bots or [], timeout=timeout):
+        if check.ok is None:
+            mark = "[dim]·[/]"
+        elif check.ok:
+            mark = "[green]✓[/]"
+        else:
+            mark = "[red]✗[/]"
+            failed += 1
+        fix = f" [yellow]→ {escape(check.fix)}[/]" if check.fix and not check.ok else ""
+        console.print(f"{mark} [bold]{escape(check.name)}[/]: {escape(check.detail)}{fix}",
+                      soft_wrap=True)
+    if failed:
+        console.print(f"[red]{failed} check(s) failed[/]", soft_wrap=True)
+        raise typer.Exit(1)
+    console.print("[green]all checks passed[/]", soft_wrap=True)

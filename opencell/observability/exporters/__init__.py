@@ -1,0 +1,184 @@
+"""Exporters: what the store holds, delivered to AgentOps and to any OpenTelemetry backend.
+
+``start_exporters`` starts one worker thread per enabled exporter, each draining its outbox
+(``outbox.py``) from the store: turns never wait for an exporter, a backend outage loses
+nothing, and a stop leaves what was not delivered for the next start. ``stats()`` reports
+lag and failures for ``/metrics``; ``agentops_session_url`` links a session to AgentOps.
+
+Settings come from ``observability.agentops`` / ``observability.otlp`` in
+``config/opencell.yaml``; ``AGENTOPS_*`` and ``OTEL_EXPORTER_OTLP_ENDPOINT`` win when set
+(the shipped config maps them; without a config file they still apply).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from opencell.observability._guard import guard
+from opencell.observability.exporters._worker import Backoff, ExportWorker, SpanSink
+from opencell.observability.exporters.agentops import (
+    AgentOpsExporter,
+    agentops_session_url,
+    register,
+)
+from opencell.observability.exporters.outbox import Outbox, cursor_rows
+
+if TYPE_CHECKING:
+    from opencell.config import AgentOpsConfig, OpenCellConfig, OTLPConfig
+    from opencell.llm.pricing import PriceBook
+    from opencell.observability.store import Store
+
+__all__ = ["ExportTuning", "Exporters", "agentops_session_url", "cursor_rows",
+           "effective_settings", "metrics", "start_exporters", "stats", "stop_exporters"]
+
+log = logging.getLogger("opencell.exporters")
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class ExportTuning:
+    """How the workers pace themselves (defaults for production; tests inject time)."""
+
+    batch_events: int = 256
+    poll_interval: float = 0.5
+    request_timeout: float = 10.0
+    backoff: Callable[[int], float] = field(default_factory=Backoff)
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] | None = None
+    """Replaces the interruptible wait between rounds (a manual clock in tests)."""
+
+
+@dataclass
+class Exporters:
+    """The exporters one :class:`~opencell.observability.core.Observability` started."""
+
+    workers: list[ExportWorker] = field(default_factory=list)
+
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Give every exporter ``timeout`` seconds (together, not each) to deliver, then
+        stop them. True when nothing was left pending."""
+        deadline = time.monotonic() + max(0.0, timeout) + 0.5
+        for worker in self.workers:
+            worker.begin_stop(timeout)
+        done = True
+        for worker in self.workers:
+            done = worker.finish_stop(deadline) and done
+            if isinstance(worker.sink, AgentOpsExporter):
+                register(None, remove=worker.sink)
+        return done
+
+
+_lock = threading.Lock()
+_running: weakref.WeakKeyDictionary[object, Exporters] = weakref.WeakKeyDictionary()
+
+
+def effective_settings(config: OpenCellConfig, env: Mapping[str, str]
+                       ) -> tuple[AgentOpsConfig, OTLPConfig]:
+    """The AgentOps and OTLP settings with the environment variables applied on top."""
+    agentops, otlp = config.observability.agentops, config.observability.otlp
+    changes: dict[str, Any] = {}
+    if env.get("AGENTOPS_ENABLED", "").strip():
+        changes["enabled"] = env["AGENTOPS_ENABLED"].strip().lower() in _TRUE
+    for variable, name in (("AGENTOPS_API_KEY", "api_key"), ("AGENTOPS_ENDPOINT", "endpoint"),
+                           ("AGENTOPS_EXPORTER_ENDPOINT", "exporter_endpoint")):
+        if env.get(variable, "").strip():
+            changes[name] = env[variable].strip()
+    if env.get("AGENTOPS_TAGS", "").strip():
+        changes["tags"] = [t.strip() for t in env["AGENTOPS_TAGS"].split(",") if t.strip()]
+    if changes:
+        agentops = agentops.model_copy(update=changes)
+    if env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip():
+        otlp = otlp.model_copy(update={"endpoint": env["OTEL_EXPORTER_OTLP_ENDPOINT"].strip()})
+    return agentops, otlp
+
+
+def start_exporters(owner: object, config: OpenCellConfig, store: Store, *,
+                    env: Mapping[str, str], prices: PriceBook | None = None,
+                    tuning: ExportTuning | None = None) -> Exporters:
+    """Start a worker per enabled exporter; ``owner`` stops them with :func:`stop_exporters`.
+
+    Never raises: an exporter that cannot be set up is logged and left out.
+    """
+    tuning = tuning or ExportTuning()
+    agentops, otlp = effective_settings(config, env)
+    sinks: list[SpanSink] = []
+    if agentops.enabled:
+        if not agentops.api_key.strip():
+            log.error("[AgentOps] not started: AGENTOPS_API_KEY is empty (AGENTOPS_ENABLED is "
+                      "true); set the key, or AGENTOPS_ENABLED=false")
+        else:
+            with guard("exporter.agentops.setup", logger=log):
+                agentops_sink = AgentOpsExporter(agentops, prices=prices, env=env,
+                                                 request_timeout=tuning.request_timeout)
+                register(agentops_sink)
+                sinks.append(agentops_sink)
+    if otlp.endpoint.strip():
+        with guard("exporter.otlp.setup", logger=log):
+            from opencell.observability.exporters.otlp import OTLPExporter
+
+            sinks.append(OTLPExporter(otlp, request_timeout=tuning.request_timeout))
+    exporters = Exporters()
+    for sink in sinks:
+        worker = ExportWorker(sink, Outbox(store, sink.name), batch_events=tuning.batch_events,
+                              poll_interval=tuning.poll_interval, backoff=tuning.backoff,
+                              request_timeout=tuning.request_timeout, clock=tuning.clock,
+                              sleep=tuning.sleep)
+        worker.start()
+        exporters.workers.append(worker)
+        log.info("%s exporter started endpoint=%s", sink.label, sink.endpoint)
+    with _lock:
+        _running[owner] = exporters
+    return exporters
+
+
+def stop_exporters(owner: object, timeout: float = 5.0) -> bool:
+    """Stop the exporters ``owner`` started (see :meth:`Exporters.stop`); True if none left
+    anything pending (or there were none)."""
+    with _lock:
+        exporters = _running.pop(owner, None)
+    return True if exporters is None else exporters.stop(timeout)
+
+
+def stats() -> list[dict[str, Any]]:
+    """Every running exporter's counters: ``exporter, endpoint, state (starting | ok |
+    failing | auth_failed | standby | stopped), pending_events, oldest_pending_age_s,
+    delivered_events, delivered_spans, rejected_events, failed_attempts,
+    consecutive_failures, last_error, last_success_at, cursor``."""
+    with _lock:
+        workers = [worker for exporters in _running.values() for worker in exporters.workers]
+    return [worker.stats() for worker in workers]
+
+
+def metrics() -> dict[str, dict[str, float]]:
+    """:func:`stats` as Prometheus-ready numbers per exporter (the dashboard's
+    ``ExporterStats`` hook): ``lag_events``, ``lag_seconds``, ``failing`` (1/0),
+    ``consecutive_failures``, and the counters ``delivered_events_total``,
+    ``delivered_spans_total``, ``failures_total``, ``rejected_events_total``."""
+    out: dict[str, dict[str, float]] = {}
+    for row in stats():
+        out[row["exporter"]] = {
+            "lag_events": float(row["pending_events"]),
+            "lag_seconds": float(row["oldest_pending_age_s"] or 0.0),
+            "failing": 1.0 if row["state"] in ("failing", "auth_failed") else 0.0,
+            "consecutive_failures": float(row["consecutive_failures"]),
+            "delivered_events_total": float(row["delivered_events"]),
+            "delivered_spans_total": float(row["delivered_spans"]),
+            "failures_total": float(row["failed_attempts"]),
+            "rejected_events_total": float(row["rejected_events"]),
+        }
+    return out
+
+
+def wake() -> None:
+    """Ask every running exporter to look at its outbox now (tests, flush paths)."""
+    with _lock:
+        workers = [worker for exporters in _running.values() for worker in exporters.workers]
+    for worker in workers:
+        worker.wake()

@@ -1,0 +1,292 @@
+"""The exporters' outbox: one delivery cursor per exporter over the append-only events table.
+
+Why a cursor and not a row per event per exporter: events are only ever appended, with
+increasing integer ids, and exported in id order. "Everything above ``last_event_id`` is
+pending" is then exact, costs the ingest path nothing (the writer inserts events as before:
+an outbox row per event and exporter would double or triple the rows of every batch, about
+halving the ≥100k events/s the store takes) and leaves nothing to prune: delivering advances
+one integer. A session's root span waits for the session to end (AgentOps reads the root's
+name and tags from it); it is built when the exporter reaches the session's first
+``session_end`` event, so "sessions whose root is not yet delivered" are exactly the ended
+sessions whose ``session_end`` lies above the cursor. Children go as they happen.
+
+Delivery is at-least-once: the cursor moves only after the backend answered 2xx, so a crash
+between the answer and the cursor update resends that one batch (same span ids). Span ids are
+derived from (session id, event id), so a resend is recognisably the same span.
+
+A new exporter starts at the first event of the sessions open right now (or at the newest
+event): it exports from when it was enabled, not the whole history. A disabled exporter keeps
+its cursor, and resumes there when enabled again.
+
+Several processes may share one store (PostgreSQL): a lease (``lease_owner``/``lease_until``)
+lets one of them drain each exporter's outbox; the others wait, and take over when the lease
+runs out or its owner is gone. On PostgreSQL ids are handed out before commit, so a later id
+can become visible first; the outbox reads only up to the newest id it saw ``settle_s``
+seconds ago, by when the writers' short transactions have committed. SQLite writers are
+serialised, so it needs no such delay.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from opencell.observability._dialect import WRITE
+from opencell.observability._owner import owner_is_alive, process_owner
+from opencell.observability._schema import events, export_cursors, sessions
+from opencell.observability.store import Store
+
+POSTGRES_SETTLE_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRow:
+    """Who a stored event's session is: what spans carry as trace-level attributes."""
+
+    id: str
+    seq: int
+    bot: str
+    bot_type: str
+    platform: str
+    user_id: str
+    user_name: str
+    channel: str
+    tags: tuple[str, ...]
+    started_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """One row of the events table with its session, as an exporter reads it."""
+
+    id: int
+    session: SessionRow
+    ts: float
+    kind: str
+    name: str
+    duration_ms: float | None
+    success: bool | None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionExtent:
+    """What a session's root span needs: its events' time span and its first end."""
+
+    first_ts: float
+    last_end: float
+    first_end_id: int | None
+
+
+class Outbox:
+    """One exporter's cursor in the store: claim it, read what is pending, advance it."""
+
+    def __init__(self, store: Store, exporter: str, *, lease_s: float = 30.0,
+                 settle_s: float | None = None, owner: str | None = None,
+                 wall: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.exporter = exporter
+        self.owner = owner or process_owner()
+        self.lease_s = lease_s
+        engine = store.engine
+        postgres = engine.dialect.name == "postgresql"
+        self.settle_s = (POSTGRES_SETTLE_S if postgres else 0.0) if settle_s is None \
+            else settle_s
+        self._wall = wall
+        self._seen: deque[tuple[float, int]] = deque()
+
+    # ------------------------------------------------------------ transactions
+
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        with self.store.engine.connect() as conn:
+            conn.execution_options(**{WRITE: True})
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        with self.store.engine.connect() as conn:
+            yield conn
+
+    # ------------------------------------------------------------ the cursor
+
+    def claim(self) -> int | None:
+        """Take (or renew) this exporter's lease; the stored cursor, or None if another
+        live process holds the lease."""
+        c = export_cursors.c
+        now = self._wall()
+        with self._writing() as conn:
+            row = conn.execute(sa.select(c.last_event_id, c.lease_owner, c.lease_until)
+                               .where(c.exporter == self.exporter)).first()
+            if row is None:
+                start = _starting_point(conn)
+                conn.execute(export_cursors.insert().values(
+                    exporter=self.exporter, last_event_id=start, updated_at=now,
+                    lease_owner=self.owner, lease_until=now + self.lease_s))
+                return start
+            holder = row.lease_owner
+            free = (holder in ("", self.owner) or row.lease_until < now
+                    or not _alive(holder))
+            if not free:
+                return None
+            taken = conn.execute(export_cursors.update().where(
+                c.exporter == self.exporter, c.lease_owner == holder,
+            ).values(lease_owner=self.owner, lease_until=now + self.lease_s))
+            return int(row.last_event_id) if taken.rowcount else None
+
+    def advance(self, to_id: int, *, events_delivered: int, spans_delivered: int) -> bool:
+        """Record delivery up to ``to_id`` and renew the lease; False if the lease was lost."""
+        c = export_cursors.c
+        now = self._wall()
+        with self._writing() as conn:
+            done = conn.execute(export_cursors.update().where(
+                c.exporter == self.exporter, c.lease_owner == self.owner,
+                c.last_event_id <= to_id,
+            ).values(last_event_id=to_id, updated_at=now, lease_until=now + self.lease_s,
+                     delivered_events=c.delivered_events + events_delivered,
+                     delivered_spans=c.delivered_spans + spans_delivered))
+            return bool(done.rowcount)
+
+    def release(self) -> None:
+        """Give the lease up (graceful stop), so the next start takes over at once."""
+        c = export_cursors.c
+        with self._writing() as conn:
+            conn.execute(export_cursors.update().where(
+                c.exporter == self.exporter, c.lease_owner == self.owner,
+            ).values(lease_until=0.0))
+
+    # ------------------------------------------------------------ reading
+
+    def horizon(self) -> int | None:
+        """The newest event id safe to read (None: no limit, SQLite)."""
+        if self.settle_s <= 0:
+            return None
+        now = time.monotonic()
+        with self._reading() as conn:
+            newest = int(conn.execute(sa.select(sa.func.max(events.c.id))).scalar() or 0)
+        self._seen.append((now, newest))
+        safe = 0
+        while self._seen and now - self._seen[0][0] >= self.settle_s:
+            safe = self._seen.popleft()[1]
+        if safe:
+            self._seen.appendleft((now - self.settle_s, safe))
+        return safe
+
+    def window(self, after: int, limit: int, horizon: int | None = None) -> list[StoredEvent]:
+        """Up to ``limit`` events with ids above ``after`` (and up to ``horizon``), in order."""
+        e = events.c
+        condition = e.id > after if horizon is None else sa.and_(e.id > after, e.id <= horizon)
+        stmt = (sa.select(*_EVENT_COLUMNS).join_from(events, sessions, e.session_seq ==
+                                                      sessions.c.seq)
+                .where(condition).order_by(e.id).limit(max(1, limit)))
+        with self._reading() as conn:
+            return [_event(row) for row in conn.execute(stmt)]
+
+    def neighbours(self, session_seq: int, low: int, high: int) -> list[StoredEvent]:
+        """The session's events with ids in ``[low, high]``."""
+        e = events.c
+        stmt = (sa.select(*_EVENT_COLUMNS).join_from(events, sessions, e.session_seq ==
+                                                      sessions.c.seq)
+                .where(e.session_seq == session_seq, e.id >= low, e.id <= high)
+                .order_by(e.id))
+        with self._reading() as conn:
+            return [_event(row) for row in conn.execute(stmt)]
+
+    def extent(self, session_seq: int) -> SessionExtent:
+        """First start, last end and the first ``session_end`` id of a session's events."""
+        e = events.c
+        end = e.ts + sa.func.coalesce(e.duration_ms, 0.0) / 1000.0
+        first_end = sa.func.min(sa.case((e.kind == "session_end", e.id)))
+        stmt = sa.select(sa.func.min(e.ts), sa.func.max(end), first_end).where(
+            e.session_seq == session_seq)
+        with self._reading() as conn:
+            first, last, end_id = conn.execute(stmt).one()
+        return SessionExtent(float(first or 0.0), float(last or 0.0),
+                             None if end_id is None else int(end_id))
+
+    def backlog(self, after: int) -> tuple[int, float | None]:
+        """(events pending, time of the oldest pending event) above ``after``.
+
+        The count is the id distance: exact on SQLite, an upper bound where ids have gaps.
+        """
+        e = events.c
+        with self._reading() as conn:
+            newest = conn.execute(sa.select(sa.func.max(e.id))).scalar()
+            oldest = conn.execute(sa.select(e.ts).where(e.id > after)
+                                  .order_by(e.id).limit(1)).scalar()
+        pending = max(0, int(newest or 0) - after)
+        return pending, (None if oldest is None or not pending else float(oldest))
+
+
+def cursor_rows(store: Store) -> list[dict[str, Any]]:
+    """Every exporter's persisted cursor with its backlog (for ``doctor`` and other processes)."""
+    c = export_cursors.c
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(export_cursors).order_by(c.exporter)).mappings().all()
+        newest = int(conn.execute(sa.select(sa.func.max(events.c.id))).scalar() or 0)
+    return [{"exporter": row["exporter"], "last_event_id": int(row["last_event_id"]),
+             "pending_events": max(0, newest - int(row["last_event_id"])),
+             "delivered_events": int(row["delivered_events"]),
+             "delivered_spans": int(row["delivered_spans"]), "updated_at": row["updated_at"],
+             "lease_owner": row["lease_owner"]} for row in rows]
+
+
+_EVENT_COLUMNS = (
+    events.c.id, events.c.ts, events.c.kind, events.c.name, events.c.duration_ms,
+    events.c.success, events.c.data, sessions.c.seq, sessions.c.id.label("session_id"),
+    sessions.c.bot, sessions.c.bot_type, sessions.c.platform, sessions.c.user_id,
+    sessions.c.user_name, sessions.c.channel, sessions.c.tags, sessions.c.started_at,
+)
+
+def _event(row: Any) -> StoredEvent:
+    session = SessionRow(
+        id=row.session_id, seq=int(row.seq), bot=row.bot or "", bot_type=row.bot_type or "",
+        platform=row.platform or "", user_id=row.user_id or "", user_name=row.user_name or "",
+        channel=row.channel or "", tags=_tags(row.tags), started_at=float(row.started_at))
+    return StoredEvent(id=int(row.id), session=session, ts=float(row.ts), kind=row.kind,
+                       name=row.name or "", duration_ms=row.duration_ms,
+                       success=None if row.success is None else bool(row.success),
+                       data=_data(row.data))
+
+
+def _tags(text: str | None) -> tuple[str, ...]:
+    try:
+        value = json.loads(text or "[]")
+    except ValueError:
+        return ()
+    return tuple(str(tag) for tag in value) if isinstance(value, list) else ()
+
+
+def _data(text: str | None) -> dict[str, Any]:
+    try:
+        value = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {"data": value}
+
+
+def _starting_point(conn: Connection) -> int:
+    """Where a new exporter starts: before the first event of any open session, else at the
+    newest event (it exports what happens from now on, not the history)."""
+    e, s = events.c, sessions.c
+    open_first = conn.execute(sa.select(sa.func.min(e.id)).join_from(
+        events, sessions, e.session_seq == s.seq).where(s.status == "open")).scalar()
+    if open_first is not None:
+        return int(open_first) - 1
+    return int(conn.execute(sa.select(sa.func.max(e.id))).scalar() or 0)
+
+
+def _alive(owner: str) -> bool:
+    try:
+        return owner_is_alive(owner)
+    except Exception:  # noqa: BLE001 - unknowable counts as alive
+        return True
