@@ -1,0 +1,154 @@
+"""The dashboard's ASGI app: FastAPI with the JSON API, the pages, static files and the access gate.
+
+``create_app(store)`` builds it over an open :class:`~opencell.observability.store.Store`; the
+same app serves ``opencell dashboard`` and ``opencell run --dashboard`` (see ``server.py``).
+Handlers are plain ``def`` functions: FastAPI runs them in its thread pool, where blocking
+database reads belong.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from opencell.dashboard.auth import AccessGate
+from opencell.dashboard.live import LiveFeed
+from opencell.dashboard.metrics import ExporterStats, RecorderStatsLike
+from opencell.errors import StoreError
+
+if TYPE_CHECKING:
+    from opencell.dashboard.budgets import BudgetSource
+    from opencell.observability.store import Store
+
+log = logging.getLogger("opencell.dashboard")
+
+HERE = Path(__file__).resolve().parent
+T = TypeVar("T")
+
+NAV: list[tuple[str, str]] = [("/sessions", "Sessions"), ("/analytics", "Analytics"),
+                              ("/costs", "Costs")]
+"""The top navigation (path, label); a page added by another module appends itself here."""
+
+
+def read_store(store: Store, query: Callable[[Connection], T]) -> T:
+    """Run ``query`` on a pooled connection; database failures become ``StoreError``."""
+    try:
+        with store.engine.connect() as conn:
+            return query(conn)
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).replace("\n", " ")
+        raise StoreError(f"cannot read the store at {store.url}: {reason}") from exc
+
+
+@dataclass
+class DashboardState:
+    """What every handler needs: the store, the live feed and the optional process hooks."""
+
+    store: Store
+    feed: LiveFeed
+    templates: Jinja2Templates
+    recorder_stats: Callable[[], RecorderStatsLike] | None = None
+    exporter_stats: ExporterStats | None = None
+
+    def read(self, query: Callable[[Connection], T]) -> T:
+        """Run ``query`` on a pooled connection (see :func:`read_store`)."""
+        return read_store(self.store, query)
+
+
+def state_of(request: Request) -> DashboardState:
+    """The dashboard state of the app handling ``request``."""
+    found: DashboardState = request.app.state.dashboard
+    return found
+
+
+def create_app(store: Store, *, token: str | None = None,
+               recorder_stats: Callable[[], RecorderStatsLike] | None = None,
+               exporter_stats: ExporterStats | None = None,
+               poll_interval: float = 1.0, budgets: BudgetSource | None = None) -> Any:
+    """The dashboard as an ASGI app (the FastAPI app wrapped in the access gate).
+
+    ``token``: require it on every request (see ``auth.py``). ``recorder_stats``: a callable
+    returning the recorder's stats, for ``/metrics``. ``exporter_stats``: exporter gauges for
+    ``/metrics`` (see ``metrics.ExporterStats``). ``budgets``: the budget ledger's source for
+    the budgets page (see ``budgets.py``). The FastAPI app itself is ``.app``.
+    """
+    from opencell.dashboard import api
+    from opencell.dashboard.budgets import install as install_budgets
+    from opencell.dashboard.pages import error_page, setup_templates
+    from opencell.dashboard.pages import router as pages_router
+
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    setup_templates(templates)
+    app = FastAPI(title="OpenCell dashboard", version="1",
+                  description="Sessions, replay timelines, analytics and costs of OpenCell "
+                              "bots, read from the local store.",
+                  docs_url="/api/docs", redoc_url=None, openapi_url="/api/openapi.json")
+    feed = LiveFeed(partial(read_store, store), interval=poll_interval)
+    state = DashboardState(store=store, feed=feed, templates=templates,
+                           recorder_stats=recorder_stats, exporter_stats=exporter_stats)
+    app.state.dashboard = state
+    app.include_router(api.router)
+    app.include_router(pages_router)
+    install_budgets(app, templates, budgets)
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+
+    @app.exception_handler(StoreError)
+    def store_error(request: Request, exc: StoreError) -> Response:
+        log.warning("dashboard store error path=%s error=%s", request.url.path, exc)
+        if _is_api(request):
+            return JSONResponse({"detail": str(exc)}, status_code=503)
+        return error_page(request, 503, "The store cannot be read", str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    def invalid(request: Request, exc: RequestValidationError) -> Response:
+        errors = [{"loc": list(err.get("loc", ())), "msg": err.get("msg", "invalid"),
+                   "type": err.get("type", "value_error")} for err in exc.errors()]
+        if _is_api(request):
+            return JSONResponse({"detail": errors}, status_code=422)
+        text = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}"
+                         for e in errors)
+        return error_page(request, 422, "That filter is not valid", text)
+
+    @app.exception_handler(StarletteHTTPException)
+    def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if _is_api(request) or exc.status_code < 400:
+            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code,
+                                headers=getattr(exc, "headers", None))
+        return error_page(request, exc.status_code, "Not found" if exc.status_code == 404
+                                else "Something went wrong", str(exc.detail))
+
+    return _Wrapped(AccessGate(app, token), app)
+
+
+def _is_api(request: Request) -> bool:
+    return request.url.path.startswith(("/api", "/metrics", "/healthz", "/static"))
+
+
+class _Wrapped:
+    """The gated ASGI callable, still exposing the FastAPI app (``.app``) and its state."""
+
+    def __init__(self, gate: AccessGate, app: FastAPI) -> None:
+        self._gate = gate
+        self.app = app
+
+    @property
+    def state(self) -> DashboardState:
+        found: DashboardState = self.app.state.dashboard
+        return found
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self._gate(scope, receive, send)
+

@@ -1,0 +1,252 @@
+"""Server-rendered pages: sessions, a session's replay, analytics, costs (Jinja2, autoescaped).
+
+Every value shown comes from the same functions the JSON API uses. Templates never mark data
+safe; charts get their numbers as JSON inside ``<script type="application/json">`` (``tojson``
+escapes ``<``, ``>`` and ``&``), and the small scripts in ``static/`` write text with
+``textContent`` only.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import date, timedelta
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import Path as PathParam
+from fastapi.responses import RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from opencell.dashboard import queries
+from opencell.dashboard.api import MAX_RANGE_DAYS
+from opencell.dashboard.app import NAV, state_of
+from opencell.dashboard.views import (
+    FIRST_DAY,
+    LAST_DAY,
+    SessionFilters,
+    pretty,
+    session_detail,
+    session_filters,
+)
+
+router = APIRouter(include_in_schema=False)
+
+END_LABELS = {"idle_timeout": "idle timeout", "explicit": "explicit end", "end_command": "/end",
+              "shutdown": "shutdown", "interrupted": "interrupted (crash)"}
+
+
+# ------------------------------------------------------------------ formatting
+
+
+def money(value: Any, digits: int | None = None) -> str:
+    """``$1,234.56``, or more digits for sub-dollar amounts (``$0.0165``)."""
+    if value is None:
+        return "unpriced"
+    if not isinstance(value, int | float):
+        return "—"
+    amount = float(value)
+    if digits is None:
+        digits = 2 if abs(amount) >= 1 or amount == 0 else 4
+    return f"${amount:,.{digits}f}"
+
+
+def millis(value: Any) -> str:
+    if not isinstance(value, int | float):
+        return "—"
+    ms = float(value)
+    if 0 < ms < 1:
+        return "<1 ms"
+    if ms >= 60_000:
+        return f"{ms / 60_000:.1f} min"
+    return f"{ms / 1000:.2f} s" if ms >= 1000 else f"{ms:.0f} ms"
+
+
+def number(value: Any) -> str:
+    if not isinstance(value, int | float):
+        return "—"
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:,.1f}"
+    return f"{int(value):,}"
+
+
+def percent(value: Any) -> str:
+    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) \
+        else f"{float(value) * 100:.1f}%"
+
+
+def when(iso: Any) -> str:
+    """``2026-11-29 20:31:05`` (UTC); the page's script shows it in local time."""
+    return "—" if not iso else str(iso).replace("T", " ")[:19]
+
+
+def short_id(session_id: Any) -> str:
+    """The random tail of a UUIDv7: unique in practice; prefixes work as ids too."""
+    return str(session_id)[-12:]
+
+
+def setup_templates(templates: Jinja2Templates) -> None:
+    """Filters and globals the templates use."""
+    env = templates.env
+    env.filters.update(money=money, millis=millis, number=number, percent=percent, when=when,
+                       short_id=short_id, pretty=pretty)
+    env.globals.update(nav=NAV, end_labels=END_LABELS)
+
+
+def render(request: Request, name: str, context: dict[str, Any],
+           status: int = 200) -> Response:
+    templates = state_of(request).templates
+    return templates.TemplateResponse(request, name, {"path": request.url.path, **context},
+                                      status_code=status)
+
+
+def error_page(request: Request, status: int, title: str, message: str) -> Response:
+    """An error as a page in the dashboard's frame."""
+    return render(request, "error.html", {"status": status, "title": title,
+                                          "message": message}, status=status)
+
+
+def link(path: str, params: dict[str, Any], **changes: Any) -> str:
+    """``path`` with ``params`` (blank ones dropped) updated by ``changes``."""
+    merged = {**params, **changes}
+    query = urlencode({k: v for k, v in merged.items() if v not in (None, "")})
+    return f"{path}?{query}" if query else path
+
+
+# ------------------------------------------------------------------ sessions
+
+
+@router.get("/")
+def home() -> RedirectResponse:
+    return RedirectResponse("/sessions", status_code=307)
+
+
+@router.get("/sessions")
+def sessions_page(request: Request,
+                  filters: Annotated[SessionFilters, Query()]) -> Response:
+    state = state_of(request)
+    rows, cursor = state.store.list_sessions(**session_filters(filters))
+    facets = state.read(queries.facets)
+    tick = state.read(queries.tick)
+    params = {k: v for k, v in filters.model_dump(mode="json").items()
+              if k not in ("cursor", "limit") and v is not None}
+    if params.get("sort") == "started_at" and params.get("order") == "desc":
+        params.pop("sort")
+        params.pop("order")
+    return render(request, "sessions.html", {
+        "rows": rows, "filters": filters, "facets": facets, "tick": tick,
+        "next_link": link("/sessions", params, cursor=cursor) if cursor else None,
+        "first_link": link("/sessions", params) if filters.cursor else None,
+        "sort_links": {key: link("/sessions", params, sort=key, order="desc")
+                       for key in ("started_at", "duration", "cost")},
+        "filtered": bool({k for k in params if k not in ("sort", "order")}),
+    })
+
+
+@router.get("/sessions/{session_id}")
+def session_page(request: Request,
+                 session_id: Annotated[str, PathParam(min_length=1, max_length=64)]) -> Response:
+    detail = session_detail(state_of(request), session_id)
+    return render(request, "session.html", _session_context(detail))
+
+
+@router.get("/sessions/{session_id}/live")
+def session_live(request: Request,
+                 session_id: Annotated[str, PathParam(min_length=1, max_length=64)]) -> Response:
+    """The part of the session page that changes while it is open (fetched on updates)."""
+    detail = session_detail(state_of(request), session_id)
+    return render(request, "_session_live.html", _session_context(detail))
+
+
+def _session_context(detail: dict[str, Any]) -> dict[str, Any]:
+    timeline = detail["timeline"]
+    return {"s": detail["session"], "items": replay(timeline),
+            "cost_by_model": detail["cost_by_model"], "truncated": detail["truncated"],
+            "last_event_id": timeline[-1]["id"] if timeline else 0}
+
+
+def replay(timeline: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The timeline as the user saw it: each turn's message, then what the bot did, then its
+    answer.
+
+    A ``message`` event is recorded when its turn ends, after the model and tool calls it
+    caused, and one conversation's turns never overlap. So, in recorded order, the events
+    since the previous message belong to this turn — except those that started before the
+    turn did (a custom event, the previous turn's error), which stay before the user's text.
+    """
+    items: list[dict[str, Any]] = []
+    pending: list[dict[str, Any]] = []
+    for event in timeline:
+        if event["kind"] == "session_start":
+            items.append({"type": "session_start", "event": event})
+        elif event["kind"] == "message":
+            began = event["ts"]
+            items.extend({"type": e["kind"], "event": e} for e in pending if e["ts"] < began)
+            items.append({"type": "user", "event": event})
+            items.extend({"type": e["kind"], "event": e} for e in pending if e["ts"] >= began)
+            items.append({"type": "bot", "event": event})
+            pending = []
+        else:
+            pending.append(event)
+    items.extend({"type": e["kind"], "event": e} for e in pending)
+    return items
+
+
+# ------------------------------------------------------------------ analytics and costs
+
+
+@router.get("/analytics")
+def analytics_page(request: Request,
+                   bot: Annotated[str | None, Query(max_length=200)] = None,
+                   since: Annotated[str | None, Query(max_length=40)] = None,
+                   until: Annotated[str | None, Query(max_length=40)] = None) -> Response:
+    state = state_of(request)
+    last = _day(until, "until") or queries.today()
+    first = _day(since, "since") or max(FIRST_DAY, last - timedelta(days=29))
+    if first > last or (last - first).days >= MAX_RANGE_DAYS:
+        return error_page(request, 422, "That range is not valid",
+                          f"since must not be after until, and the range may span at most "
+                          f"{MAX_RANGE_DAYS} days")
+    data = state.read(lambda conn: queries.analytics(conn, first=first, last=last,
+                                                     bot=bot or None))
+    facets = state.read(queries.facets)
+    return render(request, "analytics.html", {"a": data, "facets": facets, "bot": bot or "",
+                                              "since": first.isoformat(),
+                                              "until": last.isoformat()})
+
+
+@router.get("/costs")
+def costs_page(request: Request,
+               period: Annotated[queries.Period, Query()] = "month",
+               at: Annotated[str | None, Query(max_length=40)] = None) -> Response:
+    state = state_of(request)
+    day = _day(at, "at") or queries.today()
+    first, last = queries.period_bounds(period, day)
+
+    def read(conn: Any) -> dict[str, Any]:
+        return {"breakdowns": {by: queries.cost_breakdown(conn, by, period, day)
+                               for by in queries.DIMENSIONS},
+                "unpriced": queries.unpriced_models(conn, first, last),
+                "trend": queries.daily_cost(conn, day - timedelta(days=29), day,
+                                            by="provider"),
+                "tick": queries.tick(conn)}
+
+    data = state.read(read)
+    return render(request, "costs.html", {
+        "period": period, "first": first.isoformat(), "last": last.isoformat(),
+        "at": day.isoformat(), "total": data["breakdowns"]["bot"]["total"], **data,
+        "period_links": {p: link("/costs", {"at": at}, period=p)
+                         for p in ("day", "week", "month")},
+    })
+
+
+def _day(text: str | None, name: str) -> date | None:
+    if text is None or not text.strip():
+        return None
+    try:
+        day = date.fromisoformat(text.strip()[:10])
+    except ValueError:
+        raise HTTPException(422, f"{name}: '{text}' is not a day (YYYY-MM-DD)") from None
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise HTTPException(422, f"{name}: must be between {FIRST_DAY} and {LAST_DAY}")
+    return day

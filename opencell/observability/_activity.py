@@ -1,0 +1,240 @@
+"""Activity rollups kept with every write batch: what the dashboard reads instead of raw events.
+
+Four small tables, all additive (``count = count + :n`` upserts, so several writers can share
+them, like ``cost_rollups``):
+
+- ``event_rollups``: events per UTC day, bot, kind and name (sessions started and ended by
+  reason, turns, model calls per model, tool calls per tool, errors per type, custom events),
+  with failures and summed duration;
+- ``latency_rollups``: turn response times per day and bot as a histogram of geometric buckets
+  (each 10 % wide), so p50/p95 over any range of days is a sum over a few hundred rows, to
+  within 5 %;
+- ``cost_daily``: ``cost_rollups`` without the user dimension (about a hundred times fewer rows:
+  every breakdown except per-user reads these);
+- ``user_cost_rollups``: cost per user per ISO week and per month, so "top users this month"
+  reads one row per active user instead of one per user and day.
+
+``write_activity`` adds a batch's share inside the batch's transaction; ``backfill`` builds
+them from the events and cost rollups already stored (schema migration 4).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from datetime import date, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from opencell.observability._batch import EventRow, utc_day
+from opencell.observability._dialect import Dialect
+from opencell.observability._schema import (
+    cost_daily,
+    cost_rollups,
+    event_rollups,
+    events,
+    latency_rollups,
+    sessions,
+    user_cost_rollups,
+)
+
+LATENCY_RATIO = 1.1
+"""Each latency bucket spans [r**b, r**(b+1)) milliseconds; bucket 0 also holds < 1 ms."""
+_LOG_RATIO = math.log(LATENCY_RATIO)
+
+COST_SUMS = ("calls", "input_tokens", "output_tokens", "cache_read_tokens",
+             "cache_write_tokens", "cost_usd", "unpriced_calls")
+_DAILY_KEYS = ("day", "bot", "platform", "provider", "model")
+_USER_KEYS = ("period", "start", "user_id")
+_BACKFILL_CHUNK = 50_000
+
+SessionBots = Mapping[str, tuple[Any, ...]]
+"""Session id → stored session info whose second item is the bot (``SessionInfo``)."""
+
+
+def latency_bucket(ms: float) -> int:
+    """The histogram bucket of a response time in milliseconds."""
+    return int(math.log(ms) / _LOG_RATIO) if ms > 1.0 else 0
+
+
+def bucket_ms(bucket: int) -> float:
+    """A bucket's representative value: its geometric middle (within 5 % of any member)."""
+    return float(LATENCY_RATIO ** (bucket + 0.5))
+
+
+def periods_of(day: str) -> tuple[str, str]:
+    """The Monday of the ISO week and the first of the month holding ``day`` (``YYYY-MM-DD``)."""
+    when = date.fromisoformat(day)
+    return (when - timedelta(days=when.weekday())).isoformat(), when.replace(day=1).isoformat()
+
+
+class ActivityStatements:
+    """The four upserts, built once per store."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        def adding(table: sa.Table, names: Iterable[str]) -> Any:
+            return lambda excluded: {name: table.c[name] + excluded[name] for name in names}
+
+        self.add_events = dialect.upsert(event_rollups, ("day", "bot", "kind", "name"),
+                                         adding(event_rollups,
+                                                ("count", "failures", "duration_ms")))
+        self.add_latency = dialect.upsert(latency_rollups, ("day", "bot", "bucket"),
+                                          adding(latency_rollups, ("count",)))
+        self.add_daily = dialect.upsert(cost_daily, _DAILY_KEYS, adding(cost_daily, COST_SUMS))
+        self.add_users = dialect.upsert(user_cost_rollups, _USER_KEYS,
+                                        adding(user_cost_rollups, COST_SUMS))
+
+
+def event_rows(rows: Iterable[EventRow],
+               infos: SessionBots) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A batch's events summed per (day, bot, kind, name), and its turn-latency histogram."""
+    # The one loop over every stored event: keyed on what the row holds as it is, turned
+    # into days and bots once per key afterwards.
+    counts: dict[tuple[str, int, str, str], list[float]] = {}
+    latency: dict[tuple[str, int, int], int] = {}
+    log, ratio = math.log, _LOG_RATIO
+    for session_id, ts, kind, name, duration, ok, _data in rows:
+        key = (session_id, int(ts // 86400), kind, name)
+        row = counts.get(key)
+        if row is None:
+            row = counts[key] = [0, 0, 0.0]
+        row[0] += 1
+        if ok is False:
+            row[1] += 1
+        if duration is not None:
+            row[2] += duration
+            if kind == "message":
+                slot = (session_id, key[1], int(log(duration) / ratio) if duration > 1.0 else 0)
+                latency[slot] = latency.get(slot, 0) + 1
+    summed: dict[tuple[str, str, str, str], list[float]] = {}
+    for (session_id, day, kind, name), (n, failed, ms) in counts.items():
+        into = summed.setdefault((_day(day), infos[session_id][1], kind, name), [0, 0, 0.0])
+        into[0] += n
+        into[1] += failed
+        into[2] += ms
+    hist: dict[tuple[str, str, int], int] = {}
+    for (session_id, day, bucket), n in latency.items():
+        slot_key = (_day(day), infos[session_id][1], bucket)
+        hist[slot_key] = hist.get(slot_key, 0) + n
+    return ([{"day": k[0], "bot": k[1], "kind": k[2], "name": k[3], "count": int(v[0]),
+              "failures": int(v[1]), "duration_ms": v[2]} for k, v in summed.items()],
+            [{"day": k[0], "bot": k[1], "bucket": k[2], "count": n} for k, n in hist.items()])
+
+
+def _day(number: int) -> str:
+    return utc_day(number * 86400.0)
+
+
+def _zero() -> dict[str, Any]:
+    row: dict[str, Any] = {name: 0 for name in COST_SUMS}
+    row["cost_usd"] = 0.0
+    return row
+
+
+def cost_rows(rollups: Iterable[Mapping[str, Any]],
+              ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``cost_rollups`` rows (a batch's, or stored ones) summed per (day, bot, platform,
+    provider, model) and per (week or month, user)."""
+    daily: dict[tuple[str, ...], dict[str, Any]] = {}
+    users: dict[tuple[str, ...], dict[str, Any]] = {}
+    for rollup in rollups:
+        key = tuple(rollup[name] for name in _DAILY_KEYS)
+        targets = [daily.get(key) or daily.setdefault(
+            key, dict(zip(_DAILY_KEYS, key, strict=True)) | _zero())]
+        for period_key in zip(("week", "month"), _periods(rollup["day"]), strict=True):
+            user_key = (*period_key, rollup["user_id"])
+            targets.append(users.get(user_key) or users.setdefault(
+                user_key, dict(zip(_USER_KEYS, user_key, strict=True)) | _zero()))
+        for name in COST_SUMS:
+            value = rollup[name] or 0
+            for target in targets:
+                target[name] += value
+    return list(daily.values()), list(users.values())
+
+
+_period_cache: dict[str, tuple[str, str]] = {}
+
+
+def _periods(day: str) -> tuple[str, str]:
+    found = _period_cache.get(day)
+    if found is None:
+        found = _period_cache[day] = periods_of(day)
+    return found
+
+
+def write_activity(conn: Connection, sql: ActivityStatements, rows: list[EventRow],
+                   rollups: list[dict[str, Any]], infos: SessionBots) -> None:
+    """Add one batch's events, and its ``cost_rollups`` rows, to the activity rollups."""
+    counted, latency = event_rows(rows, infos)
+    if counted:
+        conn.execute(sql.add_events, counted)
+    if latency:
+        conn.execute(sql.add_latency, latency)
+    if rollups:
+        daily, users = cost_rows(rollups)
+        conn.execute(sql.add_daily, daily)
+        conn.execute(sql.add_users, users)
+
+
+def add_session_end(conn: Connection, sql: ActivityStatements, *, ts: float, bot: str,
+                    reason: str, failed: bool) -> None:
+    """Count a ``session_end`` event written outside ``write_batch`` (crash recovery)."""
+    conn.execute(sql.add_events, [{"day": utc_day(ts), "bot": bot, "kind": "session_end",
+                                   "name": reason, "count": 1, "failures": int(failed),
+                                   "duration_ms": 0.0}])
+
+
+def backfill(conn: Connection) -> None:
+    """Build the (empty) rollups from the events and cost rollups already stored.
+
+    Reads events in id order, ``_BACKFILL_CHUNK`` at a time, and only their plain columns
+    (no JSON), so a million events take a few seconds once, at the upgrade.
+    """
+    e, s = events.c, sessions.c
+    counted: dict[tuple[str, str, str, str], list[float]] = {}
+    latency: dict[tuple[str, str, int], int] = {}
+    last = 0
+    while True:
+        chunk = conn.execute(
+            sa.select(e.id, e.ts, e.kind, e.name, e.duration_ms, e.success, s.bot)
+            .join_from(events, sessions, e.session_seq == s.seq)
+            .where(e.id > last).order_by(e.id).limit(_BACKFILL_CHUNK)).all()
+        if not chunk:
+            break
+        last = chunk[-1].id
+        rows = [(str(r.bot), r.ts, r.kind, r.name, r.duration_ms,
+                 None if r.success is None else bool(r.success), "") for r in chunk]
+        bots = {bot: (0, bot) for bot in {row[0] for row in rows}}
+        part, hist = event_rows(rows, bots)
+        for row in part:
+            key = (row["day"], row["bot"], row["kind"], row["name"])
+            into = counted.setdefault(key, [0, 0, 0.0])
+            into[0] += row["count"]
+            into[1] += row["failures"]
+            into[2] += row["duration_ms"]
+        for row in hist:
+            slot = (row["day"], row["bot"], row["bucket"])
+            latency[slot] = latency.get(slot, 0) + row["count"]
+    if counted:
+        conn.execute(event_rollups.insert(), [
+            {"day": k[0], "bot": k[1], "kind": k[2], "name": k[3], "count": int(v[0]),
+             "failures": int(v[1]), "duration_ms": v[2]} for k, v in counted.items()])
+    if latency:
+        conn.execute(latency_rollups.insert(), [
+            {"day": k[0], "bot": k[1], "bucket": k[2], "count": n} for k, n in latency.items()])
+    _backfill_costs(conn)
+
+
+def _backfill_costs(conn: Connection) -> None:
+    r = cost_rollups.c
+    sums = [sa.func.sum(r[name]).label(name) for name in COST_SUMS]
+    stored = conn.execute(sa.select(*(r[key] for key in ("day", "bot", "user_id", "platform",
+                                                        "provider", "model")), *sums)
+                          .group_by(r.day, r.bot, r.user_id, r.platform, r.provider, r.model))
+    daily, users = cost_rows(dict(row._mapping) for row in stored)
+    if daily:
+        conn.execute(cost_daily.insert(), daily)
+    if users:
+        conn.execute(user_cost_rollups.insert(), users)
