@@ -1,0 +1,100 @@
+"""``BudgetedLLM``: the model client wrapper that reserves, blocks and settles every call.
+
+It sits between the provider's client and ``RecordingLLM`` (wrap, don't patch). Before each
+model call — each one, so an agent's tool loop reserves per call — it prices the worst case
+(estimated input tokens plus ``max_tokens``) and reserves it against every applicable limit.
+A refused call is never made: a ``budget_blocked`` event goes into the session and
+``BudgetExceededError`` carries the polite message out to the errors middleware. After the
+call the reservation is settled with the real cost; a failed call releases it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import TYPE_CHECKING
+
+from opencell.budgets.limits import CallScope
+from opencell.errors import BudgetExceededError
+from opencell.llm.base import LLMClient, LLMRequest, LLMResponse, Usage
+from opencell.observability._guard import guard
+from opencell.observability.sessions import current_session
+
+if TYPE_CHECKING:
+    from opencell.budgets.ledger import BudgetLedger
+    from opencell.config import BotConfig
+    from opencell.observability.core import Observability
+
+CHARS_PER_TOKEN = 3.0
+"""Input estimate: English averages about 4 characters per token; 3 errs on the safe side."""
+TOKENS_PER_MESSAGE = 8
+"""Role markers and formatting the provider adds around each message."""
+
+
+def estimate_input_tokens(request: LLMRequest) -> int:
+    """A generous estimate of the request's input tokens (text, tool calls, tool schemas)."""
+    chars = len(request.system)
+    overhead = TOKENS_PER_MESSAGE
+    for message in request.messages:
+        chars += len(message.content) + len(message.tool_name)
+        for call in message.tool_calls:
+            chars += len(call.name) + len(json.dumps(call.arguments, default=str))
+        overhead += TOKENS_PER_MESSAGE
+    for tool in request.tools:
+        chars += len(tool.name) + len(tool.description) + len(json.dumps(tool.parameters))
+        overhead += TOKENS_PER_MESSAGE
+    return overhead + math.ceil(chars / CHARS_PER_TOKEN)
+
+
+class BudgetedLLM:
+    """An ``LLMClient`` that asks the ledger before each call and tells it the cost after."""
+
+    def __init__(self, inner: LLMClient, ledger: BudgetLedger, bot: BotConfig,
+                 observability: Observability) -> None:
+        self.inner = inner
+        self.provider = inner.provider
+        self.model = inner.model
+        self._ledger = ledger
+        self._bot = bot
+        self._obs = observability
+
+    def worst_case(self, request: LLMRequest) -> float | None:
+        """The most this request can cost in USD; None when the model has no price."""
+        usage = Usage(input_tokens=estimate_input_tokens(request),
+                      output_tokens=request.max_tokens)
+        cost = self._ledger.prices.price(self.provider, self.model, usage)
+        return None if cost is None else cost.total_usd
+
+    async def complete(self, request: LLMRequest) -> LLMResponse:
+        session = current_session.get()
+        key = session.key if session is not None else None
+        call = CallScope(bot=self._bot.name, user=key.user if key else "",
+                         platform=key.platform if key else "")
+        session_id = session.id if session is not None else None
+        estimate = self.worst_case(request)
+        try:
+            reservation = self._ledger.reserve(call, estimate, bot=self._bot,
+                                               session_id=session_id)
+        except BudgetExceededError as exc:
+            if session_id is not None:
+                with guard("recording budget_blocked"):
+                    self._obs.custom(session_id, "budget_blocked", {
+                        "scope": exc.scope, "period": exc.period, "limit_usd": exc.limit_usd,
+                        "spent_usd": round(exc.spent_usd, 6), "reason": exc.reason,
+                        "estimate_usd": None if estimate is None else round(estimate, 6),
+                        "provider": self.provider, "model": self.model})
+            raise
+        try:
+            response = await self.inner.complete(request)
+        except BaseException:
+            self._ledger.release(reservation)
+            raise
+        # Billed as the model that answered, like the llm_call record.
+        cost = self._ledger.prices.price(self.provider, response.model or self.model,
+                                         response.usage)
+        self._ledger.settle(reservation, None if cost is None else cost.total_usd,
+                            session_id=session_id)
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
