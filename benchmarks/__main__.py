@@ -62,6 +62,18 @@ def _platforms(quick: bool) -> list[Figure]:
     return platforms.run(quick)
 
 
+def _exporter(quick: bool) -> list[Figure]:
+    from benchmarks import exporter
+
+    return exporter.run(quick)
+
+
+def _dashboard(quick: bool) -> list[Figure]:
+    from benchmarks import dashboard
+
+    return dashboard.run(quick)
+
+
 def _startup(quick: bool) -> list[Figure]:
     from benchmarks import startup
 
@@ -73,6 +85,8 @@ BENCHMARKS: dict[str, Callable[[bool], list[Figure]]] = {
     "pipeline": _pipeline,
     "sessions": _sessions,
     "platforms": _platforms,
+    "exporter": _exporter,
+    "dashboard": _dashboard,
     "startup": _startup,
 }
 

@@ -6,15 +6,19 @@ import asyncio
 import logging
 import signal
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opencell.adapters import Adapter, create_adapter
+from opencell.budgets import BudgetLedger
 from opencell.config import BotConfig, OpenCellConfig
 from opencell.errors import OpenCellError
 from opencell.messages import IncomingMessage, Reply
 from opencell.observability.core import Observability
 from opencell.observability.facade import install
 from opencell.runtime import BotRuntime
+
+if TYPE_CHECKING:
+    from opencell.dashboard.server import DashboardServer
 
 log = logging.getLogger("opencell.app")
 
@@ -39,6 +43,7 @@ class App:
         env: Mapping[str, str] | None = None,
         runtimes: Mapping[str, BotRuntime] | None = None,
         observability: Observability | None = None,
+        dashboard: bool = False,
     ) -> None:
         self.config = config or OpenCellConfig()
         self.bots = {bot.name: bot for bot in bots}
@@ -46,8 +51,15 @@ class App:
         install(self.observability)
         self.runtimes: dict[str, BotRuntime] = {}
         self.adapters: list[Adapter] = []
+        self.dashboard: DashboardServer | None = None
+        """The in-process dashboard (``dashboard=True``), serving this App's store."""
+        self.budgets: BudgetLedger | None = None
+        """The budget ledger every runtime reserves against (None: no budgets configured)."""
         try:
+            self.budgets = BudgetLedger.from_config(self.config, bots, self.observability)
             self._build(bots, runtimes or {}, platforms, adapter_factory, env)
+            if dashboard:
+                self.dashboard = self._dashboard_server(env)
         except BaseException:
             self.observability.close(timeout=1.0)
             install(None)
@@ -65,7 +77,8 @@ class App:
         for bot in bots:
             if bot.name not in self.runtimes:
                 self.runtimes[bot.name] = BotRuntime(bot, env=env,
-                                                     observability=self.observability)
+                                                     observability=self.observability,
+                                                     budgets=self.budgets)
         wanted = platforms or {bot.name: bot.platforms.named() for bot in bots}
         for bot in bots:
             names = wanted.get(bot.name, ())
@@ -89,7 +102,24 @@ class App:
             if self._in_flight == 0:
                 self._idle.set()
 
+    def _dashboard_server(self, env: Mapping[str, str] | None) -> DashboardServer:
+        from opencell.dashboard.server import DashboardServer
+        from opencell.observability import exporters
+
+        if self.observability.store is None:
+            raise OpenCellError("the dashboard needs the observability store, which is off")
+        recorder = self.observability.recorder
+        ledger = self.budgets
+        return DashboardServer.from_config(self.config.dashboard, self.observability.store,
+                                           env=env, recorder_stats=lambda: recorder.stats,
+                                           exporter_stats=exporters.metrics,
+                                           budgets=None if ledger is None else lambda: ledger)
+
     async def start(self) -> None:
+        if self.budgets is not None:
+            self.budgets.start(self.adapters)
+        if self.dashboard is not None:
+            await self.dashboard.start()
         for adapter in self.adapters:
             await adapter.start(self.dispatch)
             log.info("adapter started bot=%s platform=%s", adapter.bot.name, adapter.platform)
@@ -150,6 +180,9 @@ class App:
         except TimeoutError:
             log.warning("stop: %d turn(s) still running after %.0fs; cancelling them",
                         self._in_flight, timeout)
+        # Before the adapters stop: an alert channel posts through one of them.
+        if self.budgets is not None and not await asyncio.to_thread(self.budgets.close, 5.0):
+            log.warning("stop: some budget alerts could not be delivered within 5s")
         for adapter in self.adapters:
             try:
                 await adapter.stop()
@@ -160,6 +193,8 @@ class App:
                 await runtime.aclose()
             except Exception as exc:  # noqa: BLE001
                 log.debug("runtime close failed bot=%s error=%s", runtime.name, exc)
+        if self.dashboard is not None:
+            await self.dashboard.stop()
         if not self.observability.close(timeout=5.0):
             log.warning("stop: not every event could be stored within 5s")
         install(None)

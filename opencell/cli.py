@@ -61,6 +61,9 @@ def _main(
         _fail(f"--log-level: '{log_level}' is not one of debug, info, warning, error", code=2)
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if level > logging.INFO:
+        # Users should always see whether AgentOps initialised and where a session went.
+        logging.getLogger("opencell.exporters.agentops").setLevel(logging.INFO)
 
 
 def _fail(message: str, *, code: int = 1) -> NoReturn:
@@ -88,9 +91,14 @@ def _guarded(run: Callable[[], Coroutine[Any, Any, None]]) -> None:
 @app.command()
 def run(
     bots: Annotated[list[Path], typer.Argument(help="Bot YAML files.", show_default=False)],
+    dashboard: Annotated[bool, typer.Option(
+        "--dashboard", help="Also serve the dashboard (dashboard.host/port in the config).")
+    ] = False,
     config: ConfigOption = None,
 ) -> None:
     """Run bots on the platforms their YAML names. Ctrl-C or SIGTERM stops gracefully."""
+    from rich.markup import escape
+
     from opencell.app import App
     from opencell.config import load_bots, load_config
 
@@ -98,10 +106,13 @@ def run(
         running = ", ".join(f"{a.bot.name} on {a.platform}" for a in application.adapters)
         _console(stderr=True).print(f"[green]●[/] running {running}. Ctrl-C stops.",
                                     soft_wrap=True)
+        if application.dashboard is not None:
+            _console(stderr=True).print(f"[green]●[/] {escape(application.dashboard.banner())}",
+                                        soft_wrap=True)
 
     async def main() -> None:
         cfg = load_config(config)
-        application = App(load_bots(bots), cfg)
+        application = App(load_bots(bots), cfg, dashboard=dashboard)
         await application.run(on_ready=ready)
 
     _guarded(main)
@@ -278,3 +289,7 @@ def main() -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+
+# Commands in their own modules
+from opencell import _cli_budgets, _cli_dashboard, _cli_doctor  # noqa: E402,F401

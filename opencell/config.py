@@ -283,11 +283,17 @@ class MiddlewareEntry(Model):
 
 
 class BotBudget(Model):
+    """A bot's own ``budget:``: limits on what this bot spends (see ``budgets:`` globally)."""
+
     daily_usd: float | None = Field(None, gt=0)
     weekly_usd: float | None = Field(None, gt=0)
     monthly_usd: float | None = Field(None, gt=0)
     enforce: bool = False
     alert_at: list[float] = [0.8, 1.0]
+    scope: Literal["bot", "user"] = "bot"
+    """``bot``: the limits cap the whole bot; ``user``: each user of this bot separately."""
+    blocked_message: str | None = None
+    """What users of this bot see when a call is blocked; default ``budgets.blocked_message``."""
 
 
 class BotConfig(Model):
@@ -411,8 +417,38 @@ class AlertsConfig(Model):
 
 class BudgetsConfig(Model):
     timezone: str = "UTC"
+    """Where days, weeks (from Monday) and months start, e.g. ``Europe/Berlin``."""
     limits: list[BudgetLimit] = []
     alerts: AlertsConfig = AlertsConfig()
+    blocked_message: str = ("Sorry, I've reached my usage budget for now, so I can't answer "
+                            "this. Please try again later.")
+    """What the user sees when an enforced limit blocks a model call."""
+    unpriced: Literal["block", "allow"] = "block"
+    """With enforcement on, a model without a known price is over budget (``block``) or let
+    through uncounted (``allow``); never counted as free silently."""
+    alert_channel: str | None = None
+    """Also post alerts in a chat channel through a running bot: ``bot/platform/channel``,
+    e.g. ``support/slack/C0123ABCD`` or ``support/discord/112233445566778899``."""
+
+    @field_validator("alert_channel")
+    @classmethod
+    def _channel_spec(cls, value: str | None) -> str | None:
+        if value is not None and (value.count("/") != 2 or not all(value.split("/"))):
+            raise ValueError(f"'{value}' is not bot/platform/channel, e.g. "
+                             "support/slack/C0123ABCD")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"'{value}' is not a time zone; use e.g. UTC or Europe/Berlin"
+                             ) from None
+        return value
 
 
 class OpenCellConfig(Model):

@@ -17,7 +17,8 @@
     │   ├── ToolArgumentsError    the model's arguments do not fit the tool's schema
     │   ├── ToolTimeoutError      the tool ran past its timeout
     │   └── ToolExecutionError    the tool raised
-    └── StoreError                the observability store cannot be opened or was misused
+    ├── StoreError                the observability store cannot be opened or was misused
+    └── BudgetExceededError       an enforced budget stopped a model call before it was made
 
 Messages say what went wrong and how to fix it.
 """
@@ -150,3 +151,22 @@ class ToolExecutionError(ToolError):
 class StoreError(OpenCellError):
     """The observability store cannot be opened (bad URL, schema newer than this OpenCell)
     or was asked something it cannot answer (unknown sort, foreign cursor, ambiguous id)."""
+
+
+class BudgetExceededError(OpenCellError):
+    """An enforced budget would be passed by a model call, so the call was not made.
+
+    ``user_message`` is the polite text the user sees (``budgets.blocked_message`` or the
+    bot's ``budget.blocked_message``); ``str()`` says which limit, for logs.
+    """
+
+    def __init__(self, message: str, *, user_message: str, scope: str, period: str,
+                 limit_usd: float | None, spent_usd: float, reason: str) -> None:
+        self.user_message = user_message
+        self.scope = scope
+        self.period = period
+        self.limit_usd = limit_usd
+        self.spent_usd = spent_usd
+        self.reason = reason
+        """``over_budget`` or ``unpriced``."""
+        super().__init__(message)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from opencell.config import BotConfig
 from opencell.context import TurnContext
@@ -24,6 +25,9 @@ from opencell.observability.instrument import RecordingLLM, RecordingTools
 from opencell.observability.sessions import Session, SessionTracker
 from opencell.tools import Toolbox, ToolInvoker
 from opencell.types import Clock, Middleware
+
+if TYPE_CHECKING:
+    from opencell.budgets import BudgetLedger
 
 EMPTY_ANSWER = "(the model returned an empty answer)"
 
@@ -46,6 +50,8 @@ class BotRuntime:
     The chain is: errors → ignore_self → observability (sessions) → ``middleware`` → the
     bot's YAML middleware → the bot. Without ``observability`` the process default is used
     (the store at ``OPENCELL_DATABASE_URL``), the same one ``get_agentops()`` records into.
+    With ``budgets`` every model call is first reserved against the ledger's limits (see
+    ``opencell.budgets``); without it nothing is checked.
     """
 
     def __init__(
@@ -58,6 +64,7 @@ class BotRuntime:
         observability: Observability | None = None,
         env: Mapping[str, str] | None = None,
         clock: Clock | None = None,
+        budgets: BudgetLedger | None = None,
     ) -> None:
         self.config = config
         if observability is None:
@@ -67,6 +74,9 @@ class BotRuntime:
         self.observability = observability
         raw_llm = llm if llm is not None else create_llm(config.llm, bot=config.name, env=env)
         self.llm: LLMClient = RecordingLLM(raw_llm, observability)
+        if budgets is not None:
+            # Outside the recorder: a blocked call was never made, so it is no llm_call.
+            self.llm = budgets.wrap(self.llm, config, observability)
         raw_tools = tools if tools is not None else Toolbox.from_entries(config.tools,
                                                                          bot=config.name)
         self.tools: ToolInvoker = RecordingTools(raw_tools, observability)

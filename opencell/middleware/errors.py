@@ -5,7 +5,12 @@ from __future__ import annotations
 import logging
 
 from opencell.context import TurnContext
-from opencell.errors import LLMRateLimitError, LLMTimeoutError, OpenCellError
+from opencell.errors import (
+    BudgetExceededError,
+    LLMRateLimitError,
+    LLMTimeoutError,
+    OpenCellError,
+)
 from opencell.messages import Reply
 from opencell.types import Handler
 
@@ -37,6 +42,8 @@ class ErrorsMiddleware:
 
 
 def polite_message(exc: BaseException, default: str) -> str:
+    if isinstance(exc, BudgetExceededError):
+        return exc.user_message
     if isinstance(exc, LLMRateLimitError):
         return BUSY
     if isinstance(exc, LLMTimeoutError):

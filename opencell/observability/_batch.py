@@ -209,10 +209,13 @@ def _plan_one(plan: BatchPlan, record: Record, owner: str) -> None:
 
 def _plan_llm_call(plan: BatchPlan, totals: Totals, session_id: str, ts: float,
                    data: Mapping[str, Any]) -> None:
+    # A call that failed before any usage came back has no cost_usd: it cost nothing and is
+    # not unpriced (the rollups would otherwise list its model as needing a price).
     usage = Usage(session_id, utc_day(ts), text(data.get("provider")) or "",
                   text(data.get("model")) or "", count(data.get("input_tokens")),
                   count(data.get("output_tokens")), count(data.get("cache_read_tokens")),
-                  count(data.get("cache_write_tokens")), money(data.get("cost_usd")))
+                  count(data.get("cache_write_tokens")),
+                  money(data.get("cost_usd")) if "cost_usd" in data else 0.0)
     totals.llm_calls += 1
     totals.input_tokens += usage.input_tokens
     totals.output_tokens += usage.output_tokens

@@ -97,6 +97,78 @@ schema_version = sa.Table(
     sa.Column("version", sa.Integer, nullable=False),
 )
 
+export_cursors = sa.Table(
+    "export_cursors", METADATA,
+    sa.Column("exporter", sa.String(64), primary_key=True),
+    sa.Column("last_event_id", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("delivered_events", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("delivered_spans", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("updated_at", sa.Float),
+    sa.Column("lease_owner", sa.String(300), nullable=False, server_default=""),
+    sa.Column("lease_until", sa.Float, nullable=False, server_default="0"),
+)
+"""One row per exporter (``agentops``, ``otlp``): the outbox. Every event with an id above
+``last_event_id`` is pending for that exporter (see ``exporters/outbox.py``). The lease lets
+one process at a time drain it when several share the store."""
+
+def _cost_sums() -> list[sa.Column[object]]:
+    return [sa.Column("calls", sa.Integer, nullable=False, server_default="0"),
+            *(sa.Column(name, sa.BigInteger, nullable=False, server_default="0")
+              for name in ("input_tokens", "output_tokens", "cache_read_tokens",
+                           "cache_write_tokens")),
+            sa.Column("cost_usd", sa.Float, nullable=False, server_default="0"),
+            sa.Column("unpriced_calls", sa.Integer, nullable=False, server_default="0")]
+
+
+# v4: activity rollups (see _activity.py), what the dashboard reads instead of raw events.
+event_rollups = sa.Table(
+    "event_rollups", METADATA,
+    sa.Column("day", sa.String(10), primary_key=True),
+    sa.Column("bot", sa.String(200), primary_key=True),
+    sa.Column("kind", sa.String(32), primary_key=True),
+    sa.Column("name", sa.String(300), primary_key=True),
+    sa.Column("count", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("failures", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("duration_ms", sa.Float, nullable=False, server_default="0"),
+)
+latency_rollups = sa.Table(
+    "latency_rollups", METADATA,
+    sa.Column("day", sa.String(10), primary_key=True),
+    sa.Column("bot", sa.String(200), primary_key=True),
+    sa.Column("bucket", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("count", sa.BigInteger, nullable=False, server_default="0"),
+)
+cost_daily = sa.Table(
+    "cost_daily", METADATA,
+    *(sa.Column(key, sa.String(200), primary_key=True)
+      for key in ("day", "bot", "platform", "provider", "model")),
+    *_cost_sums(),
+)
+user_cost_rollups = sa.Table(
+    "user_cost_rollups", METADATA,
+    sa.Column("period", sa.String(8), primary_key=True),
+    sa.Column("start", sa.String(10), primary_key=True),
+    sa.Column("user_id", sa.String(200), primary_key=True),
+    *_cost_sums(),
+)
+
+# v5: budget alerts raised, one row per alert key (see opencell/budgets/_store.py).
+budget_alerts = sa.Table(
+    "budget_alerts", METADATA,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("alert_key", sa.String(1000), nullable=False, unique=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("scope", sa.String(400), nullable=False),
+    sa.Column("period_key", sa.String(32), nullable=False),
+    sa.Column("limit_id", sa.String(300), nullable=False, server_default=""),
+    sa.Column("threshold", sa.Float),
+    sa.Column("ts", sa.Float, nullable=False),
+    sa.Column("session_id", sa.String(64)),
+    sa.Column("data", sa.Text, nullable=False, server_default="{}"),
+)
+"""A budget alert is raised once per key (threshold × scope × period); the unique key is
+what stops a restarted process, or a second one sharing the store, from raising it again."""
+
 DURATION_SORT = sa.func.coalesce(sessions.c.duration_ms, sa.literal_column("-1"))
 """How sessions sort by duration: open sessions (no duration yet) come last when descending."""
 
@@ -181,9 +253,89 @@ def _v2_cache_tokens_and_sort_indexes(conn: Connection, dialect: Dialect) -> Non
              sa.func.coalesce(s.c.duration_ms, sa.literal_column("-1")), s.c.id).create(conn)
 
 
+def _v3_export_cursors(conn: Connection, dialect: Dialect) -> None:
+    """The exporters' outbox: one delivery cursor (and lease) per exporter."""
+    md = sa.MetaData()
+    sa.Table(
+        "export_cursors", md,
+        sa.Column("exporter", sa.String(64), primary_key=True),
+        sa.Column("last_event_id", sa.BigInteger, nullable=False, server_default="0"),
+        sa.Column("delivered_events", sa.BigInteger, nullable=False, server_default="0"),
+        sa.Column("delivered_spans", sa.BigInteger, nullable=False, server_default="0"),
+        sa.Column("updated_at", sa.Float),
+        sa.Column("lease_owner", sa.String(300), nullable=False, server_default=""),
+        sa.Column("lease_until", sa.Float, nullable=False, server_default="0"),
+    )
+    md.create_all(conn)
+
+
+def _v4_activity_rollups(conn: Connection, dialect: Dialect) -> None:
+    """Rollups for the dashboard (events, turn latency, costs without users, costs per user
+    and week/month), filled from what is already stored; indexes to list sessions by user
+    name and by platform."""
+    from opencell.observability._activity import backfill
+
+    md = sa.MetaData()
+
+    def keys(*names: str) -> list[sa.Column[str]]:
+        return [sa.Column(name, sa.String(200), primary_key=True) for name in names]
+
+    def sums() -> list[sa.Column[object]]:
+        return [sa.Column("calls", sa.Integer, nullable=False, server_default="0"),
+                *(sa.Column(name, sa.BigInteger, nullable=False, server_default="0")
+                  for name in ("input_tokens", "output_tokens", "cache_read_tokens",
+                               "cache_write_tokens")),
+                sa.Column("cost_usd", sa.Float, nullable=False, server_default="0"),
+                sa.Column("unpriced_calls", sa.Integer, nullable=False, server_default="0")]
+
+    sa.Table("event_rollups", md,
+             sa.Column("day", sa.String(10), primary_key=True), *keys("bot"),
+             sa.Column("kind", sa.String(32), primary_key=True),
+             sa.Column("name", sa.String(300), primary_key=True),
+             sa.Column("count", sa.BigInteger, nullable=False, server_default="0"),
+             sa.Column("failures", sa.BigInteger, nullable=False, server_default="0"),
+             sa.Column("duration_ms", sa.Float, nullable=False, server_default="0"))
+    sa.Table("latency_rollups", md,
+             sa.Column("day", sa.String(10), primary_key=True), *keys("bot"),
+             sa.Column("bucket", sa.Integer, primary_key=True, autoincrement=False),
+             sa.Column("count", sa.BigInteger, nullable=False, server_default="0"))
+    sa.Table("cost_daily", md, *keys("day", "bot", "platform", "provider", "model"), *sums())
+    sa.Table("user_cost_rollups", md,
+             sa.Column("period", sa.String(8), primary_key=True),
+             sa.Column("start", sa.String(10), primary_key=True), *keys("user_id"), *sums())
+    s = sa.Table("sessions", md, sa.Column("id"), sa.Column("user_name"),
+                 sa.Column("platform"), sa.Column("started_at"))
+    md.create_all(conn, tables=[md.tables[name] for name in (
+        "event_rollups", "latency_rollups", "cost_daily", "user_cost_rollups")])
+    sa.Index("ix_sessions_user_name", s.c.user_name, s.c.started_at, s.c.id).create(conn)
+    sa.Index("ix_sessions_platform", s.c.platform, s.c.started_at, s.c.id).create(conn)
+    backfill(conn)
+
+
+def _v5_budget_alerts(conn: Connection, dialect: Dialect) -> None:
+    """Budget alerts already raised, so that none is raised twice (restarts included)."""
+    md = sa.MetaData()
+    alerts = sa.Table(
+        "budget_alerts", md,
+        sa.Column("id", Id, primary_key=True, autoincrement=True),
+        sa.Column("alert_key", sa.String(1000), nullable=False, unique=True),
+        sa.Column("kind", sa.String(16), nullable=False),
+        sa.Column("scope", sa.String(400), nullable=False),
+        sa.Column("period_key", sa.String(32), nullable=False),
+        sa.Column("limit_id", sa.String(300), nullable=False, server_default=""),
+        sa.Column("threshold", sa.Float),
+        sa.Column("ts", sa.Float, nullable=False),
+        sa.Column("session_id", sa.String(64)),
+        sa.Column("data", sa.Text, nullable=False, server_default="{}"),
+    )
+    sa.Index("ix_budget_alerts_ts", alerts.c.ts)
+    md.create_all(conn)
+
+
 Migration = Callable[[Connection, Dialect], None]
 
-MIGRATIONS: list[Migration] = [_v1_base_tables, _v2_cache_tokens_and_sort_indexes]
+MIGRATIONS: list[Migration] = [_v1_base_tables, _v2_cache_tokens_and_sort_indexes,
+                               _v3_export_cursors, _v4_activity_rollups, _v5_budget_alerts]
 """Step *n* (1-based) upgrades a version *n-1* database to version *n*."""
 
 LATEST = len(MIGRATIONS)

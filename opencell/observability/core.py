@@ -23,6 +23,7 @@ from opencell.observability.sessions import EndReason, Session
 
 if TYPE_CHECKING:
     from opencell.config import BotConfig, OpenCellConfig
+    from opencell.observability.exporters import ExportTuning
     from opencell.observability.store import Store
     from opencell.tools import ToolResult
 
@@ -55,8 +56,12 @@ class Observability:
 
     @classmethod
     def from_config(cls, config: OpenCellConfig, bots: Iterable[BotConfig] = (),
-                    env: Mapping[str, str] | None = None) -> Observability:
-        """Open the store, close sessions a crashed process left open, start the recorder."""
+                    env: Mapping[str, str] | None = None, *,
+                    export_tuning: ExportTuning | None = None) -> Observability:
+        """Open the store, close sessions a crashed process left open, start the recorder
+        and the enabled exporters (AgentOps, OTLP), which drain the store's outbox on their
+        own threads. ``export_tuning`` paces the exporters (tests inject time with it)."""
+        from opencell.observability.exporters import start_exporters
         from opencell.observability.store import Store, owner_is_alive
 
         env = os.environ if env is None else env
@@ -67,14 +72,25 @@ class Observability:
                 log.info("sessions interrupted by an earlier crash closed count=%d", len(closed))
         obs = config.observability
         secrets = [value for bot in bots for value in bot_secrets(bot)]
-        return cls(Recorder(store), prices=PriceBook(config.pricing),
-                   redactor=Redactor.from_env(env, secrets=secrets, rules=obs.redact),
-                   capture_content=obs.capture_content, max_result_chars=obs.max_result_chars,
-                   store=store, default_tags=_comma_list(env.get("AGENTOPS_TAGS", "")))
+        observability = cls(
+            Recorder(store), prices=PriceBook(config.pricing),
+            redactor=Redactor.from_env(env, secrets=secrets, rules=obs.redact),
+            capture_content=obs.capture_content, max_result_chars=obs.max_result_chars,
+            store=store, default_tags=_comma_list(env.get("AGENTOPS_TAGS", "")))
+        with guard("starting exporters"):
+            start_exporters(observability, config, store, env=env,
+                            prices=observability.prices, tuning=export_tuning)
+        return observability
 
-    def close(self, timeout: float = 5.0) -> bool:
-        """Flush what is queued (up to ``timeout``) and stop the writer."""
+    def close(self, timeout: float = 5.0, *, export_timeout: float = 5.0) -> bool:
+        """Flush what is queued (up to ``timeout``) and stop the writer; then give the
+        exporters ``export_timeout`` seconds to deliver (what they cannot stays pending in
+        the store for the next start) and stop them."""
+        from opencell.observability.exporters import stop_exporters
+
         flushed = self.recorder.close(timeout)
+        with guard("stopping exporters"):
+            stop_exporters(self, export_timeout)
         if self.store is not None:
             with guard("store close"):
                 self.store.close()

@@ -35,6 +35,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 
 from opencell.errors import StoreError
 from opencell.observability import _queries as queries
+from opencell.observability._activity import ActivityStatements, add_session_end, write_activity
 from opencell.observability._batch import BatchPlan, plan_batch, to_json
 from opencell.observability._dialect import WRITE, Dialect, dialect_for, remove_stale_wal
 from opencell.observability._owner import owner_is_alive, process_owner
@@ -66,6 +67,7 @@ class Store:
         """The database URL, password hidden."""
         self._lock = threading.RLock()
         self._sql = Statements(dialect)
+        self._activity = ActivityStatements(dialect)
         self._cache: OrderedDict[str, SessionInfo] = OrderedDict()
         self._file_id: tuple[int, int] | None = None
         self._placeholders = 0
@@ -219,8 +221,10 @@ class Store:
             conn.execute(sql.end_session, [
                 {"b_seq": infos[e.session_id][0], "b_status": e.status, "b_reason": e.reason,
                  "b_ended_at": e.ts, "b_metadata": e.metadata} for e in plan.ends])
-        if plan.usage:
-            conn.execute(sql.add_rollups, rollup_rows(plan.usage, infos))
+        rollups = rollup_rows(plan.usage, infos) if plan.usage else []
+        if rollups:
+            conn.execute(sql.add_rollups, rollups)
+        write_activity(conn, self._activity, plan.events, rollups, infos)
 
     def _remember(self, session_id: str, info: SessionInfo) -> None:
         self._cache[session_id] = info
@@ -343,7 +347,8 @@ class Store:
         s = sessions.c
         with self._reading() as conn:
             rows = conn.execute(sa.select(s.seq, s.id, s.owner, s.last_activity,
-                                          s.last_turn_failed).where(s.status == "open")).all()
+                                          s.last_turn_failed, s.bot)
+                                .where(s.status == "open")).all()
         verdicts: dict[str, bool] = {}
         dead = []
         for row in rows:
@@ -370,6 +375,9 @@ class Store:
                             "success": status == "success", "data": to_json({
                                 "reason": "interrupted", "status": status,
                                 "metadata": {"owner": row.owner}})})
+                        add_session_end(conn, self._activity, ts=row.last_activity,
+                                        bot=row.bot, reason="interrupted",
+                                        failed=status != "success")
                         closed.append(row.id)
             for session_id in closed:
                 self._cache.pop(session_id, None)
