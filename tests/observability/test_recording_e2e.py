@@ -269,3 +269,40 @@ async def test_bot_keeps_answering_while_the_store_is_locked(tmp_path: Path,
     store = read(isolated_store)
     session = only_session(store)
     assert session["messages"] == 21 and session["llm_calls"] == 21
+
+
+async def test_end_command_and_end_session_close_with_their_reasons(isolated_store: str) -> None:
+    obs = observability(isolated_store)
+    config = BotConfig(name="t", llm=LLMConfig(provider="offline"),
+                       session=SessionConfig(end_command="/end"))
+    runtime = BotRuntime(config, llm=FunctionLLM(lambda r: "ok"), observability=obs)
+    await runtime.dispatch(message("hello", user="a"))
+    ended = await runtime.dispatch(message("/end", user="a"))
+    assert ended is not None and "ended" in ended.text.lower()
+    await runtime.start_session("b")
+    assert await runtime.process_message("hi") == "ok"
+    await runtime.end_session(success=False)
+    await runtime.aclose()
+    obs.close()
+    store = read(isolated_store)
+    rows, _ = store.list_sessions(sort="started_at", descending=False, limit=10)
+    assert [(r["user_id"], r["end_reason"], r["status"], r["messages"]) for r in rows] == [
+        ("a", "end_command", "success", 2), ("b", "explicit", "failed", 1)]
+
+
+async def test_capture_content_off_keeps_lengths_only(isolated_store: str) -> None:
+    config_ = OpenCellConfig.model_validate({"store": {"url": isolated_store},
+                                             "observability": {"capture_content": False}})
+    obs = Observability.from_config(config_)
+    runtime = BotRuntime(BotConfig(name="t", llm=LLMConfig(provider="offline")),
+                         llm=FunctionLLM(lambda r: "a private answer"), observability=obs)
+    await runtime.dispatch(message("a private question"))
+    await runtime.aclose()
+    obs.close()
+    store = read(isolated_store)
+    (turn,) = [e for e in store.timeline(only_session(store)["id"]) if e["kind"] == "message"]
+    assert (turn["input"], turn["output"]) == (None, None)
+    assert (turn["input_chars"], turn["output_chars"]) == (18, 16)
+    db = Path(isolated_store.removeprefix("sqlite:///"))
+    for path in db.parent.glob(db.name + "*"):  # the WAL too
+        assert b"private" not in path.read_bytes()
