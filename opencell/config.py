@@ -9,7 +9,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -17,65 +17,33 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from opencell._yaml_source import YamlSource, format_loc, read_yaml, suggest
+from opencell._config_base import CommaList, Duration, Model, parse_duration
+from opencell._config_errors import validate_source
+from opencell._config_global import (
+    AgentOpsConfig,
+    AlertsConfig,
+    BudgetLimit,
+    BudgetsConfig,
+    DashboardConfig,
+    ObservabilityConfig,
+    OpenCellConfig,
+    OTLPConfig,
+    RedactRule,
+    StoreConfig,
+)
+from opencell._config_platforms import (
+    ConsoleConfig,
+    DiscordConfig,
+    PlatformsConfig,
+    SlackConfig,
+)
+from opencell._yaml_source import YamlSource, format_loc, read_yaml
 from opencell.errors import ConfigError, ConfigErrors
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def parse_duration(value: Any) -> float:
-    """``90s``, ``10m``, ``1h``, ``1h30m``, ``500ms`` or a number of seconds → seconds."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration like 90s, 10m, 1h or a number of seconds")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and value.strip():
-        text = value.strip().replace(" ", "")
-        try:
-            seconds = float(text)
-        except ValueError:
-            pos, seconds = 0, 0.0
-            for match in _DURATION.finditer(text):
-                if match.start() != pos:
-                    break
-                seconds += float(match.group(1)) * _UNITS[match.group(2)]
-                pos = match.end()
-            if pos != len(text) or pos == 0:
-                raise ValueError(
-                    f"'{value}' is not a duration; use 90s, 10m, 1h or a number of seconds"
-                ) from None
-    else:
-        raise ValueError("expected a duration like 90s, 10m, 1h or a number of seconds")
-    if seconds <= 0:
-        raise ValueError("a duration must be greater than zero")
-    return seconds
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-M = TypeVar("M", bound=BaseModel)
-
-
-def _comma_list(value: Any) -> Any:
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    return value
-
-
-CommaList = Annotated[list[str], BeforeValidator(_comma_list)]
-
-
-class Model(BaseModel):
-    """Base for config models: unknown fields are errors (they are usually typos)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
 
 # ---------------------------------------------------------------- bot YAML
 
@@ -107,111 +75,6 @@ class LLMConfig(Model):
         if not self.model:
             object.__setattr__(self, "model", DEFAULT_MODELS[self.provider])
         return self
-
-
-class DiscordConfig(Model):
-    """``platforms.discord``: how a bot connects to Discord and which messages it answers."""
-
-    token: str
-    """The bot token (Developer Portal → your app → Bot); usually ``${DISCORD_TOKEN}``."""
-    respond_to: Literal["mentions", "all", "dm"] = "mentions"
-    """``mentions``: in servers, only messages that mention the bot or reply to it (DMs
-    always); ``all``: every message in the allowed channels; ``dm``: direct messages only."""
-    channels: list[str] = []
-    """Channel ids or names to listen in (a channel's threads included); empty = every
-    channel the bot can see. DMs are not affected."""
-    ignore_bots: bool = True
-    """Never answer other bots (stops two bots from talking to each other forever)."""
-    shards: Literal["auto"] | int | None = None
-    """``auto`` (Discord's recommended count) or a shard count: uses ``AutoShardedClient``."""
-    ready_timeout: Duration = 60.0
-    """How long start-up waits for Discord's READY (raise it for bots with many shards)."""
-
-    @field_validator("shards")
-    @classmethod
-    def _shard_count(cls, value: Literal["auto"] | int | None) -> Literal["auto"] | int | None:
-        if isinstance(value, int) and value < 1:
-            raise ValueError(f"{value} is not a shard count; use auto or a number from 1")
-        return value
-
-
-class SlackConfig(Model):
-    """A bot's Slack app: Socket Mode when ``app_token`` is set, else HTTP mode."""
-
-    bot_token: str
-    """The Bot User OAuth Token (``xoxb-…``); usually ``${SLACK_BOT_TOKEN}``."""
-    app_token: str | None = None
-    """An app-level token (``xapp-…``, scope ``connections:write``): selects Socket Mode."""
-    signing_secret: str | None = None
-    """HTTP mode: verifies that requests to ``host:port/path`` come from Slack."""
-    host: str = "127.0.0.1"
-    port: int = Field(3000, ge=0, le=65535)
-    """HTTP mode; 0 picks a free port (tests)."""
-    path: str = "/slack/events"
-    api_base_url: str | None = None
-    """The Web API base, e.g. ``https://slack-gov.com/api/``; default ``https://slack.com/api/``."""
-    respond_to: Literal["mentions", "all", "dm"] = "mentions"
-    """Direct messages are always answered (``dm``: only those); in channels the bot answers
-    mentions, or every message with ``all``."""
-    channels: list[str] = []
-    """Channel ids (``C0123ABCD``) to answer in; empty = every channel the bot is in. DMs
-    are not affected."""
-    ignore_bots: bool = True
-    """Never answer other bots (stops two bots from talking to each other forever)."""
-
-    @field_validator("path")
-    @classmethod
-    def _path(cls, value: str) -> str:
-        if not value.startswith("/"):
-            raise ValueError(f"'{value}' is not a URL path; it must start with '/'")
-        return value
-
-    @field_validator("channels")
-    @classmethod
-    def _channel_ids(cls, value: list[str]) -> list[str]:
-        for channel in value:
-            if not re.fullmatch(r"[CGD][A-Z0-9]{2,}", channel):
-                raise ValueError(f"'{channel}' is not a Slack channel id; use ids like C0123ABCD "
-                                 "(channel details > About, at the bottom)")
-        return value
-
-    @model_validator(mode="after")
-    def _mode(self) -> SlackConfig:
-        if not self.app_token and not self.signing_secret:
-            raise ValueError(
-                "set app_token (Socket Mode) or signing_secret (HTTP mode), e.g. "
-                "app_token: ${SLACK_APP_TOKEN}"
-            )
-        # Checked here, not in field validators: a field error would echo the token.
-        self._token_kind("bot_token", self.bot_token, "xoxb-",
-                         "the Bot User OAuth Token (OAuth & Permissions)")
-        self._token_kind("app_token", self.app_token, "xapp-",
-                         "an app-level token with connections:write (Basic Information)")
-        return self
-
-    @staticmethod
-    def _token_kind(field: str, value: str | None, prefix: str, what: str) -> None:
-        """An empty token passes (the adapter names the missing variable at start-up); a
-        token of the wrong kind is an error that shows its prefix, never the token."""
-        value = (value or "").strip()
-        if value and not value.startswith(prefix):
-            shape = re.match(r"x[a-z]{2,4}-", value)
-            found = f"a token starting with '{shape.group(0)}'" if shape else "something else"
-            raise ValueError(f"{field} must be {what}, starting with '{prefix}'; found {found}")
-
-
-class ConsoleConfig(Model):
-    user: str = "you"
-    prompt: str = "you> "
-
-
-class PlatformsConfig(Model):
-    console: ConsoleConfig | None = None
-    discord: DiscordConfig | None = None
-    slack: SlackConfig | None = None
-
-    def named(self) -> list[str]:
-        return [name for name in ("console", "discord", "slack") if getattr(self, name)]
 
 
 class SessionConfig(Model):
@@ -349,122 +212,6 @@ class BotConfig(Model):
                            line=self._lines.get(parts), field=format_loc(loc) or None)
 
 
-# ---------------------------------------------------------------- config/opencell.yaml
-
-
-class StoreConfig(Model):
-    url: str = "sqlite:///opencell.db"
-
-
-class RedactRule(Model):
-    pattern: str
-    replacement: str = "[REDACTED]"
-
-    @field_validator("pattern")
-    @classmethod
-    def _compiles(cls, value: str) -> str:
-        try:
-            re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"not a valid regular expression: {exc}") from None
-        return value
-
-
-class AgentOpsConfig(Model):
-    enabled: bool = False
-    api_key: str = ""
-    endpoint: str = "https://api.agentops.ai"
-    exporter_endpoint: str = "https://otlp.agentops.ai/v1/traces"
-    tags: CommaList = ["opencell"]
-    export_content: bool = True
-
-
-class OTLPConfig(Model):
-    endpoint: str = ""
-    export_content: bool = False
-    headers: dict[str, str] = {}
-
-
-class ObservabilityConfig(Model):
-    capture_content: bool = True
-    redact: list[RedactRule] = []
-    agentops: AgentOpsConfig = AgentOpsConfig()
-    otlp: OTLPConfig = OTLPConfig()
-    max_result_chars: int = Field(4000, ge=0)
-
-
-class DashboardConfig(Model):
-    host: str = "127.0.0.1"
-    port: int = Field(8321, ge=0, le=65535)
-    token: str = ""
-
-
-class BudgetLimit(Model):
-    scope: Literal["global", "bot", "user", "platform"]
-    match: str | None = None
-    """Which bot/user/platform this limit is for; empty = each one separately."""
-    daily_usd: float | None = Field(None, gt=0)
-    weekly_usd: float | None = Field(None, gt=0)
-    monthly_usd: float | None = Field(None, gt=0)
-    alert_at: list[float] = [0.8, 1.0]
-    enforce: bool = False
-
-
-class AlertsConfig(Model):
-    webhooks: list[str] = []
-    spike_factor: float = Field(3.0, gt=1)
-
-
-class BudgetsConfig(Model):
-    timezone: str = "UTC"
-    """Where days, weeks (from Monday) and months start, e.g. ``Europe/Berlin``."""
-    limits: list[BudgetLimit] = []
-    alerts: AlertsConfig = AlertsConfig()
-    blocked_message: str = ("Sorry, I've reached my usage budget for now, so I can't answer "
-                            "this. Please try again later.")
-    """What the user sees when an enforced limit blocks a model call."""
-    unpriced: Literal["block", "allow"] = "block"
-    """With enforcement on, a model without a known price is over budget (``block``) or let
-    through uncounted (``allow``); never counted as free silently."""
-    alert_channel: str | None = None
-    """Also post alerts in a chat channel through a running bot: ``bot/platform/channel``,
-    e.g. ``support/slack/C0123ABCD`` or ``support/discord/112233445566778899``."""
-
-    @field_validator("alert_channel")
-    @classmethod
-    def _channel_spec(cls, value: str | None) -> str | None:
-        if value is not None and (value.count("/") != 2 or not all(value.split("/"))):
-            raise ValueError(f"'{value}' is not bot/platform/channel, e.g. "
-                             "support/slack/C0123ABCD")
-        return value
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"'{value}' is not a time zone; use e.g. UTC or Europe/Berlin"
-                             ) from None
-        return value
-
-
-class OpenCellConfig(Model):
-    """The global ``config/opencell.yaml``; every key optional."""
-
-    store: StoreConfig = StoreConfig()
-    observability: ObservabilityConfig = ObservabilityConfig()
-    dashboard: DashboardConfig = DashboardConfig()
-    budgets: BudgetsConfig = BudgetsConfig()
-    pricing: str | None = None
-
-
-GLOBAL_KEYS = frozenset(OpenCellConfig.model_fields)
-BOT_KEYS = frozenset(BotConfig.model_fields)
-
-
 # ---------------------------------------------------------------- loading
 
 
@@ -582,93 +329,6 @@ def validate_file(path: str | Path, env: Mapping[str, str] | None = None
     return _bot_from(source)
 
 
-def validate_source(source: YamlSource, model: type[M], what: str) -> M:
-    """Validate parsed YAML against ``model``; every problem becomes a located error."""
-    if not isinstance(source.data, dict):
-        found = type(source.data).__name__ if source.data is not None else "nothing"
-        found = {"str": "plain text", "list": "a list"}.get(found, found)
-        raise ConfigError(
-            f"expected a mapping of {what} fields at the top level, found {found}; "
-            f"is this a {what} YAML file?", file=str(source.path), line=1)
-    try:
-        return model.model_validate(source.data)
-    except ValidationError as exc:
-        located: dict[tuple[int | None, str | None], ConfigError] = {}
-        for err in exc.errors():
-            error = _located(source, model, err)
-            # A union reports once per member; the first says it best.
-            located.setdefault((error.line, error.field), error)
-        raise ConfigErrors(list(located.values())) from None
-
-
-def _located(source: YamlSource, model: type[BaseModel], err: Any) -> ConfigError:
-    loc: tuple[str | int, ...] = tuple(p for p in err["loc"] if not _is_union_tag(p))
-    kind = err["type"]
-    if kind == "extra_forbidden":
-        field = str(loc[-1])
-        known = _known_fields(model, loc[:-1])
-        message = f"unknown field '{field}'{suggest(field, known)}"
-        if known:
-            message += f"; allowed: {', '.join(sorted(known))}"
-    elif kind == "missing":
-        message = "required field is missing"
-    elif kind == "literal_error":
-        message = f"{_strip(err['msg'])}, got {err['input']!r}"
-    else:
-        message = _strip(err["msg"])
-        if ("input" in err and not isinstance(err["input"], dict | list)
-                and not _is_secret_field(loc) and repr(err["input"]) not in message):
-            message += f" (got {err['input']!r})"
-    return source.error(loc, message)
-
-
-def _is_secret_field(loc: tuple[str | int, ...]) -> bool:
-    """Never echo a token or key back in an error message."""
-    name = str(loc[-1]).lower() if loc else ""
-    return any(word in name for word in ("token", "key", "secret", "password"))
-
-
-def _strip(msg: str) -> str:
-    return msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
-
-
-_TAG_NAMES = {"int", "str", "float", "bool", "none", "list", "dict"}
-
-
-def _is_union_tag(part: Any) -> bool:
-    """Pydantic's union member tags in a loc (``int``, ``literal['auto']``, ``LLMConfig``)."""
-    return isinstance(part, str) and (
-        part[:1].isupper() or "[" in part or part.startswith("function-")
-        or part in _TAG_NAMES)
-
-
-def _known_fields(model: type[BaseModel], loc: tuple[str | int, ...]) -> list[str]:
-    current: Any = model
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        field = current.model_fields.get(part) if hasattr(current, "model_fields") else None
-        if field is None:
-            return []
-        current = _model_in(field.annotation)
-        if current is None:
-            return []
-    return list(current.model_fields) if hasattr(current, "model_fields") else []
-
-
-def _model_in(annotation: Any) -> Any:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()) or ():
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    metadata_origin = getattr(annotation, "__origin__", None)
-    if metadata_origin is not None and metadata_origin is not annotation:
-        return _model_in(metadata_origin)
-    return None
-
-
 def _check_tools(bot: BotConfig, source: YamlSource) -> None:
     from opencell.tools.registry import check_tool_entry
 
@@ -681,7 +341,10 @@ def _check_tools(bot: BotConfig, source: YamlSource) -> None:
 
 
 __all__ = [
-    "BotConfig", "OpenCellConfig", "LLMConfig", "ToolEntry", "MiddlewareEntry", "Duration",
-    "load_bot", "load_bots", "load_config", "validate_file", "parse_duration", "parse_rate",
-    "format_loc",
+    "AgentOpsConfig", "AlertsConfig", "BotBudget", "BotConfig", "BudgetLimit", "BudgetsConfig",
+    "CommaList", "ConsoleConfig", "DashboardConfig", "DiscordConfig", "Duration", "LLMConfig",
+    "MiddlewareEntry", "Model", "OTLPConfig", "ObservabilityConfig", "OpenCellConfig",
+    "PlatformsConfig", "RateLimitConfig", "RedactRule", "SessionConfig", "SlackConfig",
+    "StoreConfig", "ToolEntry", "format_loc", "load_bot", "load_bots", "load_config",
+    "parse_duration", "parse_rate", "validate_file", "validate_files", "validate_source",
 ]
