@@ -12,7 +12,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from opencell.cli import ConfigOption, _console, _fail, _print_json, _store, app
+from opencell.cli import ConfigOption, _console, _fail, _opened_store, _print_json, app
 
 LEVEL_STYLE = {"warning": "yellow", "critical": "red"}
 
@@ -36,14 +36,11 @@ def budgets(
         bot_configs = load_bots(bots or [])
     except ConfigError as exc:
         _fail(exc.located(), code=2)
-    store = _store(config)
-    try:
+    with _opened_store(config) as store:
         ledger = BudgetLedger(cfg.budgets, bot_configs, store=store, sync_interval=0,
-                               watch_spikes=False)
+                              watch_spikes=False)
         usage = ledger.usage()
         alerts = ledger.alerts(days=days)
-    finally:
-        store.close()
     if as_json:
         _print_json({"timezone": cfg.budgets.timezone, "usage": usage, "alerts": alerts})
         return

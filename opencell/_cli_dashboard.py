@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from opencell.cli import ConfigOption, _console, _guarded, _store, app
+from opencell.cli import ConfigOption, _console, _guarded, _opened_store, app
 
 
 @app.command()
@@ -34,8 +34,7 @@ def dashboard(
         from opencell.dashboard.server import dashboard_token
 
         check_bind(host or cfg.dashboard.host, dashboard_token(cfg.dashboard))
-        store = _store(config)
-        try:
+        with _opened_store(config) as store:
             from opencell.dashboard.budgets import store_budgets
 
             server = DashboardServer.from_config(cfg.dashboard, store, host=host, port=port,
@@ -54,7 +53,5 @@ def dashboard(
                 await stop.wait()
             finally:
                 await server.stop()
-        finally:
-            store.close()
 
     _guarded(main)

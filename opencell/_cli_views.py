@@ -11,6 +11,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from opencell.observability.records import short_session_id
+
 STATUS_STYLE = {"open": "yellow", "success": "green", "failed": "red"}
 END_LABELS = {"idle_timeout": "idle", "shutdown": "shutdown", "end_command": "/end",
               "explicit": "ended", "interrupted": "crash"}
@@ -28,11 +30,6 @@ def millis(value: float | None) -> str:
 
 def when(iso: str | None) -> str:
     return (iso or "-").replace("T", " ")[:19]
-
-
-def short_id(session_id: str) -> str:
-    """The random tail of a UUIDv7: unique in practice, and `opencell session` accepts it."""
-    return session_id[-12:]
 
 
 def sessions_table(rows: Sequence[Mapping[str, Any]]) -> Table:
@@ -53,7 +50,7 @@ def sessions_table(rows: Sequence[Mapping[str, Any]]) -> Table:
             cost += f" +{row['unpriced_calls']}?"
         errors = int(row["errors"])
         table.add_row(
-            Text(short_id(str(row["id"]))), Text(f"{row['bot']}@{row['platform']}"),
+            Text(short_session_id(row["id"])), Text(f"{row['bot']}@{row['platform']}"),
             Text(str(row.get("user_id") or "")),
             Text(label, style=STATUS_STYLE.get(status, "")), when(row.get("started_at"))[5:16],
             millis(row.get("duration_ms")), str(row["messages"]), str(row["llm_calls"]),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from opencell.adapters import Adapter, create_adapter
@@ -165,36 +165,48 @@ class App:
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Refuse new messages, let in-flight turns finish and their replies go out (up to
-        ``timeout`` in all), stop the adapters, close sessions as ``shutdown``, flush."""
+        ``timeout`` in all), stop the adapters, close sessions as ``shutdown``, flush.
+
+        Each step is isolated: one that fails is logged and the rest still run, and the
+        recorder is always flushed last.
+        """
         if self._stopping:
             return
         self._stopping = True
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        for adapter in self.adapters:
-            if not await adapter.drain(max(0.0, deadline - loop.time())):
-                log.warning("stop: %d turn(s) still running on %s after %.0fs; cancelling",
-                            adapter.in_flight, adapter.platform, timeout)
         try:
-            await asyncio.wait_for(self._idle.wait(), max(0.0, deadline - loop.time()))
-        except TimeoutError:
-            log.warning("stop: %d turn(s) still running after %.0fs; cancelling them",
-                        self._in_flight, timeout)
-        # Before the adapters stop: an alert channel posts through one of them.
+            for adapter in self.adapters:
+                if not await adapter.drain(max(0.0, deadline - loop.time())):
+                    log.warning("stop: %d turn(s) still running on %s after %.0fs; their "
+                                "sessions close now and later records are dropped",
+                                adapter.in_flight, adapter.platform, timeout)
+            try:
+                await asyncio.wait_for(self._idle.wait(), max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                log.warning("stop: %d turn(s) still running after %.0fs", self._in_flight,
+                            timeout)
+            # Before the adapters stop: an alert channel posts through one of them.
+            if self.budgets is not None:
+                await self._step("budget alerts", self._close_budgets())
+            for adapter in self.adapters:
+                await self._step(f"{adapter.platform} adapter", adapter.stop())
+            for runtime in self.runtimes.values():
+                await self._step(f"bot {runtime.name}", runtime.aclose())
+            if self.dashboard is not None:
+                await self._step("dashboard", self.dashboard.stop())
+        finally:
+            if not self.observability.close(timeout=5.0):
+                log.warning("stop: not every event could be stored within 5s")
+            install(None)
+
+    async def _close_budgets(self) -> None:
         if self.budgets is not None and not await asyncio.to_thread(self.budgets.close, 5.0):
             log.warning("stop: some budget alerts could not be delivered within 5s")
-        for adapter in self.adapters:
-            try:
-                await adapter.stop()
-            except Exception as exc:  # noqa: BLE001 - one adapter must not block the others
-                log.warning("adapter stop failed platform=%s error=%s", adapter.platform, exc)
-        for runtime in self.runtimes.values():
-            try:
-                await runtime.aclose()
-            except Exception as exc:  # noqa: BLE001
-                log.debug("runtime close failed bot=%s error=%s", runtime.name, exc)
-        if self.dashboard is not None:
-            await self.dashboard.stop()
-        if not self.observability.close(timeout=5.0):
-            log.warning("stop: not every event could be stored within 5s")
-        install(None)
+
+    @staticmethod
+    async def _step(what: str, step: Awaitable[None]) -> None:
+        try:
+            await step
+        except Exception as exc:  # noqa: BLE001 - one part must not keep the others running
+            log.warning("stop: %s failed: %s: %s", what, type(exc).__name__, exc)

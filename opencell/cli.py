@@ -8,7 +8,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -166,10 +167,14 @@ def validate(
         raise typer.Exit(2)
 
 
-def _store(config: Path | None) -> Any:
-    """Open the configured store; sessions a crashed process left open are closed first."""
+@contextmanager
+def _opened_store(config: Path | None) -> Iterator[Any]:
+    """The configured store, closed afterwards; sessions a crashed process left open are
+    closed first. A broken or locked store is one line and exit 1, never a traceback."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from opencell.config import load_config
-    from opencell.errors import ConfigError, OpenCellError
+    from opencell.errors import ConfigError, OpenCellError, StoreError
     from opencell.observability.store import Store, owner_is_alive
 
     try:
@@ -178,8 +183,14 @@ def _store(config: Path | None) -> Any:
         _fail(exc.located(), code=2)
     except OpenCellError as exc:
         _fail(f"error: {exc}")
-    store.close_orphans(owner_is_alive)
-    return store
+    try:
+        store.close_orphans(owner_is_alive)
+        yield store
+    except (StoreError, SQLAlchemyError) as exc:
+        _fail(f"error: the store at {store.url} failed: {type(exc).__name__}: "
+              f"{str(exc).splitlines()[0]}")
+    finally:
+        store.close()
 
 
 def _since(text: str | None) -> float | None:
@@ -224,14 +235,13 @@ def sessions(
 
     if status not in (None, "open", "success", "failed"):
         _fail(f"--status: '{status}' is not one of open, success, failed", code=2)
-    store = _store(config)
-    rows, cursor = store.list_sessions(bot=bot, user=user, platform=platform, status=status,
-                                       since=_since(since), limit=limit)
+    with _opened_store(config) as store:
+        rows, cursor = store.list_sessions(bot=bot, user=user, platform=platform,
+                                           status=status, since=_since(since), limit=limit)
     if as_json:
         _print_json({"sessions": rows, "next_cursor": cursor})
     else:
         _console().print(sessions_table(rows))
-    store.close()
 
 
 @app.command()
@@ -244,17 +254,15 @@ def session(
     """Show one session with its timeline."""
     from opencell._cli_views import session_view
 
-    store = _store(config)
-    found = store.get_session(session_id)
+    with _opened_store(config) as store:
+        found = store.get_session(session_id)
+        events = store.timeline(found["id"]) if found is not None else []
     if found is None:
-        store.close()
         _fail(f"no session '{session_id}'; list them with `opencell sessions`")
-    events = store.timeline(found["id"])
     if as_json:
         _print_json({**found, "timeline": events})
     else:
         _console().print(session_view(found, events))
-    store.close()
 
 
 @app.command()
@@ -271,14 +279,13 @@ def costs(
         _fail(f"--by: '{by}' is not one of bot, user, platform, provider, model", code=2)
     if period not in ("day", "week", "month"):
         _fail(f"--period: '{period}' is not one of day, week, month", code=2)
-    store = _store(config)
-    rows = store.costs(by=by, period=period)
+    with _opened_store(config) as store:
+        rows = store.costs(by=by, period=period)
     if as_json:
         total = sum(r.get("cost_usd") or 0.0 for r in rows)
         _print_json({"by": by, "period": period, "total_usd": total, "rows": rows})
     else:
         _console().print(costs_table(rows, by=by, period=period))
-    store.close()
 
 
 def main() -> None:

@@ -208,7 +208,8 @@ class AlertNotifier:
                 "limit_usd=%s message=%r", alert.kind, alert.level, alert.scope, alert.window,
                 alert.spent_usd, alert.limit_usd, alert.message)
         for url in self.webhooks:
-            self._post(client, _Delivery(alert, url))
+            with guard("budget alert webhook"):  # one bad URL must not stop the others
+                self._post(client, _Delivery(alert, url))
         for sink in list(self._sinks):
             with guard("budget alert sink"):
                 sink(alert)

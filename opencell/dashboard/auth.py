@@ -103,8 +103,11 @@ class AccessGate:
                                       hashlib.sha256).hexdigest() if self.token else "")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] == "lifespan":
             await self.app(scope, receive, send)
+            return
+        if scope["type"] != "http":  # e.g. a websocket: no route serves one, refuse it
+            await send({"type": "websocket.close", "code": 1008})
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1")
                    for k, v in scope.get("headers", [])}
@@ -153,7 +156,9 @@ class AccessGate:
     async def _redirect_without_token(self, scope: Scope, send: Send,
                                       pairs: list[tuple[str, str]]) -> None:
         rest = urlencode([(k, v) for k, v in pairs if k != "token"])
-        location = scope.get("root_path", "") + scope["path"] + (f"?{rest}" if rest else "")
+        # "/" + the path without its leading slashes: "//evil.example" must stay on this site.
+        path = "/" + (scope.get("root_path", "") + scope["path"]).lstrip("/")
+        location = path + (f"?{rest}" if rest else "")
         cookie = (f"{COOKIE}={self.cookie_value}; Path=/; HttpOnly; SameSite=Strict; "
                   "Max-Age=2592000")
         await send({"type": "http.response.start", "status": 303, "headers": [

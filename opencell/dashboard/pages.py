@@ -29,6 +29,7 @@ from opencell.dashboard.views import (
     session_detail,
     session_filters,
 )
+from opencell.observability.records import short_session_id
 
 router = APIRouter(include_in_schema=False)
 
@@ -80,16 +81,11 @@ def when(iso: Any) -> str:
     return "—" if not iso else str(iso).replace("T", " ")[:19]
 
 
-def short_id(session_id: Any) -> str:
-    """The random tail of a UUIDv7: unique in practice; prefixes work as ids too."""
-    return str(session_id)[-12:]
-
-
 def setup_templates(templates: Jinja2Templates) -> None:
     """Filters and globals the templates use."""
     env = templates.env
     env.filters.update(money=money, millis=millis, number=number, percent=percent, when=when,
-                       short_id=short_id, pretty=pretty)
+                       short_id=short_session_id, pretty=pretty)
     env.globals.update(nav=NAV, end_labels=END_LABELS)
 
 

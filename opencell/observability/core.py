@@ -214,7 +214,8 @@ class Observability:
             "tool": call.name, "call_id": call.id,
             "args": self.redactor.redact_value(dict(call.arguments))
             if self.capture_content else None,
-            "result": self.text(content[: self.max_result_chars]),
+            # Redact the whole text first: a cut through a token would hide it from the patterns.
+            "result": _truncate(self.text(content), self.max_result_chars),
             "result_chars": len(content), "truncated": len(content) > self.max_result_chars,
             "error": self.redactor.redact(str(result.error)) if result.error else None,
             "error_type": type(result.error).__name__ if result.error else None,
@@ -251,3 +252,7 @@ def bot_secrets(bot: BotConfig) -> list[str]:
 
 def _comma_list(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _truncate(text: str | None, limit: int) -> str | None:
+    return text if text is None or len(text) <= limit else text[:limit]

@@ -73,3 +73,11 @@ def new_session_id(now: float | None = None) -> str:
     rand_b = int.from_bytes(os.urandom(8), "big") & 0x3FFF_FFFF_FFFF_FFFF
     value = (ms << 80) | (0x7 << 76) | (counter << 64) | (0b10 << 62) | rand_b
     return str(uuid.UUID(int=value))
+
+
+def short_session_id(session_id: object) -> str:
+    """The id's random tail (12 hex digits): what lists show, and what look-ups accept.
+
+    A UUIDv7's head is its timestamp, so sessions started close together share it.
+    """
+    return str(session_id)[-12:]

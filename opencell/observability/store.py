@@ -269,9 +269,11 @@ class Store:
         return [queries.session_dict(_without_sort_value(row)) for row in page], next_cursor
 
     def get_session(self, id_or_prefix: str) -> dict[str, Any] | None:
-        """The session with this id, or the only one whose id starts with it.
+        """The session with this id, or the only one whose id starts — or else ends — with it.
 
-        None when nothing matches; ``StoreError`` when a prefix matches several sessions.
+        The short id shown in lists is the id's random tail (a UUIDv7's head is its timestamp,
+        shared by sessions started close together). None when nothing matches; ``StoreError``
+        when the text matches several sessions.
         """
         text = id_or_prefix.strip().lower()
         if not text:
@@ -284,6 +286,10 @@ class Store:
                 by_prefix = sa.select(*queries.SESSION_COLUMNS).where(
                     self._dialect.prefix_match(s.id, text))
                 rows = conn.execute(self._dialect.limit(by_prefix, 2)).mappings().all()
+                if not rows and len(text) >= 8:
+                    by_suffix = sa.select(*queries.SESSION_COLUMNS).where(
+                        s.id.endswith(text, autoescape=True))
+                    rows = conn.execute(self._dialect.limit(by_suffix, 2)).mappings().all()
                 if len(rows) > 1:
                     raise StoreError(f"'{id_or_prefix}' matches several sessions; "
                                      "give more characters of the id")
@@ -291,11 +297,15 @@ class Store:
         return None if row is None else queries.session_dict(row)
 
     def timeline(self, session_id: str) -> list[dict[str, Any]]:
-        """The session's events in the order they were recorded ([] for an unknown id)."""
+        """The session's events in time order, ties in recording order ([] for an unknown id).
+
+        A turn's ``message`` is recorded when the turn ends but stamped with its start, so
+        ordering by time puts what the user said before the model and tool calls it caused.
+        """
         s, e = sessions.c, events.c
         stmt = (sa.select(*queries.EVENT_COLUMNS)
                 .join_from(events, sessions, e.session_seq == s.seq)
-                .where(s.id == session_id).order_by(e.id))
+                .where(s.id == session_id).order_by(e.ts, e.id))
         with self._reading() as conn:
             return [queries.event_dict(row) for row in conn.execute(stmt).mappings()]
 

@@ -236,9 +236,9 @@ def test_kill_9_leaves_durable_events_and_the_next_start_closes_the_session(
     assert (session["status"], session["end_reason"]) == ("success", "interrupted")
     assert (session["messages"], session["llm_calls"]) == (1, 1)
     timeline = json.loads(opencell("session", session["id"], "--json").stdout)["timeline"]
-    assert [e["kind"] for e in timeline] == ["session_start", "llm_call", "message",
-                                             "session_end"]
-    assert timeline[2]["input"] == "remember me"
+    assert [e["kind"] for e in timeline] == ["session_start", "message", "llm_call",
+                                             "session_end"]  # the message by when it was said
+    assert timeline[1]["input"] == "remember me"
 
 
 async def test_bot_keeps_answering_while_the_store_is_locked(tmp_path: Path,
@@ -306,3 +306,18 @@ async def test_capture_content_off_keeps_lengths_only(isolated_store: str) -> No
     db = Path(isolated_store.removeprefix("sqlite:///"))
     for path in db.parent.glob(db.name + "*"):  # the WAL too
         assert b"private" not in path.read_bytes()
+
+
+def test_the_short_id_in_lists_opens_the_session(isolated_store: str) -> None:
+    ops = AgentOpsFacade(observability(isolated_store))
+    sid = ops.start_session(bot_name="b", user_id="u")
+    ops.end_session(sid)
+    assert ops.flush(5.0)
+    ops.observability.close()
+    listed = opencell("sessions")
+    from opencell.observability.records import short_session_id
+
+    assert short_session_id(sid) in listed.stdout
+    shown = opencell("session", short_session_id(sid), "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["id"] == sid
