@@ -124,8 +124,8 @@ def count(value: object) -> int:
 
 
 def money(value: object) -> float | None:
-    """A cost in USD, or None when unpriced or unreadable."""
-    if value is None:
+    """A cost in USD, or None when unpriced or unreadable (a bool is not a cost)."""
+    if value is None or isinstance(value, bool):
         return None
     try:
         number = float(value)  # type: ignore[arg-type]

@@ -24,6 +24,9 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
+# The store's readers of counts and costs, so stored and exported numbers always agree.
+from opencell.observability._batch import count as count
+from opencell.observability._batch import money as money
 from opencell.observability.exporters.outbox import StoredEvent
 
 Attributes = dict[str, Any]
@@ -127,23 +130,6 @@ def text(value: object) -> str | None:
     return value if isinstance(value, str) else as_json(value)
 
 
-def count(value: object) -> int:
-    """A whole, non-negative token count."""
-    try:
-        number = int(value)  # type: ignore[call-overload]
-    except (TypeError, ValueError, OverflowError):
-        return 0
-    return number if number > 0 else 0
-
-
-def money(value: object) -> float | None:
-    """A cost as a float (None when unpriced)."""
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError, OverflowError):
-        return None
 
 
 def tool_error_partner(event: StoredEvent, batch: Mapping[int, StoredEvent],
