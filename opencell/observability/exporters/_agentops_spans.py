@@ -22,7 +22,7 @@ comes from the stored, already redacted records and is left out with ``content=F
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.trace import SpanKind
@@ -32,8 +32,8 @@ from opencell.llm.pricing import PriceBook
 from opencell.observability.exporters._spans import (
     ROOT_LEAD_NS,
     Attributes,
+    SpanBuilder,
     as_json,
-    belongs_to_tool,
     count,
     event_times,
     exception_event,
@@ -45,7 +45,6 @@ from opencell.observability.exporters._spans import (
     span_id,
     split_error,
     text,
-    tool_error_partner,
 )
 from opencell.observability.exporters.outbox import Outbox, StoredEvent
 
@@ -54,7 +53,7 @@ SYSTEMS = {"claude": "anthropic", "anthropic": "anthropic", "openai": "openai",
 """Our provider names → ``gen_ai.system`` (the LLM span is named ``<system>.llm``)."""
 
 
-class AgentOpsSpans:
+class AgentOpsSpans(SpanBuilder):
     """Builds AgentOps spans for batches of stored events."""
 
     def __init__(self, *, tags: Iterable[str] = (), content: bool = True,
@@ -62,36 +61,6 @@ class AgentOpsSpans:
         self.tags = tuple(tags)
         self.content = content
         self.prices = prices
-
-    def build(self, batch: Sequence[StoredEvent], outbox: Outbox) -> list[ReadableSpan]:
-        by_id = {event.id: event for event in batch}
-        spans = []
-        for event in batch:
-            span = self.span(event, by_id, outbox)
-            if span is not None:
-                spans.append(span)
-        return spans
-
-    def span(self, event: StoredEvent, batch: Mapping[int, StoredEvent],
-             outbox: Outbox) -> ReadableSpan | None:
-        kind = event.kind
-        if kind == "llm_call":
-            return self.llm(event)
-        if kind == "tool_call":
-            partner = None
-            if event.success is False:
-                partner = tool_error_partner(event, batch) or tool_error_partner(
-                    event, {}, outbox.neighbours(event.session.seq, event.id + 1, event.id + 3))
-            return self.tool(event, partner)
-        if kind == "message":
-            return self.turn(event)
-        if kind == "error":
-            return None if belongs_to_tool(event) else self.error(event)
-        if kind in ("custom", "alert"):
-            return self.operation(event)
-        if kind == "session_end":
-            return self.root(event, outbox)
-        return None
 
     # ------------------------------------------------------------ the root
 

@@ -27,7 +27,7 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, Trace
 # The store's readers of counts and costs, so stored and exported numbers always agree.
 from opencell.observability._batch import count as count
 from opencell.observability._batch import money as money
-from opencell.observability.exporters.outbox import StoredEvent
+from opencell.observability.exporters.outbox import Outbox, StoredEvent
 
 Attributes = dict[str, Any]
 """Span attributes in the order they are sent (insertion order)."""
@@ -149,3 +149,62 @@ def belongs_to_tool(event: StoredEvent) -> bool:
     """An ``error`` recorded for a failed tool call: it goes on the tool's span, not its own."""
     context_ = event.data.get("context")
     return isinstance(context_, dict) and bool(context_.get("call_id"))
+
+
+class SpanBuilder:
+    """Turns a batch of stored events into spans; subclasses shape each kind.
+
+    The dispatch is shared by every exporter: a failed tool call takes the stack of the
+    ``error`` recorded right after it (which then gets no span of its own), a session's root
+    is built from its ``session_end``, and ``session_start`` produces nothing (the root is
+    sent when the session ends).
+    """
+
+    def build(self, batch: Sequence[StoredEvent], outbox: Outbox) -> list[ReadableSpan]:
+        by_id = {event.id: event for event in batch}
+        spans = []
+        for event in batch:
+            span = self.span(event, by_id, outbox)
+            if span is not None:
+                spans.append(span)
+        return spans
+
+    def span(self, event: StoredEvent, batch: Mapping[int, StoredEvent],
+             outbox: Outbox) -> ReadableSpan | None:
+        kind = event.kind
+        if kind == "llm_call":
+            return self.llm(event)
+        if kind == "tool_call":
+            partner = None
+            if event.success is False:
+                partner = tool_error_partner(event, batch) or tool_error_partner(
+                    event, {}, outbox.neighbours(event.session.seq, event.id + 1, event.id + 3))
+            return self.tool(event, partner)
+        if kind == "message":
+            return self.turn(event)
+        if kind == "error":
+            return None if belongs_to_tool(event) else self.error(event)
+        if kind in ("custom", "alert"):
+            return self.operation(event)
+        if kind == "session_end":
+            return self.root(event, outbox)
+        return None
+
+    def llm(self, event: StoredEvent) -> ReadableSpan | None:
+        raise NotImplementedError
+
+    def tool(self, event: StoredEvent, partner: StoredEvent | None) -> ReadableSpan | None:
+        raise NotImplementedError
+
+    def turn(self, event: StoredEvent) -> ReadableSpan | None:
+        """A turn's span; none by default."""
+        return None
+
+    def error(self, event: StoredEvent) -> ReadableSpan | None:
+        raise NotImplementedError
+
+    def operation(self, event: StoredEvent) -> ReadableSpan | None:
+        raise NotImplementedError
+
+    def root(self, event: StoredEvent, outbox: Outbox) -> ReadableSpan | None:
+        raise NotImplementedError

@@ -17,7 +17,7 @@ as the OpenTelemetry exporter reads it).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -33,8 +33,8 @@ from opencell.observability.exporters._http import (
 from opencell.observability.exporters._spans import (
     ROOT_LEAD_NS,
     Attributes,
+    SpanBuilder,
     as_json,
-    belongs_to_tool,
     count,
     event_times,
     exception_event,
@@ -45,7 +45,6 @@ from opencell.observability.exporters._spans import (
     root_span_id,
     span_id,
     split_error,
-    tool_error_partner,
 )
 from opencell.observability.exporters.outbox import Outbox, StoredEvent
 
@@ -63,7 +62,7 @@ def traces_url(endpoint: str) -> str:
     return base if base.endswith("/v1/traces") else f"{base}/v1/traces"
 
 
-class OTLPExporter:
+class OTLPExporter(SpanBuilder):
     """A :class:`~opencell.observability.exporters._worker.SpanSink` for any OTLP backend."""
 
     name = "otlp"
@@ -91,34 +90,6 @@ class OTLPExporter:
         self._exporter.shutdown()  # type: ignore[no-untyped-call]
 
     # ------------------------------------------------------------ spans
-
-    def build(self, batch: Sequence[StoredEvent], outbox: Outbox) -> list[ReadableSpan]:
-        by_id = {event.id: event for event in batch}
-        spans = []
-        for event in batch:
-            span = self.span(event, by_id, outbox)
-            if span is not None:
-                spans.append(span)
-        return spans
-
-    def span(self, event: StoredEvent, batch: Mapping[int, StoredEvent],
-             outbox: Outbox) -> ReadableSpan | None:
-        kind = event.kind
-        if kind == "llm_call":
-            return self.chat(event)
-        if kind == "tool_call":
-            partner = None
-            if event.success is False:
-                partner = tool_error_partner(event, batch) or tool_error_partner(
-                    event, {}, outbox.neighbours(event.session.seq, event.id + 1, event.id + 3))
-            return self.tool(event, partner)
-        if kind == "error":
-            return None if belongs_to_tool(event) else self.error(event)
-        if kind in ("custom", "alert"):
-            return self.custom(event)
-        if kind == "session_end":
-            return self.root(event, outbox)
-        return None  # session_start (the root is sent at the end), message (no GenAI shape)
 
     def _common(self, event: StoredEvent, attributes: Attributes) -> Attributes:
         s = event.session
@@ -150,7 +121,7 @@ class OTLPExporter:
         return make_span(f"invoke_agent {bot}", session_id=s.id, span=root_span_id(s.id),
                          parent=None, start=start, end=end, attributes=a, error=error)
 
-    def chat(self, event: StoredEvent) -> ReadableSpan:
+    def llm(self, event: StoredEvent) -> ReadableSpan:
         data = event.data
         provider = str(data.get("provider") or "")
         model = str(data.get("model") or "")
@@ -229,7 +200,7 @@ class OTLPExporter:
                            events=(exception_event(kind, message, stack,
                                                    event_times(event)[0]),))
 
-    def custom(self, event: StoredEvent) -> ReadableSpan:
+    def operation(self, event: StoredEvent) -> ReadableSpan:
         a = self._common(event, {"opencell.event.kind": event.kind})
         if self.content:
             a["opencell.event.data"] = as_json(event.data)
