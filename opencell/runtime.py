@@ -176,6 +176,9 @@ class BotRuntime:
         self._api_key = key = ConversationKey(bot=self.name, platform=platform,
                                               channel=f"{platform}:{user_id}", user=user_id)
         self.sessions.start_sweeper()
+        earlier = self.sessions.find(key)  # e.g. the same user over another path
+        if earlier is not None:
+            self.sessions.close(earlier, "explicit")
         return self.sessions.open(key, user_name=user_id).id
 
     async def process_message(self, text: str) -> str:

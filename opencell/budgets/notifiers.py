@@ -90,8 +90,11 @@ def webhook_payload(url: str, alert: Alert) -> dict[str, Any]:
 def safe_url(url: str) -> str:
     """A webhook URL without its secret parts, for logs."""
     parts = urlsplit(url)
+    host = parts.hostname or ""  # never user:password@
+    if parts.port:
+        host += f":{parts.port}"
     first = parts.path.strip("/").split("/", 1)[0]
-    return f"{parts.scheme}://{parts.netloc}/{first}/…" if first else f"{parts.scheme}://{parts.netloc}/"
+    return f"{parts.scheme}://{host}/{first}/…" if first else f"{parts.scheme}://{host}/"
 
 
 @dataclass(slots=True)
