@@ -34,7 +34,6 @@ import asyncio
 import copy
 import itertools
 import json
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Handler
+
+from tests.fakes._threaded import ServesInThread
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "discord"
 JSON = "application/json"  # exactly: discord.py rejects "application/json; charset=utf-8"
@@ -93,7 +94,7 @@ class Posted:
         return str(reference["message_id"]) if reference.get("message_id") else None
 
 
-class FakeDiscord:
+class FakeDiscord(ServesInThread):
     """Loopback Discord: REST under ``/api/v10`` and the gateway websocket at ``/``."""
 
     def __init__(self, *, token: str = "test-token", shards: int = 1) -> None:
@@ -121,8 +122,6 @@ class FakeDiscord:
         self._message_ids = itertools.count(1371000000000001000)
         self._sent_ids = itertools.count(1390000000000000001)
         self._runner: web.AppRunner | None = None
-        self._thread_loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
         self.port = 0
 
     # ------------------------------------------------------------------ addresses
@@ -352,27 +351,5 @@ class FakeDiscord:
 
     def start_in_thread(self) -> FakeDiscord:
         """Serve from a daemon thread with its own loop (for CLI subprocess tests)."""
-        started = threading.Event()
-        loop = asyncio.new_event_loop()
-        self._thread_loop = loop
-
-        def run() -> None:
-            asyncio.set_event_loop(loop)
-            loop.run_until_complete(self.start())
-            started.set()
-            loop.run_forever()
-            loop.run_until_complete(self.close())
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name="fake-discord", daemon=True)
-        self._thread.start()
-        if not started.wait(10):
-            raise RuntimeError("the fake Discord did not start within 10s")
+        self._serve_in_thread("fake-discord")
         return self
-
-    def stop_thread(self) -> None:
-        if self._thread_loop is not None and self._thread is not None:
-            self._thread_loop.call_soon_threadsafe(self._thread_loop.stop)
-            self._thread.join(10)
-            self._thread_loop = None
-            self._thread = None

@@ -33,6 +33,8 @@ from typing import Any, NamedTuple
 from aiohttp import web
 from multidict import CIMultiDict
 
+from tests.fakes._threaded import ServesInThread
+
 ANTHROPIC_PATH = "/v1/messages"
 OPENAI_PATH = "/v1/chat/completions"
 JSON = "application/json"  # exactly: some clients reject a charset parameter
@@ -156,7 +158,7 @@ class RecordedRequest(NamedTuple):
 ModelFunction = Callable[[RecordedRequest], Step]
 
 
-class FakeLLMServer:
+class FakeLLMServer(ServesInThread):
     """Loopback fake of both LLM APIs, scripted by steps or by a function that plays the model."""
 
     def __init__(self, steps: Iterable[Step] = (), *, model: ModelFunction | None = None) -> None:
@@ -167,8 +169,6 @@ class FakeLLMServer:
         self._lock = threading.Lock()  # the thread mode mutates from two threads
         self._runner: web.AppRunner | None = None
         self._closing: asyncio.Event | None = None
-        self._thread: threading.Thread | None = None
-        self._thread_loop: asyncio.AbstractEventLoop | None = None
         self.port = 0
 
     # ------------------------------------------------------------------ scripting
@@ -226,30 +226,8 @@ class FakeLLMServer:
 
     def start_in_thread(self) -> str:
         """Serve from a daemon thread with its own loop (for CLI subprocess tests)."""
-        started = threading.Event()
-        loop = asyncio.new_event_loop()
-        self._thread_loop = loop
-
-        def run() -> None:
-            asyncio.set_event_loop(loop)
-            loop.run_until_complete(self.start())
-            started.set()
-            loop.run_forever()
-            loop.run_until_complete(self.close())
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name="fake-llm-server", daemon=True)
-        self._thread.start()
-        if not started.wait(10):
-            raise RuntimeError("the fake LLM server did not start within 10 s")
+        self._serve_in_thread("fake-llm-server")
         return self.url
-
-    def stop_thread(self) -> None:
-        if self._thread is None or self._thread_loop is None:
-            return
-        self._thread_loop.call_soon_threadsafe(self._thread_loop.stop)
-        self._thread.join(10)
-        self._thread = None
 
     # ------------------------------------------------------------------ serving
 
