@@ -8,8 +8,10 @@ message says what the operator can change.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
+from typing import TypeVar
 
 from opencell.errors import (
     LLMAuthError,
@@ -19,8 +21,10 @@ from opencell.errors import (
     LLMResponseError,
     LLMTimeoutError,
 )
+from opencell.llm.base import LLMResponse
 
 _MAX_DETAIL = 300
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +103,22 @@ def malformed_response(exc: BaseException, endpoint: Endpoint, *, status: int | 
         f"{endpoint.api_name} endpoint?",
         provider=endpoint.provider, status=status, request_id=request_id,
     )
+
+
+def read_response(parse: Callable[[T], LLMResponse], raw: T, endpoint: Endpoint
+                  ) -> LLMResponse:
+    """``parse(raw)``; a body missing what the API promises becomes an ``LLMResponseError``.
+
+    Without strict validation the SDKs build models from whatever JSON came back, so a
+    missing field only shows when it is read.
+    """
+    try:
+        return parse(raw)
+    except LLMError:
+        raise
+    except (AttributeError, TypeError, KeyError, ValueError, IndexError) as exc:
+        raise malformed_response(exc, endpoint,
+                                 request_id=getattr(raw, "_request_id", None)) from exc
 
 
 def _request_id(exc: Exception) -> str | None:

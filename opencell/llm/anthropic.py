@@ -5,9 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from opencell.errors import LLMError
 from opencell.llm._arguments import arguments_from_object, arguments_to_object
-from opencell.llm._sdk_errors import Endpoint, malformed_response, translate_sdk_error
+from opencell.llm._sdk_errors import (
+    Endpoint,
+    malformed_response,
+    read_response,
+    translate_sdk_error,
+)
 from opencell.llm.base import ChatMessage, LLMRequest, LLMResponse, ToolCall, ToolSpec, Usage
 
 if TYPE_CHECKING:
@@ -73,16 +77,7 @@ class AnthropicClient:
             raise translate_sdk_error(exc, sdk, self._endpoint) from exc
         except ValueError as exc:  # the SDK's JSON decoding or model validation
             raise malformed_response(exc, self._endpoint) from exc
-        try:
-            return self._to_response(message)
-        except LLMError:
-            raise
-        except (AttributeError, TypeError, KeyError, ValueError) as exc:
-            # Without strict validation the SDK builds models from whatever JSON came back;
-            # a missing field only shows when it is read.
-            raise malformed_response(
-                exc, self._endpoint, request_id=getattr(message, "_request_id", None),
-            ) from exc
+        return read_response(self._to_response, message, self._endpoint)
 
     def _to_response(self, message: Message | Any) -> LLMResponse:
         if not isinstance(message, self._message_type):
