@@ -125,12 +125,7 @@ class Tallies:
     def settle(self, reservation: Reservation, cost: float | None) -> None:
         """Replace the reservation by the real cost (None: the call was unpriced)."""
         with self.lock:
-            if reservation.done:
-                return
-            reservation.done = True
-            for key in reservation.keys:
-                tally = self.get(key)
-                tally.reserved = max(0.0, tally.reserved - reservation.amount)
+            for tally in self._unreserve(reservation):
                 if cost is None:
                     tally.local_unpriced += 1
                 else:
@@ -139,12 +134,17 @@ class Tallies:
     def release(self, reservation: Reservation) -> None:
         """Drop the reservation of a call that failed (nothing is known to be billed)."""
         with self.lock:
-            if reservation.done:
-                return
-            reservation.done = True
-            for key in reservation.keys:
-                tally = self.get(key)
-                tally.reserved = max(0.0, tally.reserved - reservation.amount)
+            self._unreserve(reservation)
+
+    def _unreserve(self, reservation: Reservation) -> list[Tally]:
+        """Take the reservation off its tallies once (caller holds the lock); the tallies."""
+        if reservation.done:
+            return []
+        reservation.done = True
+        tallies = [self.get(key) for key in reservation.keys]
+        for tally in tallies:
+            tally.reserved = max(0.0, tally.reserved - reservation.amount)
+        return tallies
 
     # ------------------------------------------------------------ syncing with the store
 
