@@ -6,7 +6,7 @@ import json
 import os
 import platform
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -59,3 +59,15 @@ def print_table(figures: Sequence[Figure], title: str) -> None:
 def as_json(figures: Sequence[Figure], **extra: Any) -> str:
     return json.dumps({"machine": machine(), **extra,
                        "figures": [asdict(f) for f in figures]}, indent=2)
+
+
+def run_main(argv: Sequence[str] | None, doc: str, run: Callable[[bool], list[Figure]],
+             title: str) -> list[Figure]:
+    """The command line of a benchmark module: ``--quick``, run it, print its table."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller counts")
+    figures = run(parser.parse_args(argv).quick)
+    print_table(figures, title)
+    return figures

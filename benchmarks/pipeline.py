@@ -12,7 +12,6 @@ core, so the writer thread competes with the chain as it would in production.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import sys
@@ -23,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._report import Figure, median, percentile  # noqa: E402
+from benchmarks._report import Figure, median, percentile, run_main  # noqa: E402
 from opencell.config import (  # noqa: E402
     BotConfig,
     LLMConfig,
@@ -124,14 +123,7 @@ def run(quick: bool) -> list[Figure]:
 
 
 def main(argv: Sequence[str] | None = None) -> list[Figure]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args(argv)
-    from benchmarks._report import print_table
-
-    figures = run(args.quick)
-    print_table(figures, "pipeline")
-    return figures
+    return run_main(argv, __doc__ or "", run, "pipeline")
 
 
 if __name__ == "__main__":

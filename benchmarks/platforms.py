@@ -15,7 +15,6 @@ Fakes and bots share one event loop on 127.0.0.1, so both sides pay the fakes' c
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -36,7 +35,7 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request  # n
 from slack_bolt.async_app import AsyncApp  # noqa: E402
 from slack_sdk.web.async_client import AsyncWebClient  # noqa: E402
 
-from benchmarks._report import Figure, median, percentile  # noqa: E402
+from benchmarks._report import Figure, median, percentile, run_main  # noqa: E402
 from opencell.adapters.discord import DiscordAdapter  # noqa: E402
 from opencell.app import App  # noqa: E402
 from opencell.config import BotConfig, OpenCellConfig, StoreConfig  # noqa: E402
@@ -292,14 +291,7 @@ def run(quick: bool) -> list[Figure]:
 
 
 def main(argv: Sequence[str] | None = None) -> list[Figure]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args(argv)
-    from benchmarks._report import print_table
-
-    figures = run(args.quick)
-    print_table(figures, "platform round trip")
-    return figures
+    return run_main(argv, __doc__ or "", run, "platform round trip")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ the expired sessions, not the open ones.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
 import sys
@@ -20,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._report import Figure, median  # noqa: E402
+from benchmarks._report import Figure, median, run_main  # noqa: E402
 from opencell.messages import ConversationKey  # noqa: E402
 from opencell.observability.sessions import SessionTracker  # noqa: E402
 
@@ -135,14 +134,7 @@ def run(quick: bool) -> list[Figure]:
 
 
 def main(argv: Sequence[str] | None = None) -> list[Figure]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args(argv)
-    from benchmarks._report import print_table
-
-    figures = run(args.quick)
-    print_table(figures, "idle sessions at scale")
-    return figures
+    return run_main(argv, __doc__ or "", run, "idle sessions at scale")
 
 
 if __name__ == "__main__":

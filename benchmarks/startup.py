@@ -8,7 +8,6 @@ Heavy SDKs (anthropic, openai, discord, slack) must be imported lazily for `--he
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._report import Figure, median  # noqa: E402
+from benchmarks._report import Figure, median, run_main  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_HELP_MS = 300.0
@@ -54,14 +53,7 @@ def run(quick: bool) -> list[Figure]:
 
 
 def main(argv: Sequence[str] | None = None) -> list[Figure]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args(argv)
-    from benchmarks._report import print_table
-
-    figures = run(args.quick)
-    print_table(figures, "start-up")
-    return figures
+    return run_main(argv, __doc__ or "", run, "start-up")
 
 
 if __name__ == "__main__":
