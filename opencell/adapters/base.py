@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from abc import ABC, abstractmethod
+from dataclasses import replace
 from typing import ClassVar
 
 from opencell.config import BotConfig
@@ -43,6 +44,9 @@ class Adapter(ABC):
         self._idle.clear()
         try:
             reply = await deliver(message)
+            if reply is not None and reply.key is None:  # e.g. a middleware's bare Reply("…")
+                reply = replace(reply, key=message.key,
+                                in_reply_to=reply.in_reply_to or message.message_id)
             if reply is not None and reply.text:
                 try:
                     await self.send(reply)

@@ -20,7 +20,6 @@ Discord (or from ``discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY``).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import os
 from typing import Any
@@ -258,9 +257,6 @@ class DiscordAdapter(Adapter):
                 await _cancel(typing)
             if previous is not None:
                 await previous.wait()
-            if reply is not None and reply.key is None:  # a middleware's bare Reply("…")
-                reply = dataclasses.replace(reply, key=key, in_reply_to=reply.in_reply_to
-                                            or incoming.message_id)
             return reply
 
         try:

@@ -285,11 +285,7 @@ class SlackAdapter(Adapter):
             # The name lookup runs inside handle(), so a graceful stop waits for it too.
             if not incoming.user_name and users is not None:
                 incoming = replace(incoming, user_name=await users.name(incoming.user_id))
-            reply = await deliver(incoming)
-            if reply is not None and reply.key is None:
-                reply = replace(reply, key=incoming.key,
-                                in_reply_to=reply.in_reply_to or incoming.message_id)
-            return reply
+            return await deliver(incoming)
 
         try:
             await self.handle(message, deliver_named)
