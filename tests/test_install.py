@@ -1,4 +1,4 @@
-"""A fresh install gets the versions the tests ran with, and the installed tools print clean help."""
+"""A fresh install gets the versions the tests ran with; the installed CLI prints clean help."""
 
 from __future__ import annotations
 
