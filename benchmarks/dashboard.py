@@ -40,7 +40,7 @@ PAGE_TARGET_MS = 300.0
 def serving(url: str) -> Iterator[str]:
     """The dashboard over ``url`` on 127.0.0.1 (any free port), in a thread of its own."""
     from opencell.dashboard.server import DashboardServer
-    from opencell.observability.store import Store
+    from opencell.store.store import Store
 
     loop = asyncio.new_event_loop()
     store = Store.open(url)
@@ -102,8 +102,8 @@ def sample_of(url: str) -> dict[str, Any]:
     """Real ids and users from the store, for the request mix."""
     import sqlalchemy as sa
 
-    from opencell.observability._schema import sessions
-    from opencell.observability.store import Store
+    from opencell.store.store import Store
+    from opencell.store.tables import sessions
 
     store = Store.open(url)
     rng = random.Random(3)

@@ -43,7 +43,7 @@ from opencell.config import (  # noqa: E402
     StoreConfig,
 )
 from opencell.messages import ConversationKey, IncomingMessage  # noqa: E402
-from opencell.observability.core import Observability  # noqa: E402
+from opencell.observability.observer import Observability  # noqa: E402
 from opencell.runtime import BotRuntime  # noqa: E402
 
 TARGET = 1.10

@@ -33,7 +33,7 @@ from opencell.config import (  # noqa: E402
 )
 from opencell.context import TurnContext  # noqa: E402
 from opencell.messages import ConversationKey, IncomingMessage  # noqa: E402
-from opencell.observability.core import Observability  # noqa: E402
+from opencell.observability.observer import Observability  # noqa: E402
 from opencell.runtime import BotRuntime  # noqa: E402
 
 TARGET_RATE = 10_000.0

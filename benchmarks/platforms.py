@@ -39,7 +39,7 @@ from benchmarks._report import Figure, median, percentile, run_main  # noqa: E40
 from opencell.adapters.discord import DiscordAdapter  # noqa: E402
 from opencell.app import App  # noqa: E402
 from opencell.config import BotConfig, OpenCellConfig, StoreConfig  # noqa: E402
-from opencell.observability.core import Observability  # noqa: E402
+from opencell.observability.observer import Observability  # noqa: E402
 from tests.fakes.discord_server import GENERAL_ID, RANDOM_ID, THREAD_ID, FakeDiscord  # noqa: E402
 from tests.fakes.slack_server import (  # noqa: E402
     BOT_TOKEN,

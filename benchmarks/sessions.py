@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._report import Figure, median, run_main  # noqa: E402
 from opencell.messages import ConversationKey  # noqa: E402
-from opencell.observability.sessions import SessionTracker  # noqa: E402
+from opencell.sessions import SessionTracker  # noqa: E402
 
 TARGET_BYTES = 1.5 * 1024
 TARGET_TOUCH_US = 0.5

@@ -13,8 +13,8 @@ from opencell.budgets import BudgetLedger
 from opencell.config import BotConfig, OpenCellConfig
 from opencell.errors import OpenCellError
 from opencell.messages import IncomingMessage, Reply
-from opencell.observability.core import Observability
 from opencell.observability.facade import install
+from opencell.observability.observer import Observability
 from opencell.runtime import BotRuntime
 
 if TYPE_CHECKING:
@@ -103,8 +103,8 @@ class App:
                 self._idle.set()
 
     def _dashboard_server(self, env: Mapping[str, str] | None) -> DashboardServer:
+        from opencell import exporters
         from opencell.dashboard.server import DashboardServer
-        from opencell.observability import exporters
 
         if self.observability.store is None:
             raise OpenCellError("the dashboard needs the observability store, which is off")

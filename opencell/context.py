@@ -11,7 +11,7 @@ from opencell.messages import IncomingMessage
 
 if TYPE_CHECKING:
     from opencell.config import BotConfig
-    from opencell.observability.sessions import Session
+    from opencell.sessions import Session
 
 
 @dataclass(kw_only=True, slots=True)

@@ -20,9 +20,9 @@ from opencell.middleware import (
     user_middleware,
 )
 from opencell.middleware.observability import ObservabilityMiddleware
-from opencell.observability.core import Observability
 from opencell.observability.instrument import RecordingLLM, RecordingTools
-from opencell.observability.sessions import Session, SessionTracker
+from opencell.observability.observer import Observability
+from opencell.sessions import Session, SessionTracker
 from opencell.tools import Toolbox, ToolInvoker
 from opencell.types import Clock, Middleware
 

@@ -22,11 +22,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from opencell.budgets.periods import utc_days
-from opencell.observability._dialect import WRITE
-from opencell.observability._schema import budget_alerts, cost_rollups, events, sessions
+from opencell.store.dialect import WRITE
+from opencell.store.tables import budget_alerts, cost_rollups, events, sessions
 
 if TYPE_CHECKING:
-    from opencell.observability.store import Store
+    from opencell.store.store import Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +55,7 @@ class StoredAlert:
 
 
 class BudgetStore:
-    """Budget queries over a :class:`~opencell.observability.store.Store`'s database."""
+    """Budget queries over a :class:`~opencell.store.store.Store`'s database."""
 
     def __init__(self, store: Store) -> None:
         self._engine = store.engine

@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING
 
 from opencell.budgets.limits import CallScope
 from opencell.errors import BudgetExceededError
+from opencell.guard import guard
 from opencell.llm.base import LLMClient, LLMRequest, LLMResponse, Usage
-from opencell.observability._guard import guard
-from opencell.observability.sessions import current_session
+from opencell.sessions import current_session
 
 if TYPE_CHECKING:
     from opencell.budgets.ledger import BudgetLedger
     from opencell.config import BotConfig
-    from opencell.observability.core import Observability
+    from opencell.observability.observer import Observability
 
 CHARS_PER_TOKEN = 3.0
 """Input estimate: English averages about 4 characters per token; 3 errs on the safe side."""

@@ -41,14 +41,14 @@ from opencell.budgets.reservations import (
 from opencell.budgets.spikes import SpikeDetector
 from opencell.config import BotConfig, BudgetsConfig, OpenCellConfig
 from opencell.errors import BudgetExceededError
+from opencell.guard import guard
 from opencell.llm.base import LLMClient
 from opencell.llm.pricing import PriceBook
-from opencell.observability._guard import guard
 
 if TYPE_CHECKING:
     from opencell.adapters.base import Adapter
-    from opencell.observability.core import Observability
-    from opencell.observability.store import Store
+    from opencell.observability.observer import Observability
+    from opencell.store.store import Store
 
 log = logging.getLogger("opencell.budgets")
 

@@ -36,8 +36,8 @@ import httpx
 
 from opencell.budgets._store import BudgetStore
 from opencell.budgets.alerts import Alert
+from opencell.guard import guard
 from opencell.messages import ConversationKey, Reply
-from opencell.observability._guard import guard
 
 if TYPE_CHECKING:
     from opencell.adapters.base import Adapter

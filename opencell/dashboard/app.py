@@ -1,6 +1,6 @@
 """The dashboard's ASGI app: FastAPI with the JSON API, the pages, static files and the access gate.
 
-``create_app(store)`` builds it over an open :class:`~opencell.observability.store.Store`; the
+``create_app(store)`` builds it over an open :class:`~opencell.store.store.Store`; the
 same app serves ``opencell dashboard`` and ``opencell run --dashboard`` (see ``server.py``).
 Handlers are plain ``def`` functions: FastAPI runs them in its thread pool, where blocking
 database reads belong.
@@ -31,7 +31,7 @@ from opencell.errors import StoreError
 
 if TYPE_CHECKING:
     from opencell.dashboard.budgets import BudgetSource
-    from opencell.observability.store import Store
+    from opencell.store.store import Store
 
 log = logging.getLogger("opencell.dashboard")
 

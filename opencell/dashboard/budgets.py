@@ -18,12 +18,12 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ConfigDict, Field
 
 from opencell.dashboard.app import NAV
-from opencell.observability._guard import guard
+from opencell.guard import guard
 
 if TYPE_CHECKING:
     from opencell.budgets import BudgetLedger
     from opencell.config import BotConfig, BudgetsConfig
-    from opencell.observability.store import Store
+    from opencell.store.store import Store
 
 log = logging.getLogger("opencell.dashboard")
 

@@ -25,8 +25,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from opencell.dashboard import queries
-from opencell.observability import _queries as store_queries
-from opencell.observability._schema import events, sessions
+from opencell.store import reads as store_queries
+from opencell.store.tables import events, sessions
 
 log = logging.getLogger("opencell.dashboard")
 

@@ -15,9 +15,9 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from opencell.observability import _queries as store_queries
-from opencell.observability._activity import COST_SUMS, bucket_ms
-from opencell.observability._schema import (
+from opencell.store import reads as store_queries
+from opencell.store._activity import COST_SUMS, bucket_ms
+from opencell.store.tables import (
     cost_daily,
     cost_rollups,
     event_rollups,

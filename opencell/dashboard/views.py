@@ -14,8 +14,8 @@ from fastapi import HTTPException
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from opencell.errors import StoreError
-from opencell.observability import _queries as store_queries
-from opencell.observability._schema import events, sessions
+from opencell.store import reads as store_queries
+from opencell.store.tables import events, sessions
 
 if TYPE_CHECKING:
     from opencell.dashboard.app import DashboardState

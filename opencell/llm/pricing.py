@@ -61,8 +61,8 @@ from genai_prices import types as gp
 from genai_prices.data_units import unit_data
 from pydantic import Field
 
-from opencell._yaml_source import read_yaml
 from opencell.config import Model, Provider, validate_source
+from opencell.config.source import read_yaml
 from opencell.llm._model_match import matches_exactly
 from opencell.llm.base import Usage
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 
 from opencell.context import TurnContext
+from opencell.guard import guard
 from opencell.messages import Reply
 from opencell.middleware.errors import polite_message
-from opencell.observability._guard import guard
-from opencell.observability.core import Observability
-from opencell.observability.sessions import SessionTracker, current_session
+from opencell.observability.observer import Observability
+from opencell.sessions import SessionTracker, current_session
 from opencell.types import Handler
 
 SESSION_ENDED = "Conversation ended. Send a new message to start a fresh one."

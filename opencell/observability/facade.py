@@ -15,9 +15,9 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+from opencell.guard import guard
 from opencell.llm.base import ToolCall, Usage
-from opencell.observability._guard import guard
-from opencell.observability.core import Observability
+from opencell.observability.observer import Observability
 from opencell.observability.recorder import NullRecorder
 
 log = logging.getLogger("opencell.facade")

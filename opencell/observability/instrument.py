@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 
 from opencell.errors import ToolExecutionError, ToolTimeoutError
+from opencell.guard import guard
 from opencell.llm.base import LLMClient, LLMRequest, LLMResponse, ToolCall, ToolSpec
-from opencell.observability._guard import guard
-from opencell.observability.core import Observability
-from opencell.observability.sessions import current_session
+from opencell.observability.observer import Observability
+from opencell.sessions import current_session
 from opencell.tools import ToolInvoker, ToolResult
 
 FAILING_TOOL_ERRORS = (ToolExecutionError, ToolTimeoutError)

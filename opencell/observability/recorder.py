@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from opencell.observability._guard import guard
+from opencell.guard import guard
 from opencell.observability.records import Kind, Record
 
 log = logging.getLogger("opencell.recorder")

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from opencell._yaml_source import suggest
+from opencell.config.source import suggest
 
 _SECTION = re.compile(r"^(Args|Arguments|Parameters|Params|Returns?|Yields?|Raises|Examples?|"
                       r"Notes?|Attributes|See Also|Warnings?):\s*$")

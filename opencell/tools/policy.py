@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from pydantic_core import to_jsonable_python
 
-from opencell._yaml_source import format_loc
+from opencell.config.source import format_loc
 from opencell.errors import (
     ConfigError,
     ConfigErrors,

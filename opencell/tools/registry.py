@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from opencell._yaml_source import suggest
+from opencell.config.source import suggest
 from opencell.errors import ToolArgumentsError
 from opencell.tools._schema import clean_schema, describe_errors, parse_docstring
 

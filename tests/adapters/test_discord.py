@@ -22,9 +22,9 @@ from opencell.config import BotConfig, OpenCellConfig, StoreConfig
 from opencell.errors import MissingSecretError, PlatformError
 from opencell.llm.base import LLMRequest
 from opencell.messages import IncomingMessage, Reply
-from opencell.observability.core import Observability
-from opencell.observability.store import Store
+from opencell.observability.observer import Observability
 from opencell.runtime import BotRuntime
+from opencell.store.store import Store
 from tests.conftest import clean_env, opencell
 from tests.fakes.discord_server import (
     ALICE,

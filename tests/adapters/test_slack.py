@@ -31,9 +31,9 @@ from opencell.config import (
 from opencell.errors import MissingSecretError, PlatformError
 from opencell.llm.base import LLMRequest
 from opencell.messages import IncomingMessage, Reply
-from opencell.observability.core import Observability
-from opencell.observability.store import Store
+from opencell.observability.observer import Observability
 from opencell.runtime import BotRuntime
+from opencell.store.store import Store
 from tests.fakes.function_llm import FunctionLLM
 from tests.fakes.slack_server import (
     APP_TOKEN,

@@ -11,7 +11,7 @@ import pytest
 
 from opencell.config import BotConfig, BudgetsConfig, LLMConfig, OpenCellConfig, StoreConfig
 from opencell.messages import ConversationKey, IncomingMessage
-from opencell.observability.core import Observability
+from opencell.observability.observer import Observability
 from tests.fakes.llm_server import FakeLLMServer
 
 SONNET = "claude-sonnet-4-20250514"

@@ -8,9 +8,9 @@ import sqlalchemy as sa
 
 from opencell.budgets import BudgetLedger
 from opencell.config import BudgetsConfig
-from opencell.observability._schema import budget_alerts
-from opencell.observability.store import Store
 from opencell.runtime import BotRuntime
+from opencell.store.store import Store
+from opencell.store.tables import budget_alerts
 from tests.budgets.conftest import (
     CALL_COST,
     Wall,

@@ -13,7 +13,7 @@ from opencell.budgets import BudgetedLLM, BudgetLedger
 from opencell.config import BotBudget, BotConfig, OpenCellConfig, StoreConfig
 from opencell.llm.base import Usage
 from opencell.messages import Reply
-from opencell.observability.core import Observability
+from opencell.observability.observer import Observability
 from opencell.runtime import BotRuntime
 from opencell.types import Deliver
 from tests.budgets.conftest import CALL_COST, SONNET, bot, message, noon_zone, observability

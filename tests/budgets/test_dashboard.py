@@ -11,9 +11,9 @@ from opencell.budgets import BudgetLedger
 from opencell.config import BudgetsConfig
 from opencell.dashboard.app import create_app
 from opencell.dashboard.budgets import BudgetSource, store_budgets
-from opencell.observability.core import Observability
-from opencell.observability.store import Store
+from opencell.observability.observer import Observability
 from opencell.runtime import BotRuntime
+from opencell.store.store import Store
 from tests.budgets.conftest import CALL_COST, bot, budgets, message, noon_zone
 from tests.fakes.llm_server import FakeLLMServer
 

@@ -11,9 +11,9 @@ import pytest
 from opencell.budgets import BudgetedLLM, BudgetLedger, estimate_input_tokens
 from opencell.config import BotBudget, ToolEntry
 from opencell.llm.base import ChatMessage, LLMRequest, ToolCall, ToolSpec, Usage
-from opencell.observability.core import Observability
-from opencell.observability.store import Store
+from opencell.observability.observer import Observability
 from opencell.runtime import BotRuntime
+from opencell.store.store import Store
 from tests.budgets.conftest import (
     CALL_COST,
     SONNET,

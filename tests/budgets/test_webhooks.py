@@ -14,7 +14,7 @@ from aiohttp import web
 from opencell.budgets import BudgetLedger, CallScope, RetryPolicy
 from opencell.budgets.notifiers import AlertNotifier, safe_url, webhook_format
 from opencell.llm.base import LLMRequest, Usage
-from opencell.observability.core import Observability
+from opencell.observability.observer import Observability
 from opencell.runtime import BotRuntime
 from tests.budgets.conftest import SONNET, bot, budgets, message
 from tests.fakes.function_llm import FunctionLLM, answer

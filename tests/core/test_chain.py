@@ -19,7 +19,7 @@ from opencell.middleware import (
     RateLimitMiddleware,
 )
 from opencell.middleware.errors import BUSY
-from opencell.observability.core import Observability
+from opencell.observability.observer import Observability
 from opencell.types import Handler
 
 BOT = BotConfig(name="t", llm=LLMConfig(provider="offline"))

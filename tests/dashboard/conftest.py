@@ -12,10 +12,10 @@ import pytest
 from opencell.config import BotConfig, LLMConfig, OpenCellConfig, StoreConfig
 from opencell.dashboard.server import DashboardServer
 from opencell.llm.base import LLMRequest, ToolCall, Usage
-from opencell.observability.core import Observability
 from opencell.observability.facade import AgentOpsFacade
-from opencell.observability.store import Store
+from opencell.observability.observer import Observability
 from opencell.runtime import BotRuntime
+from opencell.store.store import Store
 from opencell.tools import tool
 from tests.fakes.function_llm import FunctionLLM, answer
 

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.seed import seed
-from opencell.observability.store import Store
+from opencell.store.store import Store
 from tests.dashboard.conftest import ServerThread, record_conversations
 from tests.dashboard.test_browser import ARGS, CHROMIUM
 

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from opencell.dashboard.app import create_app
 from opencell.observability.recorder import RecorderStats
-from opencell.observability.store import Store
+from opencell.store.store import Store
 from tests.dashboard.conftest import SONNET, XSS
 
 
@@ -245,7 +245,7 @@ def test_the_replay_puts_each_turns_calls_between_its_message_and_its_answer(
 
 
 def test_without_a_hook_exporter_lag_comes_from_the_cursors_in_the_store(store: Store) -> None:
-    from opencell.observability._schema import export_cursors
+    from opencell.store.tables import export_cursors
 
     with store.engine.begin() as conn:
         conn.execute(export_cursors.insert().values(exporter="otlp", last_event_id=3))

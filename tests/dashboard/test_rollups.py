@@ -13,16 +13,16 @@ import sqlalchemy as sa
 
 from benchmarks.seed import seed
 from opencell.dashboard import queries
-from opencell.observability import _activity
-from opencell.observability._schema import (
+from opencell.observability.records import Record, new_session_id
+from opencell.store import _activity
+from opencell.store.store import Store
+from opencell.store.tables import (
     cost_daily,
     cost_rollups,
     event_rollups,
     latency_rollups,
     user_cost_rollups,
 )
-from opencell.observability.records import Record, new_session_id
-from opencell.observability.store import Store
 
 TABLES = (event_rollups, latency_rollups, cost_daily, user_cost_rollups)
 

@@ -18,7 +18,7 @@ from schemathesis.checks import not_a_server_error
 
 from benchmarks.seed import seed
 from opencell.dashboard.app import create_app
-from opencell.observability.store import Store
+from opencell.store.store import Store
 
 
 @pytest.fixture(scope="module")

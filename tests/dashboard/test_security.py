@@ -16,7 +16,7 @@ import pytest
 from opencell.dashboard import auth
 from opencell.dashboard.server import DashboardServer
 from opencell.errors import ConfigError
-from opencell.observability.store import Store
+from opencell.store.store import Store
 from tests.conftest import REPO, clean_env, opencell
 from tests.dashboard.conftest import ServerThread
 

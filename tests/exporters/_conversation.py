@@ -7,7 +7,7 @@ from typing import Any
 from opencell.config import BotConfig, LLMConfig
 from opencell.llm.base import LLMRequest, ToolCall, Usage
 from opencell.messages import ConversationKey, IncomingMessage
-from opencell.observability.core import Observability
+from opencell.observability.observer import Observability
 from opencell.runtime import BotRuntime
 from opencell.tools import tool
 from tests.fakes.function_llm import FunctionLLM, answer

@@ -15,7 +15,7 @@ from opencell.config import (
     OTLPConfig,
     StoreConfig,
 )
-from opencell.observability.exporters import ExportTuning
+from opencell.exporters import ExportTuning
 from tests.fakes.agentops_server import VALID_KEY, FakeAgentOps
 from tests.fakes.otlp_receiver import OTLPReceiver
 

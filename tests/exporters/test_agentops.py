@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 
-from opencell.observability.core import Observability
-from opencell.observability.exporters import agentops_session_url
-from opencell.observability.store import Store
+from opencell.exporters import agentops_session_url
+from opencell.observability.observer import Observability
+from opencell.store.store import Store
 from tests.exporters._conversation import MODEL, two_turns
 from tests.exporters.conftest import FAST, agentops_config, wait_for
 from tests.fakes.agentops_server import FakeAgentOps

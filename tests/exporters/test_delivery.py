@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from opencell.observability.core import Observability
-from opencell.observability.exporters import ExportTuning, cursor_rows, metrics, stats
-from opencell.observability.exporters._worker import Backoff
-from opencell.observability.store import Store
+from opencell.exporters import ExportTuning, cursor_rows, metrics, stats
+from opencell.exporters._worker import Backoff
+from opencell.observability.observer import Observability
+from opencell.store.store import Store
 from tests.conftest import REPO, clean_env
 from tests.exporters._conversation import two_turns
 from tests.exporters.conftest import FAST, agentops_config, wait_for

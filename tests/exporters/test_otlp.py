@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 
-from opencell.observability.core import Observability
+from opencell.observability.observer import Observability
 from tests.exporters._conversation import MODEL, two_turns
 from tests.exporters.conftest import FAST, otlp_config, wait_for
 from tests.fakes.otlp_receiver import OTLPReceiver

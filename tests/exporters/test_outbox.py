@@ -7,10 +7,10 @@ import time
 import sqlalchemy as sa
 
 from opencell.config import OpenCellConfig, StoreConfig
-from opencell.observability import _schema
-from opencell.observability.core import Observability
-from opencell.observability.exporters.outbox import Outbox, cursor_rows
-from opencell.observability.store import Store
+from opencell.exporters.outbox import Outbox, cursor_rows
+from opencell.observability.observer import Observability
+from opencell.store import tables as _schema
+from opencell.store.store import Store
 
 
 def test_migrations_are_contiguous_and_build_the_cursor_table(isolated_store: str) -> None:

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from opencell.observability import _guard
+from opencell import guard as _guard
+from opencell.guard import guard
 from opencell.observability import recorder as recorder_module
-from opencell.observability._guard import guard
 from opencell.observability.recorder import NullRecorder, Recorder, RecorderStats
 from opencell.observability.records import Record, new_session_id
-from opencell.observability.store import Store
+from opencell.store.store import Store
 
 WAIT = 10.0
 """Upper bound for polls: never reached when things work; keeps a broken test from hanging."""

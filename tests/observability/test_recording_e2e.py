@@ -15,10 +15,10 @@ from opencell.config import BotConfig, LLMConfig, OpenCellConfig, SessionConfig,
 from opencell.llm import create_llm
 from opencell.llm.base import LLMRequest, ToolCall
 from opencell.messages import ConversationKey, IncomingMessage
-from opencell.observability.core import Observability
 from opencell.observability.facade import AgentOpsFacade
-from opencell.observability.store import Store
+from opencell.observability.observer import Observability
 from opencell.runtime import BotRuntime
+from opencell.store.store import Store
 from opencell.tools import tool
 from tests.conftest import REPO, clean_env, opencell
 from tests.fakes.function_llm import FunctionLLM, answer

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from opencell.messages import ConversationKey
-from opencell.observability.sessions import EndReason, Session, SessionTracker
+from opencell.sessions import EndReason, Session, SessionTracker
 
 
 class Clock:

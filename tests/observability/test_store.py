@@ -15,11 +15,11 @@ import pytest
 import sqlalchemy as sa
 
 from opencell.errors import OpenCellError, StoreError
-from opencell.observability import _schema
-from opencell.observability import store as store_module
-from opencell.observability._dialect import dialect_for
 from opencell.observability.records import Record, new_session_id
-from opencell.observability.store import Store, owner_is_alive, process_owner
+from opencell.store import store as store_module
+from opencell.store import tables as _schema
+from opencell.store.dialect import dialect_for
+from opencell.store.store import Store, owner_is_alive, process_owner
 
 T0 = datetime(2025, 3, 5, 12, 0, tzinfo=UTC).timestamp()  # a Wednesday
 

@@ -24,10 +24,11 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
+from opencell.exporters.outbox import Outbox, StoredEvent
+
 # The store's readers of counts and costs, so stored and exported numbers always agree.
-from opencell.observability._batch import count as count
-from opencell.observability._batch import money as money
-from opencell.observability.exporters.outbox import Outbox, StoredEvent
+from opencell.store._batch import count as count
+from opencell.store._batch import money as money
 
 Attributes = dict[str, Any]
 """Span attributes in the order they are sent (insertion order)."""

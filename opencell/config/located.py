@@ -9,8 +9,8 @@ from pydantic import (
     ValidationError,
 )
 
-from opencell._config_base import M
-from opencell._yaml_source import YamlSource, suggest
+from opencell.config.fields import M
+from opencell.config.source import YamlSource, suggest
 from opencell.errors import ConfigError, ConfigErrors
 
 

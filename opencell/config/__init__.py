@@ -22,9 +22,15 @@ from pydantic import (
     model_validator,
 )
 
-from opencell._config_base import CommaList, Duration, Model, parse_duration
-from opencell._config_errors import validate_source
-from opencell._config_global import (
+from opencell.config.fields import CommaList, Duration, Model, parse_duration
+from opencell.config.located import validate_source
+from opencell.config.platforms import (
+    ConsoleConfig,
+    DiscordConfig,
+    PlatformsConfig,
+    SlackConfig,
+)
+from opencell.config.settings import (
     AgentOpsConfig,
     AlertsConfig,
     BudgetLimit,
@@ -36,13 +42,7 @@ from opencell._config_global import (
     RedactRule,
     StoreConfig,
 )
-from opencell._config_platforms import (
-    ConsoleConfig,
-    DiscordConfig,
-    PlatformsConfig,
-    SlackConfig,
-)
-from opencell._yaml_source import YamlSource, format_loc, read_yaml
+from opencell.config.source import YamlSource, format_loc, read_yaml
 from opencell.errors import ConfigError, ConfigErrors
 
 # ---------------------------------------------------------------- bot YAML

@@ -37,7 +37,7 @@ def run_checks(config_path: Path | None, bots: Sequence[Path],
         checks.extend(check_bot(path, env))
     if config is not None:
         checks.extend(check_store(config.store.url))
-        from opencell.observability.exporters import effective_settings
+        from opencell.exporters import effective_settings
 
         agentops, otlp = effective_settings(config, env)
         checks.append(check_agentops(agentops, timeout))
@@ -109,9 +109,9 @@ def check_store(url: str) -> list[Check]:
     import sqlalchemy as sa
 
     from opencell.errors import StoreError
-    from opencell.observability._dialect import WRITE
-    from opencell.observability._schema import LATEST, current_version, schema_version
-    from opencell.observability.store import Store
+    from opencell.store.dialect import WRITE
+    from opencell.store.store import Store
+    from opencell.store.tables import LATEST, current_version, schema_version
 
     fix = "check OPENCELL_DATABASE_URL (or store.url), the directory's permissions and space"
     try:
@@ -128,7 +128,7 @@ def check_store(url: str) -> list[Check]:
                 conn.execute(schema_version.update().values(version=schema_version.c.version))
             finally:
                 transaction.rollback()
-        from opencell.observability.exporters import cursor_rows
+        from opencell.exporters import cursor_rows
 
         backlog = ", ".join(f"{row['exporter']}: {row['pending_events']} event(s) pending"
                             for row in cursor_rows(store))
@@ -143,7 +143,7 @@ def check_store(url: str) -> list[Check]:
 
 def check_agentops(config: AgentOpsConfig, timeout: float) -> Check:
     """The key authenticates and the traces URL takes (an empty) export with the token."""
-    from opencell.observability.exporters.agentops import authenticate
+    from opencell.exporters.agentops import authenticate
 
     if not config.enabled:
         return Check("AgentOps", None, "export off (AGENTOPS_ENABLED is not true)")
@@ -162,7 +162,7 @@ def check_agentops(config: AgentOpsConfig, timeout: float) -> Check:
 
 def check_otlp(config: OTLPConfig, timeout: float) -> Check:
     """The OTLP endpoint takes an empty export with the configured headers."""
-    from opencell.observability.exporters.otlp import traces_url
+    from opencell.exporters.otlp import traces_url
 
     if not config.endpoint.strip():
         return Check("OTLP", None, "export off (OTEL_EXPORTER_OTLP_ENDPOINT is not set)")
@@ -182,7 +182,7 @@ def _post_empty_export(url: str, headers: Mapping[str, str], timeout: float) -> 
         ExportTraceServiceRequest,
     )
 
-    from opencell.observability.exporters._http import describe
+    from opencell.exporters._http import describe
 
     body = ExportTraceServiceRequest().SerializeToString()
     try:

@@ -23,7 +23,7 @@ def doctor(
     """
     from rich.markup import escape
 
-    from opencell.doctor import run_checks
+    from opencell.cli.checks import run_checks
 
     console = _console()
     failed = 0

@@ -20,19 +20,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from opencell.observability._guard import guard
-from opencell.observability.exporters._worker import Backoff, ExportWorker, SpanSink
-from opencell.observability.exporters.agentops import (
+from opencell.exporters._worker import Backoff, ExportWorker, SpanSink
+from opencell.exporters.agentops import (
     AgentOpsExporter,
     agentops_session_url,
     register,
 )
-from opencell.observability.exporters.outbox import Outbox, cursor_rows
+from opencell.exporters.outbox import Outbox, cursor_rows
+from opencell.guard import guard
 
 if TYPE_CHECKING:
     from opencell.config import AgentOpsConfig, OpenCellConfig, OTLPConfig
     from opencell.llm.pricing import PriceBook
-    from opencell.observability.store import Store
+    from opencell.store.store import Store
 
 __all__ = ["ExportTuning", "Exporters", "agentops_session_url", "cursor_rows",
            "effective_settings", "metrics", "start_exporters", "stats", "stop_exporters"]
@@ -57,7 +57,7 @@ class ExportTuning:
 
 @dataclass
 class Exporters:
-    """The exporters one :class:`~opencell.observability.core.Observability` started."""
+    """The exporters one :class:`~opencell.observability.observer.Observability` started."""
 
     workers: list[ExportWorker] = field(default_factory=list)
 
@@ -121,7 +121,7 @@ def start_exporters(owner: object, config: OpenCellConfig, store: Store, *,
                 sinks.append(agentops_sink)
     if otlp.endpoint.strip():
         with guard("exporter.otlp.setup", logger=log):
-            from opencell.observability.exporters.otlp import OTLPExporter
+            from opencell.exporters.otlp import OTLPExporter
 
             sinks.append(OTLPExporter(otlp, request_timeout=tuning.request_timeout))
     exporters = Exporters()

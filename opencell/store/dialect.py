@@ -21,7 +21,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.pool import StaticPool
 
 from opencell.errors import StoreError
-from opencell.observability._checkpoint import SAFETY_NET_PAGES, Checkpointer
+from opencell.store._checkpoint import SAFETY_NET_PAGES, Checkpointer
 
 SQLITE_BUSY_TIMEOUT_MS = 150
 """Short on purpose: the recorder's writer retries with back-off instead of waiting long."""

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from opencell.errors import StoreError
-from opencell.observability._dialect import Dialect
+from opencell.store.dialect import Dialect
 
 Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 """64-bit keys; plain INTEGER on SQLite so the column is the rowid."""
@@ -273,7 +273,7 @@ def _v4_activity_rollups(conn: Connection, dialect: Dialect) -> None:
     """Rollups for the dashboard (events, turn latency, costs without users, costs per user
     and week/month), filled from what is already stored; indexes to list sessions by user
     name and by platform."""
-    from opencell.observability._activity import backfill
+    from opencell.store._activity import backfill
 
     md = sa.MetaData()
 

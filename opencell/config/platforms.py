@@ -11,7 +11,7 @@ from pydantic import (
     model_validator,
 )
 
-from opencell._config_base import Duration, Model
+from opencell.config.fields import Duration, Model
 
 
 class DiscordConfig(Model):

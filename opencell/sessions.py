@@ -18,9 +18,9 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from opencell.guard import guard
 from opencell.history import ConversationHistory
 from opencell.messages import ConversationKey
-from opencell.observability._guard import guard
 from opencell.observability.records import new_session_id
 from opencell.types import Clock
 

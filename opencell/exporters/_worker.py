@@ -25,9 +25,9 @@ from typing import Any, Protocol
 
 from opentelemetry.sdk.trace import ReadableSpan
 
-from opencell.observability._guard import guard
-from opencell.observability.exporters._http import THREAD_PREFIX, Delivery
-from opencell.observability.exporters.outbox import Outbox, StoredEvent
+from opencell.exporters._http import THREAD_PREFIX, Delivery
+from opencell.exporters.outbox import Outbox, StoredEvent
+from opencell.guard import guard
 
 log = logging.getLogger("opencell.exporters")
 

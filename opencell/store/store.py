@@ -34,12 +34,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 
 from opencell.errors import StoreError
-from opencell.observability import _queries as queries
-from opencell.observability._activity import ActivityStatements, add_session_end, write_activity
-from opencell.observability._batch import BatchPlan, plan_batch, to_json
-from opencell.observability._dialect import WRITE, Dialect, dialect_for, remove_stale_wal
-from opencell.observability._owner import owner_is_alive, process_owner
-from opencell.observability._schema import (
+from opencell.observability.records import Record
+from opencell.store import reads as queries
+from opencell.store._activity import ActivityStatements, add_session_end, write_activity
+from opencell.store._batch import BatchPlan, plan_batch, to_json
+from opencell.store._owner import owner_is_alive, process_owner
+from opencell.store._writes import SessionInfo, Statements, resolve_sessions, rollup_rows
+from opencell.store.dialect import WRITE, Dialect, dialect_for, remove_stale_wal
+from opencell.store.tables import (
     LATEST,
     check_version,
     cost_rollups,
@@ -48,8 +50,6 @@ from opencell.observability._schema import (
     sessions,
     upgrade,
 )
-from opencell.observability._writes import SessionInfo, Statements, resolve_sessions, rollup_rows
-from opencell.observability.records import Record
 
 log = logging.getLogger("opencell.store")
 

@@ -15,7 +15,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from opencell.observability._guard import guard
+from opencell.guard import guard
 
 log = logging.getLogger("opencell.store")
 

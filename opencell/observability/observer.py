@@ -13,18 +13,18 @@ import traceback
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from opencell.guard import guard
 from opencell.llm.base import LLMRequest, LLMResponse, ToolCall, Usage
 from opencell.llm.pricing import PriceBook
-from opencell.observability._guard import guard
 from opencell.observability.recorder import NullRecorder, Recorder
 from opencell.observability.records import Kind, new_session_id
 from opencell.observability.redact import Redactor
-from opencell.observability.sessions import EndReason, Session
+from opencell.sessions import EndReason, Session
 
 if TYPE_CHECKING:
     from opencell.config import BotConfig, OpenCellConfig
-    from opencell.observability.exporters import ExportTuning
-    from opencell.observability.store import Store
+    from opencell.exporters import ExportTuning
+    from opencell.store.store import Store
     from opencell.tools import ToolResult
 
 log = logging.getLogger("opencell.observability")
@@ -61,8 +61,8 @@ class Observability:
         """Open the store, close sessions a crashed process left open, start the recorder
         and the enabled exporters (AgentOps, OTLP), which drain the store's outbox on their
         own threads. ``export_tuning`` paces the exporters (tests inject time with it)."""
-        from opencell.observability.exporters import start_exporters
-        from opencell.observability.store import Store, owner_is_alive
+        from opencell.exporters import start_exporters
+        from opencell.store.store import Store, owner_is_alive
 
         env = os.environ if env is None else env
         store = Store.open(config.store.url)
@@ -86,7 +86,7 @@ class Observability:
         """Flush what is queued (up to ``timeout``) and stop the writer; then give the
         exporters ``export_timeout`` seconds to deliver (what they cannot stays pending in
         the store for the next start) and stop them."""
-        from opencell.observability.exporters import stop_exporters
+        from opencell.exporters import stop_exporters
 
         flushed = self.recorder.close(timeout)
         with guard("stopping exporters"):

@@ -39,10 +39,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from opencell.observability._dialect import WRITE
-from opencell.observability._owner import owner_is_alive, process_owner
-from opencell.observability._schema import events, export_cursors, sessions
-from opencell.observability.store import Store
+from opencell.store._owner import owner_is_alive, process_owner
+from opencell.store.dialect import WRITE
+from opencell.store.store import Store
+from opencell.store.tables import events, export_cursors, sessions
 
 POSTGRES_SETTLE_S = 2.0
 

@@ -175,7 +175,7 @@ def _opened_store(config: Path | None) -> Iterator[Any]:
 
     from opencell.config import load_config
     from opencell.errors import ConfigError, OpenCellError, StoreError
-    from opencell.observability.store import Store, owner_is_alive
+    from opencell.store.store import Store, owner_is_alive
 
     try:
         store = Store.open(load_config(config).store.url)
@@ -231,7 +231,7 @@ def sessions(
     config: ConfigOption = None,
 ) -> None:
     """List sessions, newest first."""
-    from opencell._cli_views import sessions_table
+    from opencell.cli.views import sessions_table
 
     if status not in (None, "open", "success", "failed"):
         _fail(f"--status: '{status}' is not one of open, success, failed", code=2)
@@ -252,7 +252,7 @@ def session(
     config: ConfigOption = None,
 ) -> None:
     """Show one session with its timeline."""
-    from opencell._cli_views import session_view
+    from opencell.cli.views import session_view
 
     with _opened_store(config) as store:
         found = store.get_session(session_id)
@@ -273,7 +273,7 @@ def costs(
     config: ConfigOption = None,
 ) -> None:
     """Cost breakdown for the current day, week or month (UTC)."""
-    from opencell._cli_views import costs_table
+    from opencell.cli.views import costs_table
 
     if by not in ("bot", "user", "platform", "provider", "model"):
         _fail(f"--by: '{by}' is not one of bot, user, platform, provider, model", code=2)
@@ -299,4 +299,4 @@ if __name__ == "__main__":  # pragma: no cover
 
 
 # Commands in their own modules
-from opencell import _cli_budgets, _cli_dashboard, _cli_doctor  # noqa: E402,F401
+from opencell.cli import budgets, dashboard, doctor  # noqa: E402,F401

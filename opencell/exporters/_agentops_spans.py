@@ -27,9 +27,7 @@ from collections.abc import Iterable, Sequence
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.trace import SpanKind
 
-from opencell.llm.base import Usage
-from opencell.llm.pricing import PriceBook
-from opencell.observability.exporters._spans import (
+from opencell.exporters._spans import (
     ROOT_LEAD_NS,
     Attributes,
     SpanBuilder,
@@ -46,7 +44,9 @@ from opencell.observability.exporters._spans import (
     split_error,
     text,
 )
-from opencell.observability.exporters.outbox import Outbox, StoredEvent
+from opencell.exporters.outbox import Outbox, StoredEvent
+from opencell.llm.base import Usage
+from opencell.llm.pricing import PriceBook
 
 SYSTEMS = {"claude": "anthropic", "anthropic": "anthropic", "openai": "openai",
            "moonshot": "moonshot"}

@@ -17,8 +17,8 @@ from typing import Any, Literal
 import sqlalchemy as sa
 
 from opencell.errors import StoreError
-from opencell.observability._dialect import Dialect
-from opencell.observability._schema import DURATION_SORT, cost_rollups, events, sessions
+from opencell.store.dialect import Dialect
+from opencell.store.tables import DURATION_SORT, cost_rollups, events, sessions
 
 SessionSort = Literal["started_at", "duration", "cost"]
 CostDimension = Literal["bot", "user", "platform", "provider", "model"]

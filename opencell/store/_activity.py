@@ -28,9 +28,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from opencell.observability._batch import EventRow, utc_day
-from opencell.observability._dialect import Dialect
-from opencell.observability._schema import (
+from opencell.store._batch import EventRow, utc_day
+from opencell.store.dialect import Dialect
+from opencell.store.tables import (
     cost_daily,
     cost_rollups,
     event_rollups,

@@ -28,16 +28,16 @@ import requests
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import ReadableSpan
 
-from opencell.observability.exporters._agentops_spans import AgentOpsSpans
-from opencell.observability.exporters._http import (
+from opencell.exporters._agentops_spans import AgentOpsSpans
+from opencell.exporters._http import (
     Delivery,
     ExportSession,
     describe,
     quiet_otlp_logs,
     send_spans,
 )
-from opencell.observability.exporters._spans import trace_id
-from opencell.observability.exporters.outbox import Outbox, StoredEvent
+from opencell.exporters._spans import trace_id
+from opencell.exporters.outbox import Outbox, StoredEvent
 
 if TYPE_CHECKING:
     from opencell.config import AgentOpsConfig
@@ -82,7 +82,7 @@ def authenticate(endpoint: str, api_key: str, timeout: float = 10.0
 
 
 class AgentOpsExporter:
-    """A :class:`~opencell.observability.exporters._worker.SpanSink` for AgentOps."""
+    """A :class:`~opencell.exporters._worker.SpanSink` for AgentOps."""
 
     name = "agentops"
     label = "[AgentOps]"

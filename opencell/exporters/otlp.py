@@ -24,13 +24,13 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.trace import SpanKind
 
-from opencell.observability.exporters._http import (
+from opencell.exporters._http import (
     Delivery,
     ExportSession,
     quiet_otlp_logs,
     send_spans,
 )
-from opencell.observability.exporters._spans import (
+from opencell.exporters._spans import (
     ROOT_LEAD_NS,
     Attributes,
     SpanBuilder,
@@ -46,7 +46,7 @@ from opencell.observability.exporters._spans import (
     span_id,
     split_error,
 )
-from opencell.observability.exporters.outbox import Outbox, StoredEvent
+from opencell.exporters.outbox import Outbox, StoredEvent
 
 if TYPE_CHECKING:
     from opencell.config import OTLPConfig
@@ -63,7 +63,7 @@ def traces_url(endpoint: str) -> str:
 
 
 class OTLPExporter(SpanBuilder):
-    """A :class:`~opencell.observability.exporters._worker.SpanSink` for any OTLP backend."""
+    """A :class:`~opencell.exporters._worker.SpanSink` for any OTLP backend."""
 
     name = "otlp"
     label = "[OTLP]"

@@ -12,9 +12,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from opencell.observability._batch import BatchPlan, Usage, to_json
-from opencell.observability._dialect import Dialect
-from opencell.observability._schema import ROLLUP_KEYS, cost_rollups, events, sessions
+from opencell.store._batch import BatchPlan, Usage, to_json
+from opencell.store.dialect import Dialect
+from opencell.store.tables import ROLLUP_KEYS, cost_rollups, events, sessions
 
 SessionInfo = tuple[int, str, str, str]
 """(seq, bot, user_id, platform) of a stored session: what events and rollups need."""

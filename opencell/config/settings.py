@@ -10,7 +10,7 @@ from pydantic import (
     field_validator,
 )
 
-from opencell._config_base import CommaList, Model
+from opencell.config.fields import CommaList, Model
 
 
 class StoreConfig(Model):
