@@ -18,6 +18,7 @@
     │   ├── ToolTimeoutError      the tool ran past its timeout
     │   └── ToolExecutionError    the tool raised
     ├── StoreError                the observability store cannot be opened or was misused
+    │   └── AmbiguousSessionError an id prefix matches several sessions
     └── BudgetExceededError       an enforced budget stopped a model call before it was made
 
 Messages say what went wrong and how to fix it.
@@ -151,6 +152,10 @@ class ToolExecutionError(ToolError):
 class StoreError(OpenCellError):
     """The observability store cannot be opened (bad URL, schema newer than this OpenCell)
     or was asked something it cannot answer (unknown sort, foreign cursor, ambiguous id)."""
+
+
+class AmbiguousSessionError(StoreError):
+    """A session id prefix matches more than one session; ask for a longer prefix."""
 
 
 class BudgetExceededError(OpenCellError):

@@ -13,20 +13,17 @@ store) knows an alert was already raised.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy import Connection
 
 from opencell.budgets.periods import utc_days
-from opencell.store.dialect import WRITE
 from opencell.store.tables import budget_alerts, cost_rollups, events, sessions
 
 if TYPE_CHECKING:
-    from opencell.store.store import Store
+    from opencell.store import Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,15 +55,7 @@ class BudgetStore:
     """Budget queries over a :class:`~opencell.store.store.Store`'s database."""
 
     def __init__(self, store: Store) -> None:
-        self._engine = store.engine
-
-    @contextmanager
-    def _connect(self, *, write: bool = False) -> Iterator[Connection]:
-        with self._engine.connect() as conn:
-            if write:
-                conn.execution_options(**{WRITE: True})
-            with conn.begin():
-                yield conn
+        self._store = store
 
     # ------------------------------------------------------------ spend
 
@@ -75,7 +64,7 @@ class BudgetStore:
         whole, edges = utc_days(start, end)
         totals: dict[tuple[str, str, str], list[float]] = {}
         r = cost_rollups.c
-        with self._connect() as conn:
+        with self._store.reading() as conn:
             if whole:
                 rows = conn.execute(
                     sa.select(r.bot, r.user_id, r.platform, sa.func.sum(r.cost_usd),
@@ -98,14 +87,14 @@ class BudgetStore:
 
     def first_call_ts(self) -> float | None:
         """When the earliest stored model call happened (None: there is none)."""
-        with self._connect() as conn:
+        with self._store.reading() as conn:
             first = conn.execute(sa.select(sa.func.min(events.c.ts))
                                  .where(events.c.kind == "llm_call")).scalar()
         return None if first is None else float(first)
 
     def calls(self, start: float, end: float) -> list[tuple[str, str, str, float, float | None]]:
         """Every model call in ``[start, end)``: (bot, user, platform, ts, cost or None)."""
-        with self._connect() as conn:
+        with self._store.reading() as conn:
             return self._calls(conn, start, end)
 
     @staticmethod
@@ -129,7 +118,7 @@ class BudgetStore:
               data: dict[str, Any]) -> bool:
         """Store a raised alert; False when its key was stored before (already raised)."""
         try:
-            with self._connect(write=True) as conn:
+            with self._store.writing() as conn:
                 conn.execute(budget_alerts.insert().values(
                     alert_key=alert_key[:1000], kind=kind, scope=scope[:400], period_key=window,
                     limit_id=limit_id[:300], threshold=threshold, ts=ts,
@@ -144,7 +133,7 @@ class BudgetStore:
         stmt = (sa.select(a.kind, a.scope, a.period_key, a.limit_id, a.threshold, a.ts,
                           a.session_id, a.data)
                 .where(a.ts >= since).order_by(a.ts.desc(), a.id.desc()).limit(limit))
-        with self._connect() as conn:
+        with self._store.reading() as conn:
             rows = conn.execute(stmt).all()
         out = []
         for kind, scope, window, limit_id, threshold, ts, session_id, data in rows:

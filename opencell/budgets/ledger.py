@@ -48,7 +48,7 @@ from opencell.llm.pricing import PriceBook
 if TYPE_CHECKING:
     from opencell.adapters.base import Adapter
     from opencell.observability.observer import Observability
-    from opencell.store.store import Store
+    from opencell.store import Store
 
 log = logging.getLogger("opencell.budgets")
 

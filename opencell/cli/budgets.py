@@ -12,12 +12,11 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from opencell.cli import ConfigOption, _console, _fail, _opened_store, _print_json, app
+from opencell.cli._common import ConfigOption, console, fail, opened_store, print_json
 
 LEVEL_STYLE = {"warning": "yellow", "critical": "red"}
 
 
-@app.command()
 def budgets(
     bots: Annotated[list[Path] | None, typer.Argument(
         help="Bot YAML files whose own `budget:` to include (optional).",
@@ -35,16 +34,16 @@ def budgets(
         cfg = load_config(config)
         bot_configs = load_bots(bots or [])
     except ConfigError as exc:
-        _fail(exc.located(), code=2)
-    with _opened_store(config) as store:
+        fail(exc.located(), code=2)
+    with opened_store(config) as store:
         ledger = BudgetLedger(cfg.budgets, bot_configs, store=store, sync_interval=0,
                               watch_spikes=False)
         usage = ledger.usage()
         alerts = ledger.alerts(days=days)
     if as_json:
-        _print_json({"timezone": cfg.budgets.timezone, "usage": usage, "alerts": alerts})
+        print_json({"timezone": cfg.budgets.timezone, "usage": usage, "alerts": alerts})
         return
-    _console().print(budgets_view(usage, alerts, timezone=cfg.budgets.timezone))
+    console().print(budgets_view(usage, alerts, timezone=cfg.budgets.timezone))
 
 
 def _bar(row: Mapping[str, Any]) -> ProgressBar:

@@ -109,9 +109,8 @@ def check_store(url: str) -> list[Check]:
     import sqlalchemy as sa
 
     from opencell.errors import StoreError
-    from opencell.store.dialect import WRITE
-    from opencell.store.store import Store
-    from opencell.store.tables import LATEST, current_version, schema_version
+    from opencell.store import Store
+    from opencell.store.tables import LATEST
 
     fix = "check OPENCELL_DATABASE_URL (or store.url), the directory's permissions and space"
     try:
@@ -119,15 +118,8 @@ def check_store(url: str) -> list[Check]:
     except StoreError as exc:
         return [Check("store", False, str(exc), fix)]
     try:
-        with store.engine.connect() as conn:
-            version = current_version(conn)
-        with store.engine.connect() as conn:
-            conn.execution_options(**{WRITE: True})
-            transaction = conn.begin()  # a real write (takes the write lock), rolled back
-            try:
-                conn.execute(schema_version.update().values(version=schema_version.c.version))
-            finally:
-                transaction.rollback()
+        version = store.schema_version()
+        store.check_writable()
         from opencell.exporters import cursor_rows
 
         backlog = ", ".join(f"{row['exporter']}: {row['pending_events']} event(s) pending"
@@ -182,7 +174,7 @@ def _post_empty_export(url: str, headers: Mapping[str, str], timeout: float) -> 
         ExportTraceServiceRequest,
     )
 
-    from opencell.exporters._http import describe
+    from opencell.exporters import describe_failure as describe
 
     body = ExportTraceServiceRequest().SerializeToString()
     try:

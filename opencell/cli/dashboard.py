@@ -6,10 +6,9 @@ from typing import Annotated
 
 import typer
 
-from opencell.cli import ConfigOption, _console, _guarded, _opened_store, app
+from opencell.cli._common import ConfigOption, console, guarded, opened_store
 
 
-@app.command()
 def dashboard(
     host: Annotated[str | None, typer.Option(
         help="Address to listen on (default dashboard.host, i.e. 127.0.0.1). Any address "
@@ -34,7 +33,7 @@ def dashboard(
         from opencell.dashboard.server import dashboard_token
 
         check_bind(host or cfg.dashboard.host, dashboard_token(cfg.dashboard))
-        with _opened_store(config) as store:
+        with opened_store(config) as store:
             from opencell.dashboard.budgets import store_budgets
 
             server = DashboardServer.from_config(cfg.dashboard, store, host=host, port=port,
@@ -47,11 +46,11 @@ def dashboard(
                 except (NotImplementedError, RuntimeError):
                     pass
             await server.start()
-            _console(stderr=True).print(f"[green]●[/] {escape(server.banner())}. Ctrl-C stops.",
+            console(stderr=True).print(f"[green]●[/] {escape(server.banner())}. Ctrl-C stops.",
                                         soft_wrap=True)
             try:
                 await stop.wait()
             finally:
                 await server.stop()
 
-    _guarded(main)
+    guarded(main)

@@ -7,10 +7,9 @@ from typing import Annotated
 
 import typer
 
-from opencell.cli import ConfigOption, _console, app
+from opencell.cli._common import ConfigOption, console
 
 
-@app.command()
 def doctor(
     bots: Annotated[list[Path] | None, typer.Argument(
         help="Bot YAML files whose secrets to check (optional).", show_default=False)] = None,
@@ -25,7 +24,7 @@ def doctor(
 
     from opencell.cli.checks import run_checks
 
-    console = _console()
+    out = console()
     failed = 0
     for check in run_checks(config, bots or [], timeout=timeout):
         if check.ok is None:
@@ -36,9 +35,9 @@ def doctor(
             mark = "[red]✗[/]"
             failed += 1
         fix = f" [yellow]→ {escape(check.fix)}[/]" if check.fix and not check.ok else ""
-        console.print(f"{mark} [bold]{escape(check.name)}[/]: {escape(check.detail)}{fix}",
+        out.print(f"{mark} [bold]{escape(check.name)}[/]: {escape(check.detail)}{fix}",
                       soft_wrap=True)
     if failed:
-        console.print(f"[red]{failed} check(s) failed[/]", soft_wrap=True)
+        out.print(f"[red]{failed} check(s) failed[/]", soft_wrap=True)
         raise typer.Exit(1)
-    console.print("[green]all checks passed[/]", soft_wrap=True)
+    out.print("[green]all checks passed[/]", soft_wrap=True)

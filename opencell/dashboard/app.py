@@ -20,8 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-from sqlalchemy.engine import Connection
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Connection
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from opencell.dashboard.auth import AccessGate
@@ -31,7 +30,7 @@ from opencell.errors import StoreError
 
 if TYPE_CHECKING:
     from opencell.dashboard.budgets import BudgetSource
-    from opencell.store.store import Store
+    from opencell.store import Store
 
 log = logging.getLogger("opencell.dashboard")
 
@@ -45,12 +44,8 @@ NAV: list[tuple[str, str]] = [("/sessions", "Sessions"), ("/analytics", "Analyti
 
 def read_store(store: Store, query: Callable[[Connection], T]) -> T:
     """Run ``query`` on a pooled connection; database failures become ``StoreError``."""
-    try:
-        with store.engine.connect() as conn:
-            return query(conn)
-    except SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", None) or exc).replace("\n", " ")
-        raise StoreError(f"cannot read the store at {store.url}: {reason}") from exc
+    with store.reading() as conn:
+        return query(conn)
 
 
 @dataclass

@@ -23,7 +23,7 @@ from opencell.guard import guard
 if TYPE_CHECKING:
     from opencell.budgets import BudgetLedger
     from opencell.config import BotConfig, BudgetsConfig
-    from opencell.store.store import Store
+    from opencell.store import Store
 
 log = logging.getLogger("opencell.dashboard")
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy import Connection
 
 from opencell.dashboard import queries
 from opencell.store import reads as store_queries

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
-from sqlalchemy.engine import Connection
+from sqlalchemy import Connection
 
 from opencell.dashboard import queries
 

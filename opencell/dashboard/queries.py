@@ -13,10 +13,10 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy import Connection
 
+from opencell.store import COST_SUMS, bucket_ms
 from opencell.store import reads as store_queries
-from opencell.store._activity import COST_SUMS, bucket_ms
 from opencell.store.tables import (
     cost_daily,
     cost_rollups,

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from opencell.config import DashboardConfig
     from opencell.dashboard.budgets import BudgetSource
     from opencell.dashboard.metrics import ExporterStats, RecorderStatsLike
-    from opencell.store.store import Store
+    from opencell.store import Store
 
 log = logging.getLogger("opencell.dashboard")
 

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from fastapi import HTTPException
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from opencell.errors import StoreError
+from opencell.errors import AmbiguousSessionError
 from opencell.store import reads as store_queries
 from opencell.store.tables import events, sessions
 
@@ -104,10 +104,8 @@ def session_detail(state: DashboardState, id_or_prefix: str, *, after: int | Non
     """A session, up to ``limit`` timeline events (after event id ``after``), cost per model."""
     try:
         found = state.store.get_session(id_or_prefix)
-    except StoreError as exc:
-        if "matches several" in str(exc):
-            raise HTTPException(409, str(exc)) from None
-        raise
+    except AmbiguousSessionError as exc:
+        raise HTTPException(409, str(exc)) from None
     if found is None:
         raise HTTPException(404, f"no session '{id_or_prefix}'")
     seq = session_seq(state, found["id"])

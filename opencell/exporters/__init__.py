@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from opencell.exporters._http import describe as describe_failure
 from opencell.exporters._worker import Backoff, ExportWorker, SpanSink
 from opencell.exporters.agentops import (
     AgentOpsExporter,
@@ -32,10 +33,11 @@ from opencell.guard import guard
 if TYPE_CHECKING:
     from opencell.config import AgentOpsConfig, OpenCellConfig, OTLPConfig
     from opencell.llm.pricing import PriceBook
-    from opencell.store.store import Store
+    from opencell.store import Store
 
 __all__ = ["ExportTuning", "Exporters", "agentops_session_url", "cursor_rows",
-           "effective_settings", "metrics", "start_exporters", "stats", "stop_exporters"]
+           "describe_failure", "effective_settings", "metrics", "start_exporters", "stats",
+           "stop_exporters"]
 
 log = logging.getLogger("opencell.exporters")
 

@@ -32,11 +32,9 @@ from opencell.exporters._spans import (
     Attributes,
     SpanBuilder,
     as_json,
-    count,
     event_times,
     exception_event,
     make_span,
-    money,
     ns,
     root_context,
     root_span_id,
@@ -47,6 +45,7 @@ from opencell.exporters._spans import (
 from opencell.exporters.outbox import Outbox, StoredEvent
 from opencell.llm.base import Usage
 from opencell.llm.pricing import PriceBook
+from opencell.store import count, money
 
 SYSTEMS = {"claude": "anthropic", "anthropic": "anthropic", "openai": "openai",
            "moonshot": "moonshot"}

@@ -26,10 +26,6 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, Trace
 
 from opencell.exporters.outbox import Outbox, StoredEvent
 
-# The store's readers of counts and costs, so stored and exported numbers always agree.
-from opencell.store._batch import count as count
-from opencell.store._batch import money as money
-
 Attributes = dict[str, Any]
 """Span attributes in the order they are sent (insertion order)."""
 

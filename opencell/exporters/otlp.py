@@ -35,11 +35,9 @@ from opencell.exporters._spans import (
     Attributes,
     SpanBuilder,
     as_json,
-    count,
     event_times,
     exception_event,
     make_span,
-    money,
     ns,
     root_context,
     root_span_id,
@@ -47,6 +45,7 @@ from opencell.exporters._spans import (
     split_error,
 )
 from opencell.exporters.outbox import Outbox, StoredEvent
+from opencell.store import count, money
 
 if TYPE_CHECKING:
     from opencell.config import OTLPConfig

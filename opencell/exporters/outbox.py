@@ -31,17 +31,14 @@ from __future__ import annotations
 import json
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy import Connection
 
-from opencell.store._owner import owner_is_alive, process_owner
-from opencell.store.dialect import WRITE
-from opencell.store.store import Store
+from opencell.store import Store, owner_is_alive, process_owner
 from opencell.store.tables import events, export_cursors, sessions
 
 POSTGRES_SETTLE_S = 2.0
@@ -96,26 +93,13 @@ class Outbox:
         self.exporter = exporter
         self.owner = owner or process_owner()
         self.lease_s = lease_s
-        engine = store.engine
-        postgres = engine.dialect.name == "postgresql"
+        postgres = store.dialect_name == "postgresql"
         self.settle_s = (POSTGRES_SETTLE_S if postgres else 0.0) if settle_s is None \
             else settle_s
         self._wall = wall
         self._seen: deque[tuple[float, int]] = deque()
 
     # ------------------------------------------------------------ transactions
-
-    @contextmanager
-    def _writing(self) -> Iterator[Connection]:
-        with self.store.engine.connect() as conn:
-            conn.execution_options(**{WRITE: True})
-            with conn.begin():
-                yield conn
-
-    @contextmanager
-    def _reading(self) -> Iterator[Connection]:
-        with self.store.engine.connect() as conn:
-            yield conn
 
     # ------------------------------------------------------------ the cursor
 
@@ -124,7 +108,7 @@ class Outbox:
         live process holds the lease."""
         c = export_cursors.c
         now = self._wall()
-        with self._writing() as conn:
+        with self.store.writing() as conn:
             row = conn.execute(sa.select(c.last_event_id, c.lease_owner, c.lease_until)
                                .where(c.exporter == self.exporter)).first()
             if row is None:
@@ -147,7 +131,7 @@ class Outbox:
         """Record delivery up to ``to_id`` and renew the lease; False if the lease was lost."""
         c = export_cursors.c
         now = self._wall()
-        with self._writing() as conn:
+        with self.store.writing() as conn:
             done = conn.execute(export_cursors.update().where(
                 c.exporter == self.exporter, c.lease_owner == self.owner,
                 c.last_event_id <= to_id,
@@ -159,7 +143,7 @@ class Outbox:
     def release(self) -> None:
         """Give the lease up (graceful stop), so the next start takes over at once."""
         c = export_cursors.c
-        with self._writing() as conn:
+        with self.store.writing() as conn:
             conn.execute(export_cursors.update().where(
                 c.exporter == self.exporter, c.lease_owner == self.owner,
             ).values(lease_until=0.0))
@@ -171,7 +155,7 @@ class Outbox:
         if self.settle_s <= 0:
             return None
         now = time.monotonic()
-        with self._reading() as conn:
+        with self.store.reading() as conn:
             newest = int(conn.execute(sa.select(sa.func.max(events.c.id))).scalar() or 0)
         self._seen.append((now, newest))
         safe = 0
@@ -188,7 +172,7 @@ class Outbox:
         stmt = (sa.select(*_EVENT_COLUMNS).join_from(events, sessions, e.session_seq ==
                                                       sessions.c.seq)
                 .where(condition).order_by(e.id).limit(max(1, limit)))
-        with self._reading() as conn:
+        with self.store.reading() as conn:
             return [_event(row) for row in conn.execute(stmt)]
 
     def neighbours(self, session_seq: int, low: int, high: int) -> list[StoredEvent]:
@@ -198,7 +182,7 @@ class Outbox:
                                                       sessions.c.seq)
                 .where(e.session_seq == session_seq, e.id >= low, e.id <= high)
                 .order_by(e.id))
-        with self._reading() as conn:
+        with self.store.reading() as conn:
             return [_event(row) for row in conn.execute(stmt)]
 
     def extent(self, session_seq: int) -> SessionExtent:
@@ -208,7 +192,7 @@ class Outbox:
         first_end = sa.func.min(sa.case((e.kind == "session_end", e.id)))
         stmt = sa.select(sa.func.min(e.ts), sa.func.max(end), first_end).where(
             e.session_seq == session_seq)
-        with self._reading() as conn:
+        with self.store.reading() as conn:
             first, last, end_id = conn.execute(stmt).one()
         return SessionExtent(float(first or 0.0), float(last or 0.0),
                              None if end_id is None else int(end_id))
@@ -219,7 +203,7 @@ class Outbox:
         The count is the id distance: exact on SQLite, an upper bound where ids have gaps.
         """
         e = events.c
-        with self._reading() as conn:
+        with self.store.reading() as conn:
             newest = conn.execute(sa.select(sa.func.max(e.id))).scalar()
             oldest = conn.execute(sa.select(e.ts).where(e.id > after)
                                   .order_by(e.id).limit(1)).scalar()
@@ -230,7 +214,7 @@ class Outbox:
 def cursor_rows(store: Store) -> list[dict[str, Any]]:
     """Every exporter's persisted cursor with its backlog (for ``doctor`` and other processes)."""
     c = export_cursors.c
-    with store.engine.connect() as conn:
+    with store.reading() as conn:
         rows = conn.execute(sa.select(export_cursors).order_by(c.exporter)).mappings().all()
         newest = int(conn.execute(sa.select(sa.func.max(events.c.id))).scalar() or 0)
     return [{"exporter": row["exporter"], "last_event_id": int(row["last_event_id"]),

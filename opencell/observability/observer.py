@@ -24,7 +24,7 @@ from opencell.sessions import EndReason, Session
 if TYPE_CHECKING:
     from opencell.config import BotConfig, OpenCellConfig
     from opencell.exporters import ExportTuning
-    from opencell.store.store import Store
+    from opencell.store import Store
     from opencell.tools import ToolResult
 
 log = logging.getLogger("opencell.observability")
@@ -62,7 +62,7 @@ class Observability:
         and the enabled exporters (AgentOps, OTLP), which drain the store's outbox on their
         own threads. ``export_tuning`` paces the exporters (tests inject time with it)."""
         from opencell.exporters import start_exporters
-        from opencell.store.store import Store, owner_is_alive
+        from opencell.store import Store, owner_is_alive
 
         env = os.environ if env is None else env
         store = Store.open(config.store.url)

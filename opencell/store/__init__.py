@@ -1,1 +1,47 @@
-"""store."""
+"""The store: sessions with running totals, their events, cost rollups — every package's one
+way to the database.
+
+Public API (everything outside ``opencell.store`` uses only these):
+
+- :class:`Store` — ``open(url)``, ``write_batch``, the reads the CLI and dashboard share
+  (``list_sessions``, ``get_session``, ``timeline``, ``costs``), and ``reading()`` /
+  ``writing()`` connections for packages that keep their own tables here (budgets, exporters).
+- :mod:`opencell.store.tables` — the tables as they are now; :mod:`opencell.store.reads` —
+  query builders and row shapes; :mod:`opencell.store.dialect` — SQLite/PostgreSQL seam.
+- ``owner_is_alive`` / ``process_owner`` — which process wrote a session or holds a lease.
+- ``count`` / ``money`` — how a stored token count or cost is read back (one reader for all).
+
+Names are loaded lazily: importing ``opencell.store.tables`` must not pull in the writer.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "Store": "opencell.store.store",
+    "owner_is_alive": "opencell.store._owner",
+    "process_owner": "opencell.store._owner",
+    "count": "opencell.store._batch",
+    "money": "opencell.store._batch",
+    "COST_SUMS": "opencell.store._activity",
+    "bucket_ms": "opencell.store._activity",
+}
+
+__all__ = ["COST_SUMS", "Store", "bucket_ms", "count", "money", "owner_is_alive", "process_owner"]
+
+if TYPE_CHECKING:
+    from opencell.store._activity import COST_SUMS, bucket_ms
+    from opencell.store._batch import count, money
+    from opencell.store._owner import owner_is_alive, process_owner
+    from opencell.store.store import Store
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'opencell.store' has no attribute '{name}'")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

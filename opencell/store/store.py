@@ -33,7 +33,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 
-from opencell.errors import StoreError
+from opencell.errors import AmbiguousSessionError, StoreError
 from opencell.observability.records import Record
 from opencell.store import reads as queries
 from opencell.store._activity import ActivityStatements, add_session_end, write_activity
@@ -47,6 +47,7 @@ from opencell.store.tables import (
     cost_rollups,
     current_version,
     events,
+    schema_version,
     sessions,
     upgrade,
 )
@@ -117,21 +118,49 @@ class Store:
             version = current_version(conn)
         check_version(version)
         if version < LATEST:
-            with self._writing() as conn:
+            with self.writing() as conn:
                 before, after = upgrade(conn, self._dialect)
             if before:
                 log.info("store schema upgraded url=%s from=%d to=%d", self.url, before, after)
         self._file_id = self._current_file_id()
 
+    @property
+    def dialect_name(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return str(self._engine.dialect.name)
+
     @contextmanager
-    def _writing(self) -> Iterator[Connection]:
+    def writing(self) -> Iterator[Connection]:
+        """A connection in one write transaction (committed on exit, rolled back on error).
+
+        Every write to the store's tables goes through here, so the dialect can serialise
+        writers (SQLite's single writer) and notice what was written."""
         with self._engine.connect() as conn:
             conn.execution_options(**{WRITE: True})
             with conn.begin():
                 yield conn
 
+    def schema_version(self) -> int:
+        """The schema version the database is at."""
+        with self.reading() as conn:
+            return current_version(conn)
+
+    def check_writable(self) -> None:
+        """Make a real write (it takes the write lock) and roll it back; raises if the
+        database refuses writes (read-only file, full disk, locked by another writer)."""
+        with self._engine.connect() as conn:
+            conn.execution_options(**{WRITE: True})
+            transaction = conn.begin()
+            try:
+                conn.execute(schema_version.update().values(version=schema_version.c.version))
+            finally:
+                transaction.rollback()
+
     @contextmanager
-    def _reading(self) -> Iterator[Connection]:
+    def reading(self) -> Iterator[Connection]:
+        """A pooled connection for reads; database failures become ``StoreError``.
+
+        Also notices a deleted or replaced SQLite file and starts a fresh one."""
         try:
             self._ensure_file()
             with self._engine.connect() as conn:
@@ -188,7 +217,7 @@ class Store:
             return
         with self._lock:
             self._ensure_file()
-            with self._writing() as conn:
+            with self.writing() as conn:
                 infos, new_placeholders = resolve_sessions(conn, self._sql, plan, self._cache,
                                                            owner)
                 self._write_plan(conn, plan, infos)
@@ -258,7 +287,7 @@ class Store:
         stmt = queries.list_query(self._dialect, bot=bot, user=user, platform=platform,
                                   status=status, tag=tag, since=since, until=until, q=q,
                                   sort=sort, descending=descending, limit=limit, cursor=cursor)
-        with self._reading() as conn:
+        with self.reading() as conn:
             rows = conn.execute(stmt).mappings().all()
         page = rows[:limit]
         next_cursor = None
@@ -279,7 +308,7 @@ class Store:
         if not text:
             return None
         s = sessions.c
-        with self._reading() as conn:
+        with self.reading() as conn:
             row = conn.execute(sa.select(*queries.SESSION_COLUMNS).where(s.id == text)) \
                 .mappings().first()
             if row is None:
@@ -291,7 +320,7 @@ class Store:
                         s.id.endswith(text, autoescape=True))
                     rows = conn.execute(self._dialect.limit(by_suffix, 2)).mappings().all()
                 if len(rows) > 1:
-                    raise StoreError(f"'{id_or_prefix}' matches several sessions; "
+                    raise AmbiguousSessionError(f"'{id_or_prefix}' matches several sessions; "
                                      "give more characters of the id")
                 row = rows[0] if rows else None
         return None if row is None else queries.session_dict(row)
@@ -306,7 +335,7 @@ class Store:
         stmt = (sa.select(*queries.EVENT_COLUMNS)
                 .join_from(events, sessions, e.session_seq == s.seq)
                 .where(s.id == session_id).order_by(e.ts, e.id))
-        with self._reading() as conn:
+        with self.reading() as conn:
             return [queries.event_dict(row) for row in conn.execute(stmt).mappings()]
 
     def costs(self, by: queries.CostDimension = "bot", period: queries.Period = "day",
@@ -319,7 +348,7 @@ class Store:
         """
         first, last = queries.period_days(period, time.time() if now is None else now)
         stmt = queries.costs_query(by, first, last)
-        with self._reading() as conn:
+        with self.reading() as conn:
             return [queries.cost_row(row) for row in conn.execute(stmt).mappings()]
 
     def open_sessions(self) -> list[dict[str, Any]]:
@@ -327,13 +356,13 @@ class Store:
         s = sessions.c
         stmt = (sa.select(*queries.SESSION_COLUMNS).where(s.status == "open")
                 .order_by(s.started_at.desc(), s.id.desc()))
-        with self._reading() as conn:
+        with self.reading() as conn:
             return [queries.session_dict(row) for row in conn.execute(stmt).mappings()]
 
     def stats(self) -> dict[str, Any]:
         """Counts: sessions per status, events, rollup rows, and what this store repaired."""
         s = sessions.c
-        with self._reading() as conn:
+        with self.reading() as conn:
             by_status = {row.status: int(row.n) for row in conn.execute(
                 sa.select(s.status, sa.func.count().label("n")).group_by(s.status))}
             n_events = conn.execute(sa.select(sa.func.count()).select_from(events)).scalar()
@@ -355,7 +384,7 @@ class Store:
         ``is_alive`` that raises counts as alive. Returns the closed sessions' ids.
         """
         s = sessions.c
-        with self._reading() as conn:
+        with self.reading() as conn:
             rows = conn.execute(sa.select(s.seq, s.id, s.owner, s.last_activity,
                                           s.last_turn_failed, s.bot)
                                 .where(s.status == "open")).all()
@@ -373,7 +402,7 @@ class Store:
         if not dead:
             return closed
         with self._lock:
-            with self._writing() as conn:
+            with self.writing() as conn:
                 for row in dead:
                     status = "failed" if row.last_turn_failed else "success"
                     done = conn.execute(self._sql.close_orphan, {

@@ -1,0 +1,63 @@
+"""``opencell run`` and ``opencell chat``: the commands that run bots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from opencell.cli._common import ConfigOption, console, guarded
+
+
+def run(
+    bots: Annotated[list[Path], typer.Argument(help="Bot YAML files.", show_default=False)],
+    dashboard: Annotated[bool, typer.Option(
+        "--dashboard", help="Also serve the dashboard (dashboard.host/port in the config).")
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Run bots on the platforms their YAML names. Ctrl-C or SIGTERM stops gracefully."""
+    from rich.markup import escape
+
+    from opencell.app import App
+    from opencell.config import load_bots, load_config
+
+    def ready(application: App) -> None:
+        running = ", ".join(f"{a.bot.name} on {a.platform}" for a in application.adapters)
+        console(stderr=True).print(f"[green]●[/] running {running}. Ctrl-C stops.",
+                                    soft_wrap=True)
+        if application.dashboard is not None:
+            console(stderr=True).print(f"[green]●[/] {escape(application.dashboard.banner())}",
+                                        soft_wrap=True)
+
+    async def main() -> None:
+        cfg = load_config(config)
+        application = App(load_bots(bots), cfg, dashboard=dashboard)
+        await application.run(on_ready=ready)
+
+    guarded(main)
+
+
+def chat(
+    bot: Annotated[Path, typer.Argument(help="The bot's YAML file.", show_default=False)],
+    user: Annotated[str | None, typer.Option(help="Your user name in this chat.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Talk to a bot in the terminal. Reads lines from stdin, so it also works piped."""
+    from opencell.adapters.console import ConsoleAdapter
+    from opencell.app import App
+    from opencell.config import BotConfig, load_bot, load_config
+
+    async def main() -> None:
+        cfg = load_config(config)
+        bot_config = load_bot(bot)
+
+        def console(b: BotConfig, _platform: str) -> ConsoleAdapter:
+            return ConsoleAdapter(b, user=user)
+
+        application = App([bot_config], cfg, platforms={bot_config.name: ["console"]},
+                          adapter_factory=console)
+        await application.run()
+
+    guarded(main)

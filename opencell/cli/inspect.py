@@ -1,0 +1,75 @@
+"""``opencell sessions``, ``session`` and ``costs``: read what the bots did from the store."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from opencell.cli._common import ConfigOption, console, fail, opened_store, parse_since, print_json
+
+
+def sessions(
+    bot: Annotated[str | None, typer.Option(help="Only this bot.")] = None,
+    user: Annotated[str | None, typer.Option(help="Only this user id.")] = None,
+    platform: Annotated[str | None, typer.Option(help="console, discord, slack, api …")] = None,
+    status: Annotated[str | None, typer.Option(help="open, success or failed.")] = None,
+    since: Annotated[str | None, typer.Option(help="e.g. 2h, 7d or 2026-11-01.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """List sessions, newest first."""
+    from opencell.cli.views import sessions_table
+
+    if status not in (None, "open", "success", "failed"):
+        fail(f"--status: '{status}' is not one of open, success, failed", code=2)
+    with opened_store(config) as store:
+        rows, cursor = store.list_sessions(bot=bot, user=user, platform=platform,
+                                           status=status, since=parse_since(since), limit=limit)
+    if as_json:
+        print_json({"sessions": rows, "next_cursor": cursor})
+    else:
+        console().print(sessions_table(rows))
+
+
+def session(
+    session_id: Annotated[str, typer.Argument(metavar="ID", help="Session id (or a unique "
+                                              "prefix).", show_default=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Show one session with its timeline."""
+    from opencell.cli.views import session_view
+
+    with opened_store(config) as store:
+        found = store.get_session(session_id)
+        events = store.timeline(found["id"]) if found is not None else []
+    if found is None:
+        fail(f"no session '{session_id}'; list them with `opencell sessions`")
+    if as_json:
+        print_json({**found, "timeline": events})
+    else:
+        console().print(session_view(found, events))
+
+
+def costs(
+    by: Annotated[str, typer.Option(help="bot, user, platform, provider or model.")] = "bot",
+    period: Annotated[str, typer.Option(help="day, week or month.")] = "day",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Cost breakdown for the current day, week or month (UTC)."""
+    from opencell.cli.views import costs_table
+
+    if by not in ("bot", "user", "platform", "provider", "model"):
+        fail(f"--by: '{by}' is not one of bot, user, platform, provider, model", code=2)
+    if period not in ("day", "week", "month"):
+        fail(f"--period: '{period}' is not one of day, week, month", code=2)
+    with opened_store(config) as store:
+        rows = store.costs(by=by, period=period)
+    if as_json:
+        total = sum(r.get("cost_usd") or 0.0 for r in rows)
+        print_json({"by": by, "period": period, "total_usd": total, "rows": rows})
+    else:
+        console().print(costs_table(rows, by=by, period=period))
