@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Literal
 from zoneinfo import ZoneInfo
 
-Period = Literal["day", "week", "month"]
-PERIODS: tuple[Period, ...] = ("day", "week", "month")
-ADJECTIVE: dict[Period, str] = {"day": "daily", "week": "weekly", "month": "monthly"}
+from opencell.calendar import ADJECTIVE, PERIODS, Period, first_day, next_first_day
+
+__all__ = ["ADJECTIVE", "PERIODS", "Period", "Window", "utc_days", "window_of"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,23 +35,6 @@ class Window:
 
     def contains(self, ts: float) -> bool:
         return self.start <= ts < self.end
-
-
-def first_day(period: Period, day: date) -> date:
-    """The local date ``period`` starts on, for the period holding ``day``."""
-    if period == "day":
-        return day
-    if period == "week":
-        return day - timedelta(days=day.weekday())
-    return day.replace(day=1)
-
-
-def next_first_day(period: Period, first: date) -> date:
-    if period == "day":
-        return first + timedelta(days=1)
-    if period == "week":
-        return first + timedelta(days=7)
-    return date(first.year + first.month // 12, first.month % 12 + 1, 1)
 
 
 def window_of(period: Period, ts: float, zone: ZoneInfo) -> Window:

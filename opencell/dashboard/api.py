@@ -16,6 +16,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from opencell.calendar import CostDimension, Period, period_bounds
 from opencell.dashboard import metrics, queries
 from opencell.dashboard.app import state_of
 from opencell.dashboard.live import event_stream, timeline_after
@@ -158,8 +159,8 @@ def get_analytics(request: Request, bot: Text = None, since: Day = None,
 
 @router.get("/api/costs", tags=["costs"])
 def get_costs(request: Request,
-              by: Annotated[queries.CostDimension, Query()] = "bot",
-              period: Annotated[queries.Period, Query()] = "day",
+              by: Annotated[CostDimension, Query()] = "bot",
+              period: Annotated[Period, Query()] = "day",
               at: Day = None) -> dict[str, Any]:
     """Cost per bot, user, platform, provider or model over the UTC day, ISO week or month
     holding ``at`` (default today); models without a price are listed in ``unpriced``."""
@@ -167,7 +168,7 @@ def get_costs(request: Request,
 
     def read(conn: Any) -> dict[str, Any]:
         out = queries.cost_breakdown(conn, by, period, day)
-        first, last = queries.period_bounds(period, day)
+        first, last = period_bounds(period, day)
         out["unpriced"] = queries.unpriced_models(conn, first, last)
         out["daily"] = queries.daily_cost(conn, first, last,
                                           by="bot" if by == "user" else by)

@@ -18,6 +18,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from opencell.calendar import DIMENSIONS, Period, period_bounds
 from opencell.dashboard import queries
 from opencell.dashboard.api import MAX_RANGE_DAYS
 from opencell.dashboard.app import NAV, state_of
@@ -213,15 +214,15 @@ def analytics_page(request: Request,
 
 @router.get("/costs")
 def costs_page(request: Request,
-               period: Annotated[queries.Period, Query()] = "month",
+               period: Annotated[Period, Query()] = "month",
                at: Annotated[str | None, Query(max_length=40)] = None) -> Response:
     state = state_of(request)
     day = _day(at, "at") or queries.today()
-    first, last = queries.period_bounds(period, day)
+    first, last = period_bounds(period, day)
 
     def read(conn: Any) -> dict[str, Any]:
         return {"breakdowns": {by: queries.cost_breakdown(conn, by, period, day)
-                               for by in queries.DIMENSIONS},
+                               for by in DIMENSIONS},
                 "unpriced": queries.unpriced_models(conn, first, last),
                 "trend": queries.daily_cost(conn, day - timedelta(days=29), day,
                                             by="provider"),

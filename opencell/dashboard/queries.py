@@ -10,13 +10,13 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
+from opencell.calendar import CostDimension, Period, period_bounds
 from opencell.store import COST_SUMS, bucket_ms
-from opencell.store import reads as store_queries
 from opencell.store.tables import (
     cost_daily,
     cost_rollups,
@@ -28,9 +28,6 @@ from opencell.store.tables import (
     user_cost_rollups,
 )
 
-CostDimension = Literal["bot", "user", "platform", "provider", "model"]
-Period = Literal["day", "week", "month"]
-DIMENSIONS: tuple[CostDimension, ...] = ("bot", "user", "platform", "provider", "model")
 TOP_ROWS = 100
 """Breakdown rows returned per dimension; the rest are summed into ``others``."""
 
@@ -70,13 +67,6 @@ def percentile(histogram: Mapping[int, int], q: float) -> float | None:
 
 
 # ------------------------------------------------------------------ costs
-
-
-def period_bounds(period: Period, at: date) -> tuple[date, date]:
-    """First and last day of the UTC day, ISO week or month holding ``at``."""
-    noon = datetime(at.year, at.month, at.day, 12, tzinfo=UTC).timestamp()
-    first, last = store_queries.period_days(period, noon)
-    return date.fromisoformat(first), date.fromisoformat(last)
 
 
 def cost_totals(conn: Connection, first: date, last: date,

@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from opencell.store._batch import EventRow, utc_day
+from opencell.calendar import first_day, utc_day
+from opencell.store._batch import EventRow
 from opencell.store.dialect import Dialect
 from opencell.store.tables import (
     cost_daily,
@@ -67,7 +68,7 @@ def bucket_ms(bucket: int) -> float:
 def periods_of(day: str) -> tuple[str, str]:
     """The Monday of the ISO week and the first of the month holding ``day`` (``YYYY-MM-DD``)."""
     when = date.fromisoformat(day)
-    return (when - timedelta(days=when.weekday())).isoformat(), when.replace(day=1).isoformat()
+    return first_day("week", when).isoformat(), first_day("month", when).isoformat()
 
 
 class ActivityStatements:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from opencell.calendar import utc_day
 from opencell.observability.records import Record
 
 EventRow = tuple[str, float, str, str, float | None, bool | None, str]
@@ -132,18 +132,6 @@ def money(value: object) -> float | None:
     except (TypeError, ValueError, OverflowError):
         return None
     return number if math.isfinite(number) else None
-
-
-_days: dict[int, str] = {}
-
-
-def utc_day(ts: float) -> str:
-    """``YYYY-MM-DD`` of ``ts`` in UTC."""
-    key = int(ts // 86400)
-    day = _days.get(key)
-    if day is None:
-        day = _days[key] = time.strftime("%Y-%m-%d", time.gmtime(key * 86400))
-    return day
 
 
 def plan_batch(records: Sequence[Record], owner: str) -> BatchPlan:

@@ -11,18 +11,17 @@ import base64
 import binascii
 import json
 from collections.abc import Mapping
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import sqlalchemy as sa
 
+from opencell.calendar import PERIODS, period_bounds, utc_date
 from opencell.errors import StoreError
 from opencell.store.dialect import Dialect
 from opencell.store.tables import DURATION_SORT, cost_rollups, events, sessions
 
 SessionSort = Literal["started_at", "duration", "cost"]
-CostDimension = Literal["bot", "user", "platform", "provider", "model"]
-Period = Literal["day", "week", "month"]
 
 SORT_KEYS: dict[str, sa.ColumnElement[Any]] = {
     "started_at": sessions.c.started_at,
@@ -176,18 +175,9 @@ def _after(key: sa.ColumnElement[Any], value: float, last_id: str,
 
 def period_days(period: str, now: float) -> tuple[str, str]:
     """First and last UTC day (``YYYY-MM-DD``) of the day, ISO week or month holding ``now``."""
-    today = datetime.fromtimestamp(now, UTC).date()
-    if period == "day":
-        first = last = today
-    elif period == "week":
-        first = today - timedelta(days=today.weekday())
-        last = first + timedelta(days=6)
-    elif period == "month":
-        first = today.replace(day=1)
-        following = date(first.year + first.month // 12, first.month % 12 + 1, 1)
-        last = following - timedelta(days=1)
-    else:
+    if period not in PERIODS:
         raise StoreError(f"unknown period '{period}'; use day, week or month")
+    first, last = period_bounds(period, utc_date(now))
     return first.isoformat(), last.isoformat()
 
 

@@ -33,6 +33,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 
+from opencell.calendar import CostDimension, Period
 from opencell.errors import AmbiguousSessionError, StoreError
 from opencell.observability.records import Record
 from opencell.store import reads as queries
@@ -338,7 +339,7 @@ class Store:
         with self.reading() as conn:
             return [queries.event_dict(row) for row in conn.execute(stmt).mappings()]
 
-    def costs(self, by: queries.CostDimension = "bot", period: queries.Period = "day",
+    def costs(self, by: CostDimension = "bot", period: Period = "day",
               now: float | None = None) -> list[dict[str, Any]]:
         """Cost totals per ``by`` over the UTC day, ISO week or month holding ``now``.
 
