@@ -28,7 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from opencell.observability.records import Record, new_session_id  # noqa: E402
+from opencell.records import Record, new_session_id  # noqa: E402
 from opencell.store.store import Store  # noqa: E402
 
 

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from opencell.guard import guard
 from opencell.history import ConversationHistory
 from opencell.messages import ConversationKey
-from opencell.observability.records import new_session_id
+from opencell.records import new_session_id
 from opencell.types import Clock
 
 log = logging.getLogger("opencell.sessions")

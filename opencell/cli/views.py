@@ -11,7 +11,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from opencell.observability.records import short_session_id
+from opencell.records import short_session_id
 
 STATUS_STYLE = {"open": "yellow", "success": "green", "failed": "red"}
 END_LABELS = {"idle_timeout": "idle", "shutdown": "shutdown", "end_command": "/end",

@@ -30,7 +30,7 @@ from opencell.dashboard.views import (
     session_detail,
     session_filters,
 )
-from opencell.observability.records import short_session_id
+from opencell.records import short_session_id
 
 router = APIRouter(include_in_schema=False)
 

@@ -17,8 +17,8 @@ from opencell.guard import guard
 from opencell.llm.base import LLMRequest, LLMResponse, ToolCall, Usage
 from opencell.llm.pricing import PriceBook
 from opencell.observability.recorder import NullRecorder, Recorder
-from opencell.observability.records import Kind, new_session_id
 from opencell.observability.redact import Redactor
+from opencell.records import Kind, new_session_id
 from opencell.sessions import EndReason, Session
 
 if TYPE_CHECKING:

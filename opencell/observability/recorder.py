@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from opencell.guard import guard
-from opencell.observability.records import Kind, Record
+from opencell.records import Kind, Record
 
 log = logging.getLogger("opencell.recorder")
 

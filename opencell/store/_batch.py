@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opencell.calendar import utc_day
-from opencell.observability.records import Record
+from opencell.records import Record
 
 EventRow = tuple[str, float, str, str, float | None, bool | None, str]
 """(session id, ts, kind, name, duration_ms, success, data as JSON text)."""

@@ -35,7 +35,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 
 from opencell.calendar import CostDimension, Period
 from opencell.errors import AmbiguousSessionError, StoreError
-from opencell.observability.records import Record
+from opencell.records import Record
 from opencell.store import reads as queries
 from opencell.store._activity import ActivityStatements, add_session_end, write_activity
 from opencell.store._batch import BatchPlan, plan_batch, to_json

@@ -14,7 +14,7 @@ from opencell.budgets._store import BudgetStore
 from opencell.budgets.periods import utc_days, window_of
 from opencell.config import BotBudget, BudgetsConfig, OpenCellConfig, load_config
 from opencell.errors import ConfigError
-from opencell.observability.records import Record
+from opencell.records import Record
 from opencell.store.store import Store
 from tests.budgets.conftest import bot, budgets
 

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from benchmarks.seed import seed
 from opencell.dashboard import queries
-from opencell.observability.records import Record, new_session_id
+from opencell.records import Record, new_session_id
 from opencell.store import _activity
 from opencell.store.store import Store
 from opencell.store.tables import (

@@ -15,7 +15,7 @@ from opencell import guard as _guard
 from opencell.guard import guard
 from opencell.observability import recorder as recorder_module
 from opencell.observability.recorder import NullRecorder, Recorder, RecorderStats
-from opencell.observability.records import Record, new_session_id
+from opencell.records import Record, new_session_id
 from opencell.store.store import Store
 
 WAIT = 10.0

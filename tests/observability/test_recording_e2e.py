@@ -315,7 +315,7 @@ def test_the_short_id_in_lists_opens_the_session(isolated_store: str) -> None:
     assert ops.flush(5.0)
     ops.observability.close()
     listed = opencell("sessions")
-    from opencell.observability.records import short_session_id
+    from opencell.records import short_session_id
 
     assert short_session_id(sid) in listed.stdout
     shown = opencell("session", short_session_id(sid), "--json")

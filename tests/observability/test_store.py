@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from opencell.errors import OpenCellError, StoreError
-from opencell.observability.records import Record, new_session_id
+from opencell.records import Record, new_session_id
 from opencell.store import store as store_module
 from opencell.store import tables as _schema
 from opencell.store.dialect import dialect_for
