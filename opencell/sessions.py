@@ -22,7 +22,9 @@ from opencell.guard import guard
 from opencell.history import ConversationHistory
 from opencell.messages import ConversationKey
 from opencell.records import new_session_id
-from opencell.types import Clock
+
+Clock = Callable[[], float]
+"""Seconds; ``time.monotonic`` for deadlines, ``time.time`` for stamps (tests inject their own)."""
 
 log = logging.getLogger("opencell.sessions")
 

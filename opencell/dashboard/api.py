@@ -18,8 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from opencell.calendar import CostDimension, Period, period_bounds
 from opencell.dashboard import metrics, queries
-from opencell.dashboard.app import state_of
 from opencell.dashboard.live import event_stream, timeline_after
+from opencell.dashboard.state import state_of
 from opencell.dashboard.views import (
     FIRST_DAY,
     LAST_DAY,

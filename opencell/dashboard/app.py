@@ -10,22 +10,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-from sqlalchemy import Connection
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from opencell.dashboard.auth import AccessGate
 from opencell.dashboard.live import LiveFeed
 from opencell.dashboard.metrics import ExporterStats, RecorderStatsLike
+from opencell.dashboard.state import DashboardState, read_store
 from opencell.errors import StoreError
 
 if TYPE_CHECKING:
@@ -35,40 +34,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("opencell.dashboard")
 
 HERE = Path(__file__).resolve().parent
-T = TypeVar("T")
-
-NAV: list[tuple[str, str]] = [("/sessions", "Sessions"), ("/analytics", "Analytics"),
-                              ("/costs", "Costs")]
-"""The top navigation (path, label); a page added by another module appends itself here."""
-
-
-def read_store(store: Store, query: Callable[[Connection], T]) -> T:
-    """Run ``query`` on a pooled connection; database failures become ``StoreError``."""
-    with store.reading() as conn:
-        return query(conn)
-
-
-@dataclass
-class DashboardState:
-    """What every handler needs: the store, the live feed and the optional process hooks."""
-
-    store: Store
-    feed: LiveFeed
-    templates: Jinja2Templates
-    recorder_stats: Callable[[], RecorderStatsLike] | None = None
-    exporter_stats: ExporterStats | None = None
-
-    def read(self, query: Callable[[Connection], T]) -> T:
-        """Run ``query`` on a pooled connection (see :func:`read_store`)."""
-        return read_store(self.store, query)
-
-
-def state_of(request: Request) -> DashboardState:
-    """The dashboard state of the app handling ``request``."""
-    found: DashboardState = request.app.state.dashboard
-    return found
-
-
 def create_app(store: Store, *, token: str | None = None,
                recorder_stats: Callable[[], RecorderStatsLike] | None = None,
                exporter_stats: ExporterStats | None = None,

@@ -17,7 +17,6 @@ from fastapi.responses import Response
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ConfigDict, Field
 
-from opencell.dashboard.app import NAV
 from opencell.guard import guard
 
 if TYPE_CHECKING:
@@ -34,10 +33,6 @@ router = APIRouter()
 
 CACHE_SECONDS = 2.0
 """How long ``opencell dashboard`` reuses what it read about budgets."""
-
-if ("/budgets", "Budgets") not in NAV:
-    NAV.append(("/budgets", "Budgets"))
-
 
 def store_budgets(config: BudgetsConfig, store: Store,
                   bots: list[BotConfig] | None = None) -> BudgetSource | None:

@@ -21,7 +21,7 @@ from fastapi.templating import Jinja2Templates
 from opencell.calendar import DIMENSIONS, Period, period_bounds
 from opencell.dashboard import queries
 from opencell.dashboard.api import MAX_RANGE_DAYS
-from opencell.dashboard.app import NAV, state_of
+from opencell.dashboard.state import NAV, state_of
 from opencell.dashboard.views import (
     FIRST_DAY,
     LAST_DAY,

@@ -18,7 +18,7 @@ from opencell.store import reads as store_queries
 from opencell.store.tables import events, sessions
 
 if TYPE_CHECKING:
-    from opencell.dashboard.app import DashboardState
+    from opencell.dashboard.state import DashboardState
 
 FIRST_DAY = date(1970, 1, 2)
 LAST_DAY = date(2999, 12, 31)
