@@ -330,7 +330,7 @@ def validate_file(path: str | Path, env: Mapping[str, str] | None = None
 
 
 def _check_tools(bot: BotConfig, source: YamlSource) -> None:
-    from opencell.tools.registry import check_tool_entry
+    from opencell.tools.entries import check_tool_entry
 
     errors = []
     for index, entry in enumerate(bot.tools):

@@ -1,16 +1,24 @@
-"""Tools an agent bot's model may call: the ``@tool`` decorator, built-ins and the call policy."""
+"""Tools an agent bot's model may call: the ``@tool`` decorator, built-ins and the toolbox.
 
-from opencell.tools.policy import EnabledTool, Toolbox, ToolInvoker, ToolResult
-from opencell.tools.registry import Tool, ToolContext, builtin_tools, check_tool_entry, tool
+- ``registry.py``: ``@tool`` turns a function into a ``Tool`` (schema + argument checks);
+- ``builtin.py``: the built-in tools a YAML can name;
+- ``entries.py``: a bot's YAML ``tools:`` entries resolved to tools with checked options;
+- ``toolbox.py``: how a call executes (allowlists, timeouts, errors the model reads).
+"""
+
+from opencell.tools.builtin import BUILTINS
+from opencell.tools.entries import check_tool_entry
+from opencell.tools.registry import Tool, ToolContext, tool
+from opencell.tools.toolbox import EnabledTool, Toolbox, ToolInvoker, ToolResult
 
 __all__ = [
+    "BUILTINS",
     "EnabledTool",
     "Tool",
     "ToolContext",
     "ToolInvoker",
     "ToolResult",
     "Toolbox",
-    "builtin_tools",
     "check_tool_entry",
     "tool",
 ]

@@ -18,7 +18,7 @@ from opencell.errors import (
     ToolTimeoutError,
 )
 from opencell.tools._calc import CalculatorError, Number, evaluate
-from opencell.tools.registry import ToolContext, register_builtin, tool
+from opencell.tools.registry import Tool, ToolContext, tool
 
 MAX_REDIRECTS = 5
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -33,7 +33,6 @@ def _zone(name: str) -> str:
     return name
 
 
-@register_builtin
 @tool
 def current_time(timezone: Annotated[str, AfterValidator(_zone)] = "UTC") -> str:
     """The current date and time, in ISO 8601 with the weekday.
@@ -45,7 +44,6 @@ def current_time(timezone: Annotated[str, AfterValidator(_zone)] = "UTC") -> str
     return f"{now.isoformat(timespec='seconds')} ({now.strftime('%A')}, {timezone})"
 
 
-@register_builtin
 @tool
 def calculator(expression: str) -> Number:
     """Evaluate an arithmetic expression, e.g. (3 + 4) * 2 ** 10 / 7.
@@ -98,7 +96,6 @@ def host_allowed(host: str, patterns: list[str]) -> bool:
     return False
 
 
-@register_builtin
 @tool(options=HttpGetOptions)
 async def http_get(url: str, ctx: ToolContext) -> dict[str, Any]:
     """Fetch a web page or API over HTTP(S) GET and return its status, content type and text.
@@ -164,3 +161,7 @@ async def _read(response: httpx.Response, max_bytes: int) -> dict[str, Any]:
     return {"url": str(response.url), "status": response.status_code,
             "content_type": response.headers.get("content-type", ""), "text": text,
             "truncated": truncated}
+
+
+BUILTINS: dict[str, Tool] = {t.name: t for t in (current_time, calculator, http_get)}
+"""The built-in tools a bot YAML can name, by name."""

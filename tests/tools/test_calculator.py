@@ -8,7 +8,7 @@ import time
 import pytest
 
 from opencell.errors import ToolArgumentsError
-from opencell.tools import builtin_tools
+from opencell.tools import BUILTINS
 from opencell.tools._calc import MAX_LENGTH, CalculatorError, evaluate
 
 
@@ -90,7 +90,7 @@ def test_long_input_is_refused_before_parsing() -> None:
 
 
 def test_the_tool_reports_refusals_as_argument_errors() -> None:
-    calculator = builtin_tools()["calculator"]
+    calculator = BUILTINS["calculator"]
     assert calculator.parameters["required"] == ["expression"]
     assert calculator(expression="6 * 7") == 42
     with pytest.raises(ToolArgumentsError, match="calculator: unknown function '__import__'"):

@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from opencell.errors import ToolArgumentsError
-from opencell.tools import builtin_tools
+from opencell.tools import BUILTINS
 from opencell.tools.registry import ToolContext
 
-current_time = builtin_tools()["current_time"]
+current_time = BUILTINS["current_time"]
 
 
 def _parse(text: str) -> tuple[datetime, str]:

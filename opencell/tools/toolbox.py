@@ -26,7 +26,8 @@ from opencell.errors import (
     ToolTimeoutError,
 )
 from opencell.llm.base import ToolCall, ToolSpec
-from opencell.tools.registry import Tool, ToolContext, resolve_entry
+from opencell.tools.entries import resolve_entry
+from opencell.tools.registry import Tool, ToolContext
 
 if TYPE_CHECKING:
     from opencell.config import ToolEntry
