@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import TypeVar
+from typing import IO, TypeVar
 
 T = TypeVar("T")
 
@@ -66,6 +66,45 @@ def bounded(action: Callable[[], T], what: str, timeout: float = WAIT) -> T:
     if error:
         raise error[0]
     return result[0]
+
+
+class PipeLines:
+    """Reads a subprocess's text pipe on a thread, line by line, so that a test can wait for
+    a line. (``select()`` on the pipe misses lines already read into Python's buffer: under
+    load two lines arrive together and the second is never "ready".)"""
+
+    def __init__(self, pipe: IO[str]) -> None:
+        self.lines: list[str] = []
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._read, args=(pipe,), daemon=True)
+        self._thread.start()
+
+    def _read(self, pipe: IO[str]) -> None:
+        for line in pipe:
+            with self._lock:
+                self.lines.append(line)
+
+    def text(self) -> str:
+        with self._lock:
+            return "".join(self.lines)
+
+    def wait_for(self, match: Callable[[str], bool], what: str, timeout: float = WAIT) -> str:
+        """The first line that ``match``es; fails once the pipe ends (the process exited)
+        without one, or after ``timeout`` seconds."""
+        def found() -> str | None:
+            with self._lock:
+                return next((line for line in self.lines if match(line)), None)
+
+        until_sync(lambda: found() is not None or not self._thread.is_alive(), what, timeout)
+        line = found()
+        if line is None:
+            raise AssertionError(f"the pipe ended before {what}:\n{self.text()}")
+        return line
+
+    def finish(self, timeout: float = WAIT) -> str:
+        """Everything read, once the pipe has ended (call after the process exited)."""
+        self._thread.join(timeout)
+        return self.text()
 
 
 class InFlight:
