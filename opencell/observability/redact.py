@@ -16,6 +16,12 @@ Each match becomes ``[REDACTED:<kind>]`` (``[REDACTED:anthropic_key]``); the key
 ``config/opencell.yaml``) run last, with their own replacement (``\\1`` group references
 allowed). Text with nothing to redact is returned as the same object.
 
+Every pattern runs in time linear in the text, however hostile: each unbounded run either
+ends the match, is possessive, or starts at an anchor (a look-behind saying the previous
+character cannot belong to it), so no run is rescanned from many starting points.
+``tests/observability/test_redact_linear_time.py`` counts the engine's steps on generated
+worst cases; benchmarks/redact.py compares 160 KB of hostile text with 160 KB of prose.
+
 Speed (benchmarks/redact.py): about 3 µs for a 200-character chat message. Each shape is its
 own pattern starting with a literal (``sk-``, ``xox``, ``AKIA`` …), which the regex engine finds
 with a fast substring scan; case-insensitive shapes are matched on the lower-cased text, and
@@ -67,7 +73,9 @@ def _shape(kind: str, pattern: str, *, lowered: bool = False, gate: str | None =
 
 _TOKEN = r"[A-Za-z0-9_-]"
 # A credential value after `key=`, `key: `, `"key": "`; quoted values may hold spaces.
-_VALUE = (r"[\"']?\s*[:=][ \t]*(?:\"((?!\[redacted)(?:[^\"\\\n]|\\.)+)"
+# Runs of blanks are possessive (`*+`): nothing after them can start with a blank, and giving
+# blanks back one by one made `api_key` + 40,000 tabs cost 10x plain text.
+_VALUE = (r"[\"']?\s*+[:=][ \t]*+(?:\"((?!\[redacted)(?:[^\"\\\n]|\\.)+)"
           r"|'((?!\[redacted)[^'\n]+)|([^\s\"'&,;<>()\[\]{}]+))")
 # Credential names, each written as its last word followed by a look-behind for the rest, so
 # that every alternative starts with a literal (fast) and `monkey: 3`/`tokens: 5` stay prose.
@@ -90,15 +98,19 @@ _SHAPES: tuple[_Shape, ...] = (
     _shape("github_token", r"gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,}"),
     _shape("aws_access_key", r"A[KS]IA[0-9A-Z]{16}(?![0-9A-Za-z])"),
     _shape("google_api_key", rf"AIza{_TOKEN}{{35}}"),
-    _shape("jwt", rf"eyJ{_TOKEN}{{8,}}\.eyJ{_TOKEN}{{8,}}\.{_TOKEN}{{8,}}"),
-    _shape("discord_token", rf"[MNO]{_TOKEN}{{23,27}}\.{_TOKEN}{{6}}\.{_TOKEN}{{27,40}}",
+    # Anchored by the look-behind: a JWT or Discord token starts where a run of token
+    # characters starts, so each run is scanned from one place, not again from every `eyJ`
+    # or `M` inside it (quadratic: 160 KB of `eyJeyJ…` took 10.8 s).
+    _shape("jwt", rf"eyJ(?<!{_TOKEN}eyJ){_TOKEN}{{8,}}\.eyJ{_TOKEN}{{8,}}\.{_TOKEN}{{8,}}"),
+    _shape("discord_token",
+           rf"[MNO](?<!{_TOKEN}[MNO]){_TOKEN}{{23,27}}\.{_TOKEN}{{6}}\.{_TOKEN}{{27,40}}",
            gate=rf"\.{_TOKEN}{{6}}\."),
     # Bearer/Basic + 16 or more token characters with a digit, + / or = among them (so that
     # "bearer authentication" and "basic building-blocks" stay prose).
-    _shape("bearer", r"(?:bearer|basic)\s+((?=[a-z0-9._~+/=-]*[0-9+/=])[a-z0-9._~+/=-]{16,})",
+    _shape("bearer", r"(?:bearer|basic)\s++((?=[a-z0-9._~+/=-]*[0-9+/=])[a-z0-9._~+/=-]{16,})",
            lowered=True),
     _shape("url_password", r"://[^/\s:@\"'<>]+:((?!\[REDACTED)[^/\s@\"'<>]+)@"),
-    _shape("aws_secret_key", r"aws_secret_access_key[\"']?\s*[:=]\s*[\"']?([a-z0-9/+=]{40})",
+    _shape("aws_secret_key", r"aws_secret_access_key[\"']?\s*+[:=]\s*+[\"']?([a-z0-9/+=]{40})",
            lowered=True),
     _shape("credential", _CREDENTIAL_NAME + _VALUE, lowered=True, gate="[:=]"),
 )
