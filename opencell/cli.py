@@ -62,14 +62,22 @@ def _main(
         _fail(f"--log-level: '{log_level}' is not one of debug, info, warning, error", code=2)
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from opencell.observability.redact import Redactor, install_log_redaction
+
+    # On the handler, so third-party records (httpx, SDKs, discord.py) are redacted too; the
+    # App later hands the filter a redactor that also knows the secrets in the bots' YAML.
+    install_log_redaction(Redactor.from_env(os.environ))
     if level > logging.INFO:
         # Users should always see whether AgentOps initialised and where a session went.
         logging.getLogger("opencell.exporters.agentops").setLevel(logging.INFO)
 
 
 def _fail(message: str, *, code: int = 1) -> NoReturn:
-    # One line per error, never re-wrapped.
-    _console(stderr=True).print(message, markup=False, soft_wrap=True)
+    from opencell.observability.redact import LOG_FILTER
+
+    # One line per error, never re-wrapped; an error may quote a credential (e.g. a 401 body).
+    _console(stderr=True).print(LOG_FILTER.redactor.redact(message), markup=False,
+                                soft_wrap=True)
     raise typer.Exit(code)
 
 

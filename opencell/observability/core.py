@@ -18,7 +18,7 @@ from opencell.llm.pricing import PriceBook
 from opencell.observability._guard import guard
 from opencell.observability.recorder import NullRecorder, Recorder
 from opencell.observability.records import Kind, new_session_id
-from opencell.observability.redact import Redactor
+from opencell.observability.redact import Redactor, use_for_logs
 from opencell.observability.sessions import EndReason, Session
 
 if TYPE_CHECKING:
@@ -77,6 +77,7 @@ class Observability:
             redactor=Redactor.from_env(env, secrets=secrets, rules=obs.redact),
             capture_content=obs.capture_content, max_result_chars=obs.max_result_chars,
             store=store, default_tags=_comma_list(env.get("AGENTOPS_TAGS", "")))
+        use_for_logs(observability.redactor)  # log lines now hide the bots' YAML secrets too
         with guard("starting exporters"):
             start_exporters(observability, config, store, env=env,
                             prices=observability.prices, tuning=export_tuning)

@@ -32,12 +32,15 @@ tool result: the engine then tries every branch at every position.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from opencell.config import RedactRule
+if TYPE_CHECKING:  # opencell.config costs 0.4 s to import; the CLI sets up logging first
+    from opencell.config import RedactRule
 
 KNOWN_SECRET_VARIABLES = (
     "ANTHROPIC_API_KEY", "OPENAI_API_KEY", "MOONSHOT_API_KEY", "DISCORD_TOKEN",
@@ -224,4 +227,57 @@ def _replace(text: str, shape: _Shape, first: re.Match[str]) -> str:
     return "".join(pieces)
 
 
-__all__ = ["Redactor", "KNOWN_SECRET_VARIABLES", "SECRET_NAME_SUFFIXES", "MIN_SECRET_LENGTH"]
+class RedactingLogFilter(logging.Filter):
+    """Redacts each log record's message, exception text and stack text, in place.
+
+    It belongs on *handlers*: a handler's filters see every record the handler writes, from
+    any logger (httpx, anthropic, discord.py, slack-sdk …), while a logger's filters see only
+    records logged on that very logger, not those propagated from its children. The record is
+    rewritten (``msg`` becomes the formatted, redacted message; ``args`` is emptied;
+    ``exc_text`` holds the redacted traceback), so every later handler gets the safe text.
+    Never raises and never drops a record.
+    """
+
+    def __init__(self, redactor: Redactor | None = None) -> None:
+        super().__init__()
+        self.redactor = redactor or Redactor()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        with contextlib.suppress(Exception):  # logging must go on, even with odd arguments
+            try:
+                message = record.getMessage()
+            except Exception:  # noqa: BLE001 - arguments that do not fit: keep them, redacted
+                message = f"{record.msg} {record.args!r}"
+            record.msg, record.args = self.redactor.redact(message), None
+            if record.exc_info and not record.exc_text:
+                record.exc_text = _EXCEPTIONS.formatException(record.exc_info)
+            if record.exc_text:
+                record.exc_text = self.redactor.redact(record.exc_text)
+            if record.stack_info:
+                record.stack_info = self.redactor.redact(record.stack_info)
+        return True
+
+
+_EXCEPTIONS = logging.Formatter()
+LOG_FILTER = RedactingLogFilter()
+"""The one filter OpenCell puts on the handlers it configures (see ``install_log_redaction``)."""
+
+
+def install_log_redaction(redactor: Redactor,
+                          handlers: Iterable[logging.Handler] | None = None) -> None:
+    """Put ``LOG_FILTER`` on ``handlers`` (default: the root logger's) and make it use
+    ``redactor``. Idempotent; the CLI calls it right after configuring logging."""
+    LOG_FILTER.redactor = redactor
+    for handler in logging.getLogger().handlers if handlers is None else handlers:
+        if LOG_FILTER not in handler.filters:
+            handler.addFilter(LOG_FILTER)
+
+
+def use_for_logs(redactor: Redactor) -> None:
+    """Make the log filter use ``redactor`` (one that knows the bots' own secrets too), without
+    installing it anywhere: handlers are the host application's unless the CLI made them."""
+    LOG_FILTER.redactor = redactor
+
+
+__all__ = ["Redactor", "KNOWN_SECRET_VARIABLES", "SECRET_NAME_SUFFIXES", "MIN_SECRET_LENGTH",
+           "RedactingLogFilter", "LOG_FILTER", "install_log_redaction", "use_for_logs"]
