@@ -74,6 +74,12 @@ def _dashboard(quick: bool) -> list[Figure]:
     return dashboard.run(quick)
 
 
+def _redact(quick: bool) -> list[Figure]:
+    from benchmarks import redact
+
+    return redact.run(quick)
+
+
 def _startup(quick: bool) -> list[Figure]:
     from benchmarks import startup
 
@@ -87,6 +93,7 @@ BENCHMARKS: dict[str, Callable[[bool], list[Figure]]] = {
     "platforms": _platforms,
     "exporter": _exporter,
     "dashboard": _dashboard,
+    "redact": _redact,
     "startup": _startup,
 }
 

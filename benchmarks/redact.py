@@ -1,7 +1,12 @@
-"""Benchmark: µs per Redactor.redact() on a 200-character chat message, with and without secrets.
+"""Benchmark: Redactor.redact() on chat messages, and on 160 KB of hostile text vs prose.
 
-Also times one combined alternation of the same shapes (search only) to show why the redactor
-runs one literal-prefixed pattern per shape instead. Run: python benchmarks/redact.py
+Run: python -m benchmarks.redact [--quick]
+
+Redaction runs on the event loop, so one slow message stalls every bot: 160 KB of
+``eyJeyJ…`` (under Slack's limit) took 10.8 s while the JWT pattern backtracked. Baseline in the
+same run: 160 KB of plain prose; the hostile text may cost at most 10x that. The chat-message
+figure also times one combined alternation of the same shapes (search only), which is why the
+redactor runs one literal-prefixed pattern per shape instead.
 """
 
 from __future__ import annotations
@@ -9,16 +14,19 @@ from __future__ import annotations
 import re
 import sys
 import timeit
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks._report import Figure, run_main  # noqa: E402
 from opencell.config import RedactRule  # noqa: E402
 from opencell.observability import redact  # noqa: E402
 
 TARGET_US = 10.0
+TARGET_RATIO = 10.0
+BIG = 160 * 1024
 MESSAGE = (
     "Hi! Could you help me reset my account? I tried logging in from the mobile app this "
     "morning but it keeps saying my session expired. My order number is 48213, Pro plan. Thx!"
@@ -34,34 +42,61 @@ ENV = {  # what Redactor.from_env typically collects: nine configured secrets
     "AGENTOPS_API_KEY": "agentops-" + "k" * 30,
     "OPENCELL_DASHBOARD_TOKEN": "dashboard-token-123456",
 }
+HOSTILE = {  # units repeated to 160 KB, each aimed at one pattern's worst case
+    "eyJeyJ… (issue 11)": "eyJ",
+    "JWT header runs": "eyJhbGciOiJIUzI1NiJ9.",
+    "Discord-like run": "M",
+    "bearer + blanks": "bearer ",
+    "URL userinfo": "://user:",
+    "credential name + blanks": "api_key  ",
+    "credential quotes": 'api_key="',
+    "PEM header, no end": "-----BEGIN RSA PRIVATE KEY-----",
+    "PEM end lines": "-----END RSA ",
+    "AWS secret names": "aws_secret_access_key=",
+}
 
 
-def per_call_us(func: Callable[[], object], number: int = 20_000) -> float:
-    """Best of 5 runs, in µs per call."""
-    return min(timeit.repeat(func, number=number, repeat=5)) / number * 1e6
+def per_call_us(func: Callable[[], object], number: int = 20_000, repeat: int = 5) -> float:
+    """Best of ``repeat`` runs, in µs per call."""
+    return min(timeit.repeat(func, number=number, repeat=repeat)) / number * 1e6
 
 
-def main() -> None:
+def _big(unit: str) -> str:
+    return (unit * (BIG // len(unit) + 1))[:BIG]
+
+
+def run(quick: bool) -> list[Figure]:
+    number = 2_000 if quick else 20_000
     bare = redact.Redactor()
     configured = redact.Redactor.from_env(ENV, rules=[RedactRule(pattern=r"ghp_[A-Za-z0-9]{36}")])
-    with_secret = MESSAGE[:110] + " my key is " + ENV["ANTHROPIC_API_KEY"][:60]
-    with_token = MESSAGE[:120] + " token=" + "sk-ant-" + "Q" * 60
-    cases = [
-        ("200 chars, no secret, no configured secrets", bare, MESSAGE),
-        ("200 chars, no secret, 9 secrets + 1 rule", configured, MESSAGE),
-        ("200 chars, one configured secret", configured, with_secret),
-        ("200 chars, one token shape in key=value", configured, with_token),
-        ("4,000-char tool result, no secret", configured, (MESSAGE + " ") * 20),
-        ("short text (< 8 chars)", configured, "thanks!"),
-    ]
-    print(f"{'case':46} {'µs/redact':>10}")
-    for name, redactor, text in cases:
-        print(f"{name:46} {per_call_us(partial(redactor.redact, text)):10.2f}")
+    typical = per_call_us(partial(configured.redact, MESSAGE), number)
+    no_secrets = per_call_us(partial(bare.redact, MESSAGE), number)
     combined = re.compile("|".join(f"(?:{shape.pattern.pattern})" for shape in redact._SHAPES))
-    print(f"{'(one combined alternation, search only)':46} "
-          f"{per_call_us(partial(combined.search, MESSAGE)):10.2f}")
-    typical = per_call_us(partial(configured.redact, MESSAGE))
-    print("ok" if typical < TARGET_US else f"over the {TARGET_US} µs target")
+    alternation = per_call_us(partial(combined.search, MESSAGE), number)
+
+    big_runs = 3 if quick else 7
+    prose_ms = per_call_us(partial(configured.redact, _big(MESSAGE + " ")), 1, big_runs) / 1000
+    hostile_ms = {name: per_call_us(partial(configured.redact, _big(unit)), 1, big_runs) / 1000
+                  for name, unit in HOSTILE.items()}
+    issue = hostile_ms["eyJeyJ… (issue 11)"] / prose_ms
+    worst_name = max(hostile_ms, key=hostile_ms.__getitem__)
+    worst = hostile_ms[worst_name] / prose_ms
+    return [
+        Figure("redact", "200-char chat message, 9 secrets + 1 rule", typical, "µs",
+               f"<= {TARGET_US:g}", typical <= TARGET_US,
+               f"no configured secrets {no_secrets:.2f} µs",
+               f"one combined alternation (search only) {alternation:.2f} µs"),
+        Figure("redact", "160 KB of eyJeyJ… / 160 KB of prose", issue, "×",
+               f"<= {TARGET_RATIO:g}", issue <= TARGET_RATIO, f"prose {prose_ms:.2f} ms",
+               f"hostile {hostile_ms['eyJeyJ… (issue 11)']:.2f} ms (was 10.8 s)"),
+        Figure("redact", f"worst of {len(HOSTILE)} hostile 160 KB texts / prose", worst, "×",
+               f"<= {TARGET_RATIO:g}", worst <= TARGET_RATIO, f"prose {prose_ms:.2f} ms",
+               f"{worst_name}: {hostile_ms[worst_name]:.2f} ms"),
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> list[Figure]:
+    return run_main(argv, __doc__ or "", run, "redaction")
 
 
 if __name__ == "__main__":

@@ -153,7 +153,11 @@ class BotRuntime:
             # results then matches the order the model asked in.
             for call in response.tool_calls:
                 result = await self.tools.invoke(call, user_id=ctx.message.user_id)
-                turn.append(ChatMessage(role="tool", content=result.content,
+                # A tool's output or error may quote a credential (even the bot's own key);
+                # the model would repeat it to the user, so it gets the redacted text (only
+                # redacted: the recorder's capping of stored text is not for the model).
+                content = self.observability.redactor.redact(result.content)
+                turn.append(ChatMessage(role="tool", content=content,
                                         tool_call_id=result.call_id, tool_name=result.name,
                                         is_error=result.is_error))
         text = (f"I couldn't finish this within {self.config.max_iterations} steps. "

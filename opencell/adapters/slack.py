@@ -11,10 +11,11 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
@@ -26,6 +27,12 @@ from slack_sdk.web.async_client import AsyncWebClient
 from opencell.adapters._slack_errors import error_code
 from opencell.adapters._slack_events import BotIdentity, RecentKeys, message_from_event
 from opencell.adapters._slack_format import slack_messages
+from opencell.adapters._slack_signature import (
+    REFUSED_BODY,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    malformed_signing,
+)
 from opencell.adapters._slack_users import UserNames
 from opencell.adapters.base import Adapter
 from opencell.config import BotConfig
@@ -203,8 +210,18 @@ class SlackAdapter(Adapter):
 
     async def _serve_http(self, app: AsyncApp) -> None:
         async def events(request: web.Request) -> web.Response:
-            return await to_aiohttp_response(await app.async_dispatch(
-                await to_bolt_request(request)))
+            raw = await request.read()
+            headers = request.headers
+            refused = malformed_signing(headers.getall(TIMESTAMP_HEADER, []),
+                                        headers.getall(SIGNATURE_HEADER, []), raw)
+            if refused is not None:
+                log.info("slack request refused bot=%s reason=%s", self.bot.name, refused)
+                return web.Response(status=401, text=REFUSED_BODY,
+                                    content_type="application/json")
+            bolt_request = AsyncBoltRequest(body=raw.decode("utf-8"),
+                                            query=request.query_string,
+                                            headers=dict(headers.items()))
+            return await to_aiohttp_response(await app.async_dispatch(bolt_request))
 
         web_app = web.Application()
         web_app.router.add_post(self.settings.path, events)

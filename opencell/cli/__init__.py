@@ -41,6 +41,11 @@ def _main(
         fail(f"--log-level: '{log_level}' is not one of debug, info, warning, error", code=2)
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from opencell.observability.redact import Redactor, install_log_redaction
+
+    # On the handler, so third-party records (httpx, SDKs, discord.py) are redacted too; the
+    # App later hands the filter a redactor that also knows the secrets in the bots' YAML.
+    install_log_redaction(Redactor.from_env(os.environ))
     if level > logging.INFO:
         # Users should always see whether AgentOps initialised and where a session went.
         logging.getLogger("opencell.exporters.agentops").setLevel(logging.INFO)

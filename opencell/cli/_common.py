@@ -32,8 +32,11 @@ def console(stderr: bool = False) -> Console:
 
 
 def fail(message: str, *, code: int = 1) -> NoReturn:
-    # One line per error, never re-wrapped.
-    console(stderr=True).print(message, markup=False, soft_wrap=True)
+    from opencell.observability.redact import LOG_FILTER
+
+    # One line per error, never re-wrapped; an error may quote a credential (e.g. a 401 body).
+    console(stderr=True).print(LOG_FILTER.redactor.redact(message), markup=False,
+                               soft_wrap=True)
     raise typer.Exit(code)
 
 

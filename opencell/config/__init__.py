@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from opencell.config.fields import CommaList, Duration, Model, parse_duration
+from opencell.config.fields import MAX_DURATION, CommaList, Duration, Model, parse_duration
 from opencell.config.located import validate_source
 from opencell.config.platforms import (
     ConsoleConfig,
@@ -91,7 +91,7 @@ def _tool_entry(value: Any) -> Any:
 class ToolEntry(BaseModel):
     """One tool a bot may call. Keys other than the ones below are the tool's own options."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
 
     name: str
     python: str | None = None
@@ -115,15 +115,23 @@ class RateLimitConfig(Model):
         return value
 
 
+MAX_RATE_COUNT = 1_000_000
+
+
 def parse_rate(value: str) -> tuple[int, float]:
-    """``20/min`` → (20, 60.0)."""
-    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d*)\s*(s|sec|second|m|min|minute|h|hour|d|day)\s*",
-                         value)
-    if not match or int(match.group(1)) == 0:
-        raise ValueError(f"'{value}' is not a rate; use e.g. 20/min, 5/10s, 100/hour")
+    """``20/min`` → (20, 60.0): a count from 1 to a million per a period up to a year."""
+    match = re.fullmatch(r"\s*(\d{1,9})\s*/\s*(\d{0,9})\s*"
+                         r"(s|sec|second|m|min|minute|h|hour|d|day)\s*", value)
+    if not match or not 0 < int(match.group(1)) <= MAX_RATE_COUNT:
+        raise ValueError(f"'{value}' is not a rate; use e.g. 20/min, 5/10s, 100/hour "
+                         f"(at most {MAX_RATE_COUNT} per period)")
     unit = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600,
             "hour": 3600, "d": 86400, "day": 86400}[match.group(3)]
-    return int(match.group(1)), float(int(match.group(2) or 1) * unit)
+    period = float(int(match.group(2) or 1) * unit)
+    if not 0 < period <= MAX_DURATION:
+        raise ValueError(f"'{value}' is not a rate: the period must be longer than zero and "
+                         "at most a year; use e.g. 20/min, 5/10s, 100/hour")
+    return int(match.group(1)), period
 
 
 class MiddlewareEntry(Model):

@@ -34,9 +34,9 @@ def validate_source(source: YamlSource, model: type[M], what: str) -> M:
 
 
 def _located(source: YamlSource, model: type[BaseModel], err: Any) -> ConfigError:
-    loc: tuple[str | int, ...] = tuple(p for p in err["loc"] if not _is_union_tag(p))
+    loc = _data_loc(source.data, err["loc"])
     kind = err["type"]
-    if kind == "extra_forbidden":
+    if kind == "extra_forbidden" and loc:
         field = str(loc[-1])
         known = _known_fields(model, loc[:-1])
         message = f"unknown field '{field}'{suggest(field, known)}"
@@ -45,13 +45,25 @@ def _located(source: YamlSource, model: type[BaseModel], err: Any) -> ConfigErro
     elif kind == "missing":
         message = "required field is missing"
     elif kind == "literal_error":
-        message = f"{_strip(err['msg'])}, got {err['input']!r}"
+        message = f"{_strip(err['msg'])}, got {_short_repr(err['input'])}"
     else:
         message = _strip(err["msg"])
         if ("input" in err and not isinstance(err["input"], dict | list)
-                and not _is_secret_field(loc) and repr(err["input"]) not in message):
-            message += f" (got {err['input']!r})"
+                and not _is_secret_field(loc) and _short_repr(err["input"]) not in message):
+            message += f" (got {_short_repr(err['input'])})"
+    if len(message) > _MAX_MESSAGE:
+        message = message[:_MAX_MESSAGE] + "…"  # our validators echo values, maybe 200 KB
     return source.error(loc, message)
+
+
+_MAX_MESSAGE = 500
+
+
+def _short_repr(value: Any) -> str:
+    """``repr`` of at most the first 100 characters: errors repeat for every aliased copy."""
+    if isinstance(value, str) and len(value) > 100:
+        return repr(value[:100]) + "…"
+    return repr(value)
 
 
 def _is_secret_field(loc: tuple[str | int, ...]) -> bool:
@@ -65,6 +77,25 @@ def _strip(msg: str) -> str:
 
 
 _TAG_NAMES = {"int", "str", "float", "bool", "none", "list", "dict"}
+
+
+def _data_loc(data: Any, raw: tuple[str | int, ...]) -> tuple[str | int, ...]:
+    """Pydantic's ``loc`` without its union member tags: a part that is a key or index of the
+    data is always kept, so a user's key such as ``Tags`` is never mistaken for a tag."""
+    loc: list[str | int] = []
+    current = data
+    for part in raw:
+        if isinstance(current, dict) and part in current:
+            current = current[part]
+        elif (isinstance(current, list) and isinstance(part, int)
+              and 0 <= part < len(current)):
+            current = current[part]
+        elif _is_union_tag(part):
+            continue
+        else:
+            current = None
+        loc.append(part)
+    return tuple(loc)
 
 
 def _is_union_tag(part: Any) -> bool:

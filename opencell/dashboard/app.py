@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from opencell.dashboard.auth import AccessGate
 from opencell.dashboard.live import LiveFeed
 from opencell.dashboard.metrics import ExporterStats, RecorderStatsLike
+from opencell.dashboard.security_headers import SecurityHeaders
 from opencell.dashboard.state import DashboardState, read_store
 from opencell.errors import StoreError
 
@@ -45,7 +46,7 @@ def create_app(store: Store, *, token: str | None = None,
     ``/metrics`` (see ``metrics.ExporterStats``). ``budgets``: the budget ledger's source for
     the budgets page (see ``budgets.py``). The FastAPI app itself is ``.app``.
     """
-    from opencell.dashboard import api
+    from opencell.dashboard import api, api_docs
     from opencell.dashboard.budgets import install as install_budgets
     from opencell.dashboard.pages import error_page, setup_templates
     from opencell.dashboard.pages import router as pages_router
@@ -55,12 +56,14 @@ def create_app(store: Store, *, token: str | None = None,
     app = FastAPI(title="OpenCell dashboard", version="1",
                   description="Sessions, replay timelines, analytics and costs of OpenCell "
                               "bots, read from the local store.",
-                  docs_url="/api/docs", redoc_url=None, openapi_url="/api/openapi.json")
+                  # /api/docs is our own page (api_docs.py): Swagger UI needs a CDN.
+                  docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
     feed = LiveFeed(partial(read_store, store), interval=poll_interval)
     state = DashboardState(store=store, feed=feed, templates=templates,
                            recorder_stats=recorder_stats, exporter_stats=exporter_stats)
     app.state.dashboard = state
     app.include_router(api.router)
+    app.include_router(api_docs.router)
     app.include_router(pages_router)
     install_budgets(app, templates, budgets)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
@@ -90,7 +93,7 @@ def create_app(store: Store, *, token: str | None = None,
         return error_page(request, exc.status_code, "Not found" if exc.status_code == 404
                                 else "Something went wrong", str(exc.detail))
 
-    return _Wrapped(AccessGate(app, token), app)
+    return _Wrapped(SecurityHeaders(AccessGate(app, token)), app)
 
 
 def _is_api(request: Request) -> bool:
@@ -100,7 +103,7 @@ def _is_api(request: Request) -> bool:
 class _Wrapped:
     """The gated ASGI callable, still exposing the FastAPI app (``.app``) and its state."""
 
-    def __init__(self, gate: AccessGate, app: FastAPI) -> None:
+    def __init__(self, gate: SecurityHeaders, app: FastAPI) -> None:
         self._gate = gate
         self.app = app
 

@@ -23,6 +23,7 @@ from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
+from opencell.dashboard.security_headers import path_location
 from opencell.errors import ConfigError
 
 TOKEN_VARIABLE = "OPENCELL_DASHBOARD_TOKEN"
@@ -156,9 +157,8 @@ class AccessGate:
     async def _redirect_without_token(self, scope: Scope, send: Send,
                                       pairs: list[tuple[str, str]]) -> None:
         rest = urlencode([(k, v) for k, v in pairs if k != "token"])
-        # "/" + the path without its leading slashes: "//evil.example" must stay on this site.
-        path = "/" + (scope.get("root_path", "") + scope["path"]).lstrip("/")
-        location = path + (f"?{rest}" if rest else "")
+        # Encoded and collapsed: "/\\evil.example" or "//evil.example" must stay on this site.
+        location = path_location(scope.get("root_path", "") + scope["path"], rest)
         cookie = (f"{COOKIE}={self.cookie_value}; Path=/; HttpOnly; SameSite=Strict; "
                   "Max-Age=2592000")
         await send({"type": "http.response.start", "status": 303, "headers": [
@@ -178,9 +178,9 @@ async def _deny(send: Send, scope: Scope, status: int, message: str) -> None:
     wants_html = scope["path"] in ("/", "") or not scope["path"].startswith(
         ("/api", "/metrics", "/healthz", "/static"))
     if wants_html:
+        # No inline style: the page must satisfy the dashboard's CSP (security_headers.py).
         body = (f"<!doctype html><meta charset=utf-8><title>OpenCell — {status}</title>"
-                "<body style=\"font:16px system-ui;margin:4rem auto;max-width:40rem\">"
-                f"<h1>{status}</h1><p>{message}</p>").encode()
+                f"<body><h1>{status}</h1><p>{message}</p>").encode()
         kind = b"text/html; charset=utf-8"
     else:
         body = json.dumps({"detail": message}).encode()

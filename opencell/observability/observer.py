@@ -17,14 +17,14 @@ from opencell.guard import guard
 from opencell.llm.base import LLMRequest, LLMResponse, ToolCall, Usage
 from opencell.llm.pricing import PriceBook
 from opencell.observability.recorder import NullRecorder, Recorder
-from opencell.observability.redact import Redactor
+from opencell.observability.redact import Redactor, use_for_logs
 from opencell.records import Kind, new_session_id
 from opencell.sessions import EndReason, Session
 
 if TYPE_CHECKING:
     from opencell.config import BotConfig, OpenCellConfig
     from opencell.exporters import ExportTuning
-    from opencell.store import Store
+    from opencell.store.store import Store
     from opencell.tools import ToolResult
 
 log = logging.getLogger("opencell.observability")
@@ -62,7 +62,7 @@ class Observability:
         and the enabled exporters (AgentOps, OTLP), which drain the store's outbox on their
         own threads. ``export_tuning`` paces the exporters (tests inject time with it)."""
         from opencell.exporters import start_exporters
-        from opencell.store import Store, owner_is_alive
+        from opencell.store.store import Store, owner_is_alive
 
         env = os.environ if env is None else env
         store = Store.open(config.store.url)
@@ -77,6 +77,7 @@ class Observability:
             redactor=Redactor.from_env(env, secrets=secrets, rules=obs.redact),
             capture_content=obs.capture_content, max_result_chars=obs.max_result_chars,
             store=store, default_tags=_comma_list(env.get("AGENTOPS_TAGS", "")))
+        use_for_logs(observability.redactor)  # log lines now hide the bots' YAML secrets too
         with guard("starting exporters"):
             start_exporters(observability, config, store, env=env,
                             prices=observability.prices, tuning=export_tuning)

@@ -16,6 +16,12 @@ Each match becomes ``[REDACTED:<kind>]`` (``[REDACTED:anthropic_key]``); the key
 ``config/opencell.yaml``) run last, with their own replacement (``\\1`` group references
 allowed). Text with nothing to redact is returned as the same object.
 
+Every pattern runs in time linear in the text, however hostile: each unbounded run either
+ends the match, is possessive, or starts at an anchor (a look-behind saying the previous
+character cannot belong to it), so no run is rescanned from many starting points.
+``tests/observability/test_redact_linear_time.py`` counts the engine's steps on generated
+worst cases; benchmarks/redact.py compares 160 KB of hostile text with 160 KB of prose.
+
 Speed (benchmarks/redact.py): about 3 µs for a 200-character chat message. Each shape is its
 own pattern starting with a literal (``sk-``, ``xox``, ``AKIA`` …), which the regex engine finds
 with a fast substring scan; case-insensitive shapes are matched on the lower-cased text, and
@@ -26,12 +32,15 @@ tool result: the engine then tries every branch at every position.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from opencell.config import RedactRule
+if TYPE_CHECKING:  # opencell.config costs 0.4 s to import; the CLI sets up logging first
+    from opencell.config import RedactRule
 
 KNOWN_SECRET_VARIABLES = (
     "ANTHROPIC_API_KEY", "OPENAI_API_KEY", "MOONSHOT_API_KEY", "DISCORD_TOKEN",
@@ -67,7 +76,9 @@ def _shape(kind: str, pattern: str, *, lowered: bool = False, gate: str | None =
 
 _TOKEN = r"[A-Za-z0-9_-]"
 # A credential value after `key=`, `key: `, `"key": "`; quoted values may hold spaces.
-_VALUE = (r"[\"']?\s*[:=][ \t]*(?:\"((?!\[redacted)(?:[^\"\\\n]|\\.)+)"
+# Runs of blanks are possessive (`*+`): nothing after them can start with a blank, and giving
+# blanks back one by one made `api_key` + 40,000 tabs cost 10x plain text.
+_VALUE = (r"[\"']?\s*+[:=][ \t]*+(?:\"((?!\[redacted)(?:[^\"\\\n]|\\.)+)"
           r"|'((?!\[redacted)[^'\n]+)|([^\s\"'&,;<>()\[\]{}]+))")
 # Credential names, each written as its last word followed by a look-behind for the rest, so
 # that every alternative starts with a literal (fast) and `monkey: 3`/`tokens: 5` stay prose.
@@ -90,15 +101,19 @@ _SHAPES: tuple[_Shape, ...] = (
     _shape("github_token", r"gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,}"),
     _shape("aws_access_key", r"A[KS]IA[0-9A-Z]{16}(?![0-9A-Za-z])"),
     _shape("google_api_key", rf"AIza{_TOKEN}{{35}}"),
-    _shape("jwt", rf"eyJ{_TOKEN}{{8,}}\.eyJ{_TOKEN}{{8,}}\.{_TOKEN}{{8,}}"),
-    _shape("discord_token", rf"[MNO]{_TOKEN}{{23,27}}\.{_TOKEN}{{6}}\.{_TOKEN}{{27,40}}",
+    # Anchored by the look-behind: a JWT or Discord token starts where a run of token
+    # characters starts, so each run is scanned from one place, not again from every `eyJ`
+    # or `M` inside it (quadratic: 160 KB of `eyJeyJ…` took 10.8 s).
+    _shape("jwt", rf"eyJ(?<!{_TOKEN}eyJ){_TOKEN}{{8,}}\.eyJ{_TOKEN}{{8,}}\.{_TOKEN}{{8,}}"),
+    _shape("discord_token",
+           rf"[MNO](?<!{_TOKEN}[MNO]){_TOKEN}{{23,27}}\.{_TOKEN}{{6}}\.{_TOKEN}{{27,40}}",
            gate=rf"\.{_TOKEN}{{6}}\."),
     # Bearer/Basic + 16 or more token characters with a digit, + / or = among them (so that
     # "bearer authentication" and "basic building-blocks" stay prose).
-    _shape("bearer", r"(?:bearer|basic)\s+((?=[a-z0-9._~+/=-]*[0-9+/=])[a-z0-9._~+/=-]{16,})",
+    _shape("bearer", r"(?:bearer|basic)\s++((?=[a-z0-9._~+/=-]*[0-9+/=])[a-z0-9._~+/=-]{16,})",
            lowered=True),
     _shape("url_password", r"://[^/\s:@\"'<>]+:((?!\[REDACTED)[^/\s@\"'<>]+)@"),
-    _shape("aws_secret_key", r"aws_secret_access_key[\"']?\s*[:=]\s*[\"']?([a-z0-9/+=]{40})",
+    _shape("aws_secret_key", r"aws_secret_access_key[\"']?\s*+[:=]\s*+[\"']?([a-z0-9/+=]{40})",
            lowered=True),
     _shape("credential", _CREDENTIAL_NAME + _VALUE, lowered=True, gate="[:=]"),
 )
@@ -212,4 +227,57 @@ def _replace(text: str, shape: _Shape, first: re.Match[str]) -> str:
     return "".join(pieces)
 
 
-__all__ = ["Redactor", "KNOWN_SECRET_VARIABLES", "SECRET_NAME_SUFFIXES", "MIN_SECRET_LENGTH"]
+class RedactingLogFilter(logging.Filter):
+    """Redacts each log record's message, exception text and stack text, in place.
+
+    It belongs on *handlers*: a handler's filters see every record the handler writes, from
+    any logger (httpx, anthropic, discord.py, slack-sdk …), while a logger's filters see only
+    records logged on that very logger, not those propagated from its children. The record is
+    rewritten (``msg`` becomes the formatted, redacted message; ``args`` is emptied;
+    ``exc_text`` holds the redacted traceback), so every later handler gets the safe text.
+    Never raises and never drops a record.
+    """
+
+    def __init__(self, redactor: Redactor | None = None) -> None:
+        super().__init__()
+        self.redactor = redactor or Redactor()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        with contextlib.suppress(Exception):  # logging must go on, even with odd arguments
+            try:
+                message = record.getMessage()
+            except Exception:  # noqa: BLE001 - arguments that do not fit: keep them, redacted
+                message = f"{record.msg} {record.args!r}"
+            record.msg, record.args = self.redactor.redact(message), None
+            if record.exc_info and not record.exc_text:
+                record.exc_text = _EXCEPTIONS.formatException(record.exc_info)
+            if record.exc_text:
+                record.exc_text = self.redactor.redact(record.exc_text)
+            if record.stack_info:
+                record.stack_info = self.redactor.redact(record.stack_info)
+        return True
+
+
+_EXCEPTIONS = logging.Formatter()
+LOG_FILTER = RedactingLogFilter()
+"""The one filter OpenCell puts on the handlers it configures (see ``install_log_redaction``)."""
+
+
+def install_log_redaction(redactor: Redactor,
+                          handlers: Iterable[logging.Handler] | None = None) -> None:
+    """Put ``LOG_FILTER`` on ``handlers`` (default: the root logger's) and make it use
+    ``redactor``. Idempotent; the CLI calls it right after configuring logging."""
+    LOG_FILTER.redactor = redactor
+    for handler in logging.getLogger().handlers if handlers is None else handlers:
+        if LOG_FILTER not in handler.filters:
+            handler.addFilter(LOG_FILTER)
+
+
+def use_for_logs(redactor: Redactor) -> None:
+    """Make the log filter use ``redactor`` (one that knows the bots' own secrets too), without
+    installing it anywhere: handlers are the host application's unless the CLI made them."""
+    LOG_FILTER.redactor = redactor
+
+
+__all__ = ["Redactor", "KNOWN_SECRET_VARIABLES", "SECRET_NAME_SUFFIXES", "MIN_SECRET_LENGTH",
+           "RedactingLogFilter", "LOG_FILTER", "install_log_redaction", "use_for_logs"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from tests.fakes.discord_server import (
     FakeDiscord,
 )
 from tests.fakes.function_llm import FunctionLLM
+from tests.fakes.waiting import WAIT, InFlight, until
 
 BOT_USER = {"id": BOT_ID, "username": "opencell", "bot": True}
 FENCE = re.compile(r"^\s*```", re.MULTILINE)
@@ -152,11 +152,13 @@ async def test_respond_to_mentions_ignores_unmentioned_messages_but_not_dms_or_r
         reply = fake.message("and a follow-up", mention_bot=False,
                              reply_to_bot="1390000000000000777")
         await fake.dispatch("MESSAGE_CREATE", reply)
-        posts = await fake.wait_for_posts(2)
-        await asyncio.sleep(0.1)
+        # The follow-up is alice's next message in #general, where "just chatting" was:
+        # once it is answered, a wrong answer to "just chatting" would have been posted.
+        await fake.wait_for_reply_to(dm)
+        await fake.wait_for_reply_to(reply)
 
     assert [p.content for p in fake.posts] == ["echo: help in private", "echo: and a follow-up"]
-    assert {p.channel_id for p in posts} == {DM_CHANNEL_ID, GENERAL_ID}
+    assert {p.channel_id for p in fake.posts} == {DM_CHANNEL_ID, GENERAL_ID}
     assert len(bot.llm.requests) == 2
     dm_session = next(s for s in sessions(isolated_store) if s["channel"] == DM_CHANNEL_ID)
     assert dm_session["workspace"] in ("", None)
@@ -169,8 +171,10 @@ async def test_own_and_other_bots_messages_produce_nothing(
         await fake.dispatch("MESSAGE_CREATE", fake.message("beep", author=OTHER_BOT))
         marker = fake.message("a human")
         await fake.dispatch("MESSAGE_CREATE", marker)
-        await fake.wait_for_posts(1)
-        await asyncio.sleep(0.1)
+        # Skipping is decided synchronously in gateway order, so once the marker is answered
+        # the two bot messages were judged, and a wrongly started turn is drained by the stop
+        # at the end of the block, before the assertions.
+        await fake.wait_for_reply_to(marker)
 
     assert [p.reply_to for p in fake.posts] == [marker["id"]]
     assert len(bot.llm.requests) == 1
@@ -189,14 +193,14 @@ async def test_ignore_bots_false_hands_bot_messages_on_marked_from_bot(
     try:
         await fake.dispatch("MESSAGE_CREATE", fake.message("I said this", author=BOT_USER))
         await fake.dispatch("MESSAGE_CREATE", fake.message("beep", author=OTHER_BOT))
-        for _ in range(100):
-            if seen:
-                break
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.05)
+        await fake.dispatch("MESSAGE_CREATE", fake.message("a human marker"))
+        # Turns start in gateway order and ``deliver`` records before its first await, so
+        # when the marker is seen, the bot's own message would have been seen before it.
+        await until(lambda: any(m.text == "a human marker" for m in seen), "the marker")
     finally:
         await adapter.stop()
-    assert [(m.text, m.from_bot, m.from_self) for m in seen] == [("beep", True, False)]
+    assert [(m.text, m.from_bot, m.from_self) for m in seen] == [
+        ("beep", True, False), ("a human marker", False, False)]
 
 
 async def test_respond_to_all_with_a_channel_allowlist(
@@ -206,9 +210,11 @@ async def test_respond_to_all_with_a_channel_allowlist(
                                                            mention_bot=False))
         await fake.dispatch("MESSAGE_CREATE", fake.message("in a thread", channel=THREAD_ID,
                                                            mention_bot=False))
-        await fake.dispatch("MESSAGE_CREATE", fake.message("no mention", mention_bot=False))
-        await fake.wait_for_posts(2)
-        await asyncio.sleep(0.1)
+        marker = fake.message("no mention", mention_bot=False)
+        await fake.dispatch("MESSAGE_CREATE", marker)
+        # Judged in gateway order: "off topic" was decided before the marker's turn began,
+        # and the stop at the end of the block drains any turn it wrongly started.
+        await fake.wait_for_reply_to(marker)
 
     assert sorted((p.channel_id, p.content) for p in fake.posts) == [
         (GENERAL_ID, "echo: no mention"), (THREAD_ID, "echo: in a thread")]
@@ -218,10 +224,10 @@ async def test_respond_to_dm_answers_only_direct_messages(
         fake: FakeDiscord, isolated_store: str) -> None:
     async with running(isolated_store, respond_to="dm"):
         await fake.dispatch("MESSAGE_CREATE", fake.message("in the server"))
-        await fake.dispatch("MESSAGE_CREATE", fake.message("in private", channel=DM_CHANNEL_ID,
-                                                           mention_bot=False))
-        await fake.wait_for_posts(1)
-        await asyncio.sleep(0.1)
+        marker = fake.message("in private", channel=DM_CHANNEL_ID, mention_bot=False)
+        await fake.dispatch("MESSAGE_CREATE", marker)
+        # Judged in gateway order; a wrongly started turn is drained by the stop below.
+        await fake.wait_for_reply_to(marker)
 
     assert [(p.channel_id, p.content) for p in fake.posts] == [(DM_CHANNEL_ID,
                                                                  "echo: in private")]
@@ -240,13 +246,16 @@ async def test_a_429_on_the_first_post_is_retried_and_the_reply_arrives_once(
         fake: FakeDiscord, isolated_store: str) -> None:
     fake.rate_limit_posts(1, retry_after=0.05)
     async with running(isolated_store):
-        message = fake.message("hello")
+        message, marker = fake.message("hello"), fake.message("marker")
         await fake.dispatch("MESSAGE_CREATE", message)
-        await fake.wait_for_posts(1)
-        await asyncio.sleep(0.2)
+        await fake.dispatch("MESSAGE_CREATE", marker)
+        # Same conversation: the marker is answered only after the first reply went out,
+        # so a duplicate of it (a retried POST sent twice) would be here by then.
+        await fake.wait_for_reply_to(marker)
 
     assert fake.rate_limited == [GENERAL_ID]
-    assert [(p.content, p.reply_to) for p in fake.posts] == [("echo: hello", message["id"])]
+    assert [(p.content, p.reply_to) for p in fake.posts] == [
+        ("echo: hello", message["id"]), ("echo: marker", marker["id"])]
 
 
 async def test_a_long_reply_arrives_in_pieces_under_2000_characters_with_balanced_fences(
@@ -256,18 +265,23 @@ async def test_a_long_reply_arrives_in_pieces_under_2000_characters_with_balance
     long_text = f"{prose}\n\n```python\n{code}\n```\n\n{prose}"
     assert len(long_text) >= 4500
 
-    async with running(isolated_store, play=lambda _request: long_text):
-        message = fake.message("write a lot")
-        await fake.dispatch("MESSAGE_CREATE", message)
-        await fake.wait_for_posts(3)
-        await asyncio.sleep(0.1)
+    def play(request: LLMRequest) -> str:
+        return "done" if request.messages[-1].content == "marker" else long_text
 
-    pieces = [p.content for p in fake.posts]
+    async with running(isolated_store, play=play):
+        message, marker = fake.message("write a lot"), fake.message("marker")
+        await fake.dispatch("MESSAGE_CREATE", message)
+        await fake.dispatch("MESSAGE_CREATE", marker)
+        # Same conversation: the marker's reply waits for every piece of the long one.
+        await fake.wait_for_reply_to(marker)
+
+    assert fake.posts[-1].content == "done"
+    pieces = [p.content for p in fake.posts[:-1]]
     assert len(pieces) >= 3
     assert all(len(piece) <= 2000 for piece in pieces)
     assert all(len(FENCE.findall(piece)) % 2 == 0 for piece in pieces)
     assert fake.posts[0].reply_to == message["id"]
-    assert all(p.reply_to is None for p in fake.posts[1:])
+    assert all(p.reply_to is None for p in fake.posts[1:-1])
 
     def words(text: str) -> list[str]:
         return [w for w in text.split() if not w.startswith("```")]
@@ -280,21 +294,21 @@ async def test_a_long_reply_arrives_in_pieces_under_2000_characters_with_balance
 
 async def test_twenty_conversations_at_once_take_about_one_turn(
         fake: FakeDiscord, isolated_store: str) -> None:
-    async def slow(request: LLMRequest) -> str:
-        await asyncio.sleep(0.2)
+    gauge = InFlight()
+
+    async def together(request: LLMRequest) -> str:
+        await gauge.together(20)  # each model call waits until all twenty are in flight
         return echo(request)
 
-    async with running(isolated_store, play=slow):
+    async with running(isolated_store, play=together):
         # Each user in their own DM: Discord allows 5 messages per 5 s in one channel.
         messages = [fake.message(f"question {n}", author=user(n), mention_bot=False,
                                  channel=str(1800000000000000100 + n)) for n in range(20)]
-        started = time.monotonic()
         for message in messages:
             await fake.dispatch("MESSAGE_CREATE", message)
         await fake.wait_for_posts(20)
-        elapsed = time.monotonic() - started
 
-    assert elapsed < 1.0, f"20 turns of 200 ms took {elapsed:.2f}s: not concurrent"
+    assert gauge.most == 20, f"at most {gauge.most} model calls at once: not concurrent"
     answers = {p.reply_to: p.content for p in fake.posts}
     assert answers == {m["id"]: f"echo: question {n}" for n, m in enumerate(messages)}
     assert len(sessions(isolated_store)) == 20
@@ -320,15 +334,19 @@ async def test_one_conversations_replies_come_in_order(
 
 async def test_a_graceful_stop_during_a_turn_still_sends_the_reply(
         fake: FakeDiscord, isolated_store: str) -> None:
+    release = asyncio.Event()
+
     async def thoughtful(request: LLMRequest) -> str:
-        await asyncio.sleep(0.4)
+        await release.wait()
         return "worth the wait"
 
     async with running(isolated_store, play=thoughtful) as bot:
         await fake.dispatch("MESSAGE_CREATE", fake.message("think hard"))
-        while not bot.llm.requests:
-            await asyncio.sleep(0.01)
-        await bot.app.stop(timeout=5)
+        await until(lambda: bot.llm.requests, "the model call")
+        assert fake.posts == []
+        # The model answers once stop() has begun (it runs up to its first wait first).
+        asyncio.get_running_loop().call_soon(release.set)
+        await bot.app.stop(timeout=30)
         assert [p.content for p in fake.posts] == ["worth the wait"]
         assert fake.typing == [GENERAL_ID]  # "is typing…" while the model thought
         assert bot.adapter.client is not None and bot.adapter.client.is_closed()
@@ -428,10 +446,7 @@ async def test_a_dropped_gateway_connection_resumes_and_the_bot_keeps_answering(
         fake: FakeDiscord, isolated_store: str) -> None:
     async with running(isolated_store):
         await fake.drop_connections(code=4000)
-        for _ in range(200):
-            if fake.resumes:
-                break
-            await asyncio.sleep(0.01)
+        await until(lambda: fake.resumes, "a RESUME")
         await fake.dispatch("MESSAGE_CREATE", fake.message("still there?"))
         [posted] = await fake.wait_for_posts(1)
     assert fake.resumes[0]["session_id"] == "5b0c5f6e0d1a4c9a8e7f6d5c4b3a2918"
@@ -443,7 +458,7 @@ async def test_a_fatal_gateway_close_finishes_the_adapter(
     async with running(isolated_store) as bot:
         assert not bot.adapter.finished.is_set()
         await fake.drop_connections(code=4004)
-        await asyncio.wait_for(bot.adapter.finished.wait(), 5)
+        await asyncio.wait_for(bot.adapter.finished.wait(), WAIT)
 
 
 async def test_no_ready_within_ready_timeout_is_a_platform_error(fake: FakeDiscord) -> None:

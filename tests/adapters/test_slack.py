@@ -49,6 +49,7 @@ from tests.fakes.slack_server import (
     twin,
     until,
 )
+from tests.fakes.waiting import WAIT, InFlight
 
 Play = Callable[[LLMRequest], "str | Awaitable[str]"]
 
@@ -312,7 +313,7 @@ async def test_a_ratelimited_post_is_retried_after_retry_after_and_delivered_onc
     fake.ratelimit("chat.postMessage", retry_after=1)
     async with running(slack_bot(fake), isolated_store) as bot:
         await post_event(bot.url, event("app_mention"))
-        await fake.wait_posts(1, timeout=6)
+        await fake.wait_posts(1)
         await bot.app.stop()
     first, second = fake.calls_to("chat.postMessage")
     assert (first.args["_answered"], second.args["_answered"]) == ("ratelimited", "ok")
@@ -327,7 +328,7 @@ async def test_a_long_reply_is_split_under_slacks_limit_in_the_same_thread(
     body = event("app_mention")
     async with running(slack_bot(fake), isolated_store, lambda _: long_answer) as bot:
         await post_event(bot.url, body)
-        await until(lambda: len(fake.posts) >= 3, 5, "the pieces of the long reply")
+        await until(lambda: len(fake.posts) >= 3, WAIT, "the pieces of the long reply")
         await bot.app.stop()
     posts = fake.posts
     assert len(posts) >= 3
@@ -377,19 +378,19 @@ async def test_the_models_markdown_is_posted_as_mrkdwn(
 
 async def test_twenty_conversations_at_once_take_about_one_turn(
         fake: FakeSlack, isolated_store: str) -> None:
-    async def slow_echo(request: LLMRequest) -> str:
-        await asyncio.sleep(0.2)
+    gauge = InFlight()
+
+    async def together(request: LLMRequest) -> str:
+        await gauge.together(20)  # each model call waits until all twenty are in flight
         return echo(request)
 
     bodies = [event("app_mention", user=f"U0USER{i:02d}", channel=f"C0ROOM{i:02d}",
                     text=f"<@{BOT_USER}> question {i}") for i in range(20)]
-    async with running(slack_bot(fake), isolated_store, slow_echo) as bot:
-        started = time.monotonic()
+    async with running(slack_bot(fake), isolated_store, together) as bot:
         statuses = await asyncio.gather(*(post_event(bot.url, b) for b in bodies))
         posts = await fake.wait_posts(20)
-        elapsed = time.monotonic() - started
     assert statuses == [(200, "")] * 20
-    assert elapsed < 1.5, f"20 concurrent turns took {elapsed:.2f}s; one takes 0.2s"
+    assert gauge.most == 20, f"at most {gauge.most} model calls at once: not concurrent"
     answered = {p["thread_ts"]: p["text"] for p in posts}
     assert answered == {b["event"]["ts"]: f"echo: question {i}" for i, b in enumerate(bodies)}
     assert len(sessions(isolated_store)) == 20
@@ -412,15 +413,19 @@ async def test_replies_in_one_conversation_come_in_order(
 
 async def test_a_graceful_stop_during_a_turn_still_posts_the_reply(
         fake: FakeSlack, isolated_store: str) -> None:
+    release = asyncio.Event()
+
     async def thoughtful(request: LLMRequest) -> str:
-        await asyncio.sleep(0.3)
+        await release.wait()
         return "worth the wait"
 
     async with running(slack_bot(fake), isolated_store, thoughtful) as bot:
         await post_event(bot.url, event("app_mention"))
-        await until(lambda: bool(bot.llm.requests), 5, "the model call")
+        await until(lambda: bool(bot.llm.requests), WAIT, "the model call")
         assert fake.posts == []
-        await bot.app.stop()
+        # The model answers once stop() has begun (it runs up to its first wait first).
+        asyncio.get_running_loop().call_soon(release.set)
+        await bot.app.stop(timeout=30)
         assert [p["text"] for p in fake.posts] == ["worth the wait"]
     [session] = sessions(isolated_store)
     assert (session["messages"], session["end_reason"]) == (1, "shutdown")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,6 +17,7 @@ from opencell.observability.observer import Observability
 from opencell.runtime import BotRuntime
 from tests.budgets.conftest import SONNET, bot, budgets, message
 from tests.fakes.function_llm import FunctionLLM, answer
+from tests.fakes.waiting import WAIT, until
 
 SLACK = "/services/T000/B000/XXXXXXXX"
 DISCORD = "/api/webhooks/123456/tok-en"
@@ -27,11 +27,13 @@ PLAIN = "/hooks/opencell"
 class Receiver:
     """A loopback webhook receiver; ``fail_first`` answers 503 that many times first."""
 
-    def __init__(self, *, fail_first: int = 0, delay: float = 0.0) -> None:
+    def __init__(self, *, fail_first: int = 0, hold: bool = False) -> None:
         self.bodies: dict[str, list[Any]] = {SLACK: [], DISCORD: [], PLAIN: []}
         self.attempts = 0
         self.fail_first = fail_first
-        self.delay = delay
+        self.hold = hold
+        """Answer nothing until ``release`` is set (a receiver that hangs)."""
+        self.release = asyncio.Event()
         self.runner: web.AppRunner | None = None
         self.port = 0
 
@@ -40,8 +42,8 @@ class Receiver:
 
     async def handle(self, request: web.Request) -> web.Response:
         self.attempts += 1
-        if self.delay:
-            await asyncio.sleep(self.delay)
+        if self.hold:
+            await self.release.wait()
         if self.attempts <= self.fail_first:
             return web.Response(status=503)
         self.bodies[request.path].append(await request.json())
@@ -57,10 +59,8 @@ class Receiver:
         await site.start()
         self.port = self.runner.addresses[0][1]
 
-    async def wait_for(self, path: str, count: int, timeout: float = 5.0) -> list[Any]:
-        deadline = time.monotonic() + timeout
-        while len(self.bodies[path]) < count and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
+    async def wait_for(self, path: str, count: int) -> list[Any]:
+        await until(lambda: len(self.bodies[path]) >= count, f"{count} POST(s) to {path}")
         return self.bodies[path]
 
 
@@ -113,24 +113,23 @@ async def test_alerts_arrive_in_slack_discord_and_json_formats(
 
 
 async def test_a_dead_or_slow_receiver_never_slows_a_turn(obs: Observability) -> None:
-    slow = Receiver(delay=2.0)
+    slow = Receiver(hold=True)  # takes the POST and answers only when the test says
     await slow.start()
     hooks = [f"http://127.0.0.1:{free_port()}{SLACK}", slow.url(PLAIN)]
     config = budgets(limits=[{"scope": "global", "daily_usd": 0.01}],
                      alerts={"webhooks": hooks})
     support = bot()
-    notifier = AlertNotifier(webhooks=hooks, retry=RetryPolicy(first=0.05, timeout=3.0))
+    # A POST may take longer than the test waits for the turn: a turn that waited for the
+    # hanging receiver could not finish in time, however fast or slow the machine.
+    notifier = AlertNotifier(webhooks=hooks, retry=RetryPolicy(first=0.05, timeout=2 * WAIT))
     ledger = BudgetLedger(config, [support], observability=obs, notifier=notifier)
     runtime = BotRuntime(support, llm=priced_llm(), observability=obs, budgets=ledger)
-    started = time.perf_counter()
-    reply = await runtime.dispatch(message("this call passes 100 %"))
-    took = time.perf_counter() - started
+    reply = await asyncio.wait_for(runtime.dispatch(message("this call passes 100 %")), WAIT)
     assert reply is not None and not reply.failed
-    assert took < 0.5, f"the turn took {took:.2f}s"
-    deadline = time.monotonic() + 5
-    while notifier.retries == 0 and time.monotonic() < deadline:  # the dead one is retried
-        await asyncio.sleep(0.02)
-    assert notifier.retries >= 1
+    assert slow.bodies[PLAIN] == []  # the turn is over; the slow receiver has not answered
+    await until(lambda: slow.attempts >= 1, "the alert POST at the hanging receiver")
+    await until(lambda: notifier.retries >= 1, "a retry of the dead webhook")
+    slow.release.set()
     await runtime.aclose()
     assert slow.runner is not None
     await slow.runner.cleanup()

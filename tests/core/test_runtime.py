@@ -13,6 +13,7 @@ from opencell.llm.base import LLMRequest, ToolCall
 from opencell.messages import ConversationKey, IncomingMessage
 from opencell.runtime import BotRuntime
 from tests.fakes.function_llm import FunctionLLM, answer
+from tests.fakes.waiting import InFlight
 
 
 def bot(**fields: Any) -> BotConfig:
@@ -106,24 +107,23 @@ async def test_a_failing_model_gives_a_polite_reply_and_keeps_no_broken_history(
 
 async def test_one_conversation_in_order_different_conversations_concurrently() -> None:
     order: list[str] = []
+    gauge = InFlight()
 
     async def play(req: LLMRequest) -> str:
         text = req.messages[-1].content
-        await asyncio.sleep(0.05 if text.endswith("slow") else 0)
+        if text.endswith("slow"):  # held until all eight slow turns are in the model at once
+            await gauge.together(8)
         order.append(text)
         return text
 
     runtime = BotRuntime(bot(), llm=FunctionLLM(play))
-    loop = asyncio.get_running_loop()
-    started = loop.time()
     await asyncio.gather(
         runtime.dispatch(message("a-slow", user="a")),
         runtime.dispatch(message("a-fast", user="a")),
         *(runtime.dispatch(message(f"{u}-slow", user=u)) for u in "bcdefgh"),
     )
-    elapsed = loop.time() - started
-    assert order.index("a-slow") < order.index("a-fast")
-    assert elapsed < 0.3  # eight slow turns in parallel, not 8 × 50 ms
+    assert order.index("a-slow") < order.index("a-fast")  # a-fast waited for a-slow
+    assert gauge.most == 8  # eight slow turns in parallel, not one after the other
     assert not runtime._turnstiles  # per-conversation locks are released
 
 

@@ -18,6 +18,7 @@ from opencell.runtime import BotRuntime
 from opencell.store.store import Store
 from opencell.tools import tool
 from tests.fakes.function_llm import FunctionLLM, answer
+from tests.fakes.waiting import WAIT
 
 XSS = "<img src=x onerror=alert(1)><script>alert(2)</script>"
 TOOL_HTML = "<b>Order 42</b> shipped <img src=x onerror=alert(3)><script>alert(4)</script>"
@@ -161,7 +162,8 @@ class ServerThread:
 
     def __enter__(self) -> ServerThread:
         self._thread.start()
-        self._ready.wait(20)
+        if not self._ready.wait(WAIT):  # returns as soon as the server is up
+            raise AssertionError(f"the dashboard did not start within {WAIT:g}s")
         if self._error is not None:
             raise self._error
         return self

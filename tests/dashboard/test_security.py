@@ -4,10 +4,8 @@ constant-time), the token never in a log, only loopback Host headers without a t
 from __future__ import annotations
 
 import os
-import select
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -19,6 +17,7 @@ from opencell.errors import ConfigError
 from opencell.store.store import Store
 from tests.conftest import REPO, clean_env, opencell
 from tests.dashboard.conftest import ServerThread
+from tests.fakes.waiting import WAIT, PipeLines
 
 TOKEN = "s3cret-dashboard-token-0123456789"
 
@@ -106,10 +105,12 @@ def test_the_token_never_reaches_the_logs(conversations: dict[str, str], tmp_pat
     proc = subprocess.Popen(
         [sys.executable, "-m", "opencell", "--log-level", "debug", "dashboard", "--port", "0"],
         stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=REPO)
-    assert proc.stderr is not None
+    assert proc.stderr is not None and proc.stdout is not None
+    err, out = PipeLines(proc.stderr), PipeLines(proc.stdout)
     try:
-        url, seen = _wait_for_url(proc)
-        with httpx.Client(base_url=url, timeout=10) as client:
+        line = err.wait_for(lambda text: "dashboard on http://" in text, "the dashboard to start")
+        url = line[line.index("http://"):].split()[0].rstrip("/")
+        with httpx.Client(base_url=url, timeout=WAIT) as client:
             client.get(f"/sessions?token={TOKEN}", headers={"Accept": "text/html"})
             client.get(f"/api/sessions?token={TOKEN}")
             client.get("/api/sessions", headers={"Authorization": f"Bearer {TOKEN}"})
@@ -117,28 +118,11 @@ def test_the_token_never_reaches_the_logs(conversations: dict[str, str], tmp_pat
             client.get("/api/nothing-here", headers={"Authorization": f"Bearer {TOKEN}"})
     finally:
         proc.send_signal(2)
-        out, err = proc.communicate(timeout=20)
-    logs = seen + err + out
+        proc.wait(timeout=WAIT)
+    logs = err.finish() + out.finish()
     assert "GET /api/sessions?token=*** HTTP/1.1" in logs, logs  # the access log is on
     assert TOKEN not in logs and TOKEN[:12] not in logs
     assert proc.returncode == 0, logs
-
-
-def _wait_for_url(proc: subprocess.Popen[str]) -> tuple[str, str]:
-    assert proc.stderr is not None
-    seen = ""
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stderr], [], [], 0.5)
-        if ready:
-            line = proc.stderr.readline()
-            seen += line
-            if "dashboard on http://" in line:
-                start = line.index("http://")
-                return line[start:].split()[0].rstrip("/"), seen
-        if proc.poll() is not None:
-            break
-    raise AssertionError(f"the dashboard did not start: {seen}")
 
 
 def test_templates_escape_everything() -> None:

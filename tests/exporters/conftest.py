@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -18,6 +17,7 @@ from opencell.config import (
 from opencell.exporters import ExportTuning
 from tests.fakes.agentops_server import VALID_KEY, FakeAgentOps
 from tests.fakes.otlp_receiver import OTLPReceiver
+from tests.fakes.waiting import WAIT, until_sync
 
 FAST = ExportTuning(poll_interval=0.02, backoff=lambda attempt: 0.02, request_timeout=2.0)
 
@@ -35,12 +35,8 @@ def otlp_config(url: str, receiver: OTLPReceiver, **changes: Any) -> OpenCellCon
         otlp=OTLPConfig(endpoint=receiver.url, **changes)))
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
+def wait_for(predicate: Callable[[], bool], timeout: float = WAIT) -> None:
+    until_sync(predicate, "the exporter test's condition", max(timeout, WAIT))
 
 
 @pytest.fixture

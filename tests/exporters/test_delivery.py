@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import subprocess
@@ -21,6 +22,7 @@ from tests.conftest import REPO, clean_env
 from tests.exporters._conversation import two_turns
 from tests.exporters.conftest import FAST, agentops_config, wait_for
 from tests.fakes.agentops_server import VALID_KEY, FakeAgentOps
+from tests.fakes.waiting import WAIT, bounded, until_sync
 
 CONVERSATION = Counter({"shop.session": 1, "shop.agent": 2, "anthropic.llm": 3,
                         "lookup.tool": 1})
@@ -115,9 +117,8 @@ async def test_a_stop_with_a_backlog_keeps_it_for_the_next_start(
     config = agentops_config(isolated_store, fake_agentops)
     obs = Observability.from_config(config, export_tuning=FAST)
     await two_turns(obs)
-    started = time.monotonic()
-    obs.close(export_timeout=2.0)
-    assert time.monotonic() - started < 3.0
+    # Bounded: a stop that kept retrying the refused endpoint would not return in time.
+    bounded(lambda: obs.close(export_timeout=2.0), "a stop with the endpoint down")
     assert fake_agentops.spans == []
     store = Store.open(isolated_store)
     (row,) = cursor_rows(store)
@@ -147,10 +148,8 @@ def test_sigterm_with_a_backlog_then_the_next_start_sends_it(
     proc.stdin.write("hello\n")
     proc.stdin.flush()
     assert proc.stdout.readline().startswith("[offline]")
-    started = time.monotonic()
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=20) == 0
-    assert time.monotonic() - started < 8.0  # the exporter's time is bounded
+    assert proc.wait(timeout=WAIT) == 0  # the exporter's time at stop is bounded
     assert fake_agentops.spans == []
 
     fake_agentops.up()
@@ -171,9 +170,10 @@ async def test_stop_is_bounded_when_the_endpoint_never_answers(
                                     export_tuning=ExportTuning(poll_interval=0.02,
                                                                request_timeout=30.0))
     await two_turns(obs)
-    started = time.monotonic()
-    obs.close(export_timeout=1.0)
-    assert time.monotonic() - started < 3.0
+    await asyncio.to_thread(until_sync, lambda: fake_agentops.held, "a request to hang")
+    bounded(lambda: obs.close(export_timeout=1.0), "a stop with a request hanging")
+    # The stop returned while the request (30 s to time out) still hangs: it did not wait.
+    assert fake_agentops.held == 1
     store = Store.open(isolated_store)
     (row,) = cursor_rows(store)
     store.close()

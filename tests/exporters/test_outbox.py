@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 
+import pytest
 import sqlalchemy as sa
 
 from opencell.config import OpenCellConfig, StoreConfig
+from opencell.exporters import outbox as outbox_module
 from opencell.exporters.outbox import Outbox, cursor_rows
 from opencell.observability.observer import Observability
 from opencell.store import tables as _schema
 from opencell.store.store import Store
+from tests.fakes.clock import ManualClock
 
 
 def test_migrations_are_contiguous_and_build_the_cursor_table(isolated_store: str) -> None:
@@ -60,15 +64,20 @@ def test_one_process_at_a_time_drains_an_outbox(isolated_store: str) -> None:
     store.close()
 
 
-def test_a_settle_delay_hides_ids_that_may_still_be_committing(isolated_store: str) -> None:
+def test_a_settle_delay_hides_ids_that_may_still_be_committing(
+        isolated_store: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = ManualClock(1000.0)  # the outbox reads time.monotonic() when it looks
+    monkeypatch.setattr(outbox_module, "time", SimpleNamespace(monotonic=clock, time=time.time))
     obs = Observability.from_config(OpenCellConfig(store=StoreConfig(url=isolated_store)))
     session = obs.start_session(bot="b", bot_type="agent", user_id="u", platform="api")
     assert obs.recorder.flush(5)
-    outbox = Outbox(obs.store, "otlp", settle_s=0.2)  # type: ignore[arg-type]
+    outbox = Outbox(obs.store, "otlp", settle_s=0.25)  # type: ignore[arg-type]
     assert outbox.horizon() == 0  # nothing has been visible long enough yet
-    time.sleep(0.25)
+    clock.advance(0.125)  # (binary fractions: exact sums)
+    assert outbox.horizon() == 0  # still not
+    clock.advance(0.125)
     obs.custom(session, "later", {})
     assert obs.recorder.flush(5)
-    assert outbox.horizon() == 1  # the id seen 0.2 s ago, not the newer one
+    assert outbox.horizon() == 1  # the id seen 0.25 s ago, not the newer one
     assert [e.id for e in outbox.window(0, 10, outbox.horizon())] == [1]
     obs.close()

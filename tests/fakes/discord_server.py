@@ -43,6 +43,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from tests.fakes._threaded import ServesInThread
+from tests.fakes.waiting import WAIT, until
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "discord"
 JSON = "application/json"  # exactly: discord.py rejects "application/json; charset=utf-8"
@@ -184,24 +185,35 @@ class FakeDiscord(ServesInThread):
         for ws in list(self._sockets):
             await ws.close(code=code, message=b"closed by the test")
 
-    async def wait_for_posts(self, count: int, timeout: float = 5.0) -> list[Posted]:
+    async def wait_for_posts(self, count: int, timeout: float = WAIT) -> list[Posted]:
         """Wait until at least ``count`` messages were posted; returns them all."""
         await self._wait(lambda: len(self.posts) >= count, timeout,
                          f"{count} posted message(s)")
         return list(self.posts)
 
-    async def wait_connected(self, timeout: float = 5.0) -> None:
+    async def wait_for_reply_to(self, message: dict[str, Any], timeout: float = WAIT
+                                ) -> Posted:
+        """Wait for the bot's reply to ``message`` (a payload from ``message()``).
+
+        Send a marker message last in a conversation and wait for its reply: the adapter
+        takes gateway events in order and answers one conversation in order, so anything
+        the bot would (wrongly) post for the messages before it has been posted by then.
+        """
+        def replied() -> Posted | None:
+            return next((p for p in self.posts if p.reply_to == message["id"]), None)
+
+        await self._wait(lambda: replied() is not None, timeout,
+                         f"the reply to {message['content']!r}")
+        posted = replied()
+        assert posted is not None
+        return posted
+
+    async def wait_connected(self, timeout: float = WAIT) -> None:
         """Wait until a client has identified on the gateway."""
         await self._wait(lambda: bool(self.identifies), timeout, "an IDENTIFY")
 
     async def _wait(self, done: Any, timeout: float, what: str) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while not done():
-            if loop.time() > deadline:
-                raise TimeoutError(f"the fake Discord did not see {what} within {timeout}s "
-                                   f"(posts={len(self.posts)}, requests={self.requests})")
-            await asyncio.sleep(0.01)
+        await until(done, f"the fake Discord to see {what}", timeout)
 
     # ------------------------------------------------------------------ REST
 

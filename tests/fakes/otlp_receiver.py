@@ -95,6 +95,8 @@ class LoopbackServer:
     def __init__(self) -> None:
         self.port = 0
         self.blackhole = False
+        self.held = 0
+        """Requests the blackhole holds right now (unanswered; released at ``stop``)."""
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._release = threading.Event()
@@ -118,7 +120,11 @@ class LoopbackServer:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
                 if owner.blackhole:
+                    with owner.lock:
+                        owner.held += 1
                     owner._release.wait(30)
+                    with owner.lock:
+                        owner.held -= 1
                     return
                 status, content_type, payload = owner.handle(
                     "POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body)

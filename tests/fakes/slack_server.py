@@ -23,7 +23,6 @@ Events API (HTTP mode): ``post_event(url, body)`` signs the raw body the way Sla
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import hashlib
 import hmac
@@ -39,6 +38,9 @@ from urllib.parse import parse_qsl
 
 import aiohttp
 from aiohttp import web
+
+from tests.fakes import waiting
+from tests.fakes.waiting import WAIT
 
 BOT_TOKEN = "xoxb-1111-2222-fakebottoken"
 APP_TOKEN = "xapp-1-A0FAKEAPP-3333-fakeapptoken"
@@ -117,7 +119,7 @@ class FakeSlack:
         return [c.args for c in self.calls
                 if c.method == "chat.postMessage" and c.args.get("_answered") == "ok"]
 
-    async def wait_posts(self, n: int, timeout: float = 5.0) -> list[dict[str, Any]]:
+    async def wait_posts(self, n: int, timeout: float = WAIT) -> list[dict[str, Any]]:
         await until(lambda: len(self.posts) >= n, timeout, f"{n} chat.postMessage call(s)")
         return self.posts
 
@@ -127,7 +129,7 @@ class FakeSlack:
 
     # ------------------------------------------------------------ Socket Mode
 
-    async def wait_connections(self, n: int, timeout: float = 5.0) -> None:
+    async def wait_connections(self, n: int, timeout: float = WAIT) -> None:
         await until(lambda: self.connections >= n and self._open_socket() is not None,
                     timeout, f"{n} Socket Mode connection(s)")
 
@@ -144,7 +146,7 @@ class FakeSlack:
             "retry_reason": "timeout" if retry_attempt else ""}))
         return envelope_id
 
-    async def wait_ack(self, envelope_id: str, timeout: float = 5.0) -> dict[str, Any]:
+    async def wait_ack(self, envelope_id: str, timeout: float = WAIT) -> dict[str, Any]:
         await until(lambda: any(a.get("envelope_id") == envelope_id for a in self.acks),
                     timeout, f"the ack of envelope {envelope_id}")
         return next(a for a in self.acks if a.get("envelope_id") == envelope_id)
@@ -304,9 +306,6 @@ def twin(body: Mapping[str, Any], kind: str) -> dict[str, Any]:
 
 
 async def until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll ``predicate`` until it holds; fail naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.01)
+    """``tests.fakes.waiting.until`` in this module's argument order, kept for its callers;
+    ``timeout`` is at least ``WAIT``: a deadline only stops a broken test from hanging."""
+    await waiting.until(predicate, what, max(timeout, WAIT))

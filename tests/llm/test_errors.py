@@ -7,7 +7,6 @@ survives them arrives as the right ``LLMError`` with provider, status and reques
 from __future__ import annotations
 
 import socket
-import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -101,12 +100,11 @@ async def test_429_after_the_sdk_retries_is_a_rate_limit_error(
 async def test_no_answer_in_time_is_a_timeout_error(
     llm_server: FakeLLMServer, make_client: MakeClient,
 ) -> None:
-    llm_server.push(delayed(10))
-    started = time.monotonic()
+    llm_server.push(delayed(10))  # an answer in 10 s: an error now is the 0.2 s timeout's
     exc = await failure(make_client(max_retries=0, timeout=0.2))
     assert isinstance(exc, LLMTimeoutError) and exc.retryable
     assert "llm.timeout" in str(exc)
-    assert time.monotonic() - started < 3
+    assert len(llm_server.requests) == 1  # one attempt, given up, not retried
 
 
 async def test_a_timeout_is_retried_by_the_sdk(

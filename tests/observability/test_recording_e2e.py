@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +20,10 @@ from opencell.runtime import BotRuntime
 from opencell.store.store import Store
 from opencell.tools import tool
 from tests.conftest import REPO, clean_env, opencell
+from tests.fakes.clock import ManualClock
 from tests.fakes.function_llm import FunctionLLM, answer
 from tests.fakes.llm_server import FakeLLMServer, reply
+from tests.fakes.waiting import until_sync
 
 FAKE_KEY = "sk-ant-api03-" + "Zx9" * 30
 
@@ -57,7 +58,13 @@ def test_idle_timeout_splits_a_piped_chat_into_two_sessions(tmp_path: Path,
     proc.stdin.write("one\ntwo\n")
     proc.stdin.flush()
     assert proc.stdout.readline() and proc.stdout.readline()  # both answered
-    time.sleep(2.5)  # longer than idle_timeout plus a sweep interval
+    # The idle timeout (1 s, then a sweep) is seen in the store, however busy the machine.
+    store = read(isolated_store)
+    try:
+        until_sync(lambda: [r["end_reason"] for r in store.list_sessions(limit=10)[0]]
+                   == ["idle_timeout"], "the first session to close on its idle timeout")
+    finally:
+        store.close()
     proc.stdin.write("three\n")
     proc.stdin.close()
     assert proc.wait(timeout=30) == 0
@@ -201,15 +208,14 @@ async def test_a_secret_in_tool_args_never_reaches_the_database_file(tmp_path: P
 
 
 async def test_history_belongs_to_the_session(isolated_store: str) -> None:
-    clock = [0.0]
+    clock = ManualClock()
     llm = FunctionLLM(lambda request: str(len(request.messages)))
     config = BotConfig(name="t", llm=LLMConfig(provider="offline"),
                        session=SessionConfig(idle_timeout=10))
-    runtime = BotRuntime(config, llm=llm, observability=Observability.disabled(),
-                         clock=lambda: clock[0])
+    runtime = BotRuntime(config, llm=llm, observability=Observability.disabled(), clock=clock)
     assert (await runtime.dispatch(message("a"))).text == "1"  # type: ignore[union-attr]
     assert (await runtime.dispatch(message("b"))).text == "3"  # type: ignore[union-attr]
-    clock[0] = 11.0
+    clock.advance(11.0)
     runtime.sessions.sweep()
     assert (await runtime.dispatch(message("c"))).text == "1"  # type: ignore[union-attr]
     await runtime.aclose()
@@ -226,7 +232,15 @@ def test_kill_9_leaves_durable_events_and_the_next_start_closes_the_session(
     proc.stdin.write("remember me\n")
     proc.stdin.flush()
     assert proc.stdout.readline().startswith("[offline]")
-    time.sleep(0.25)  # the promise: anything recorded 200 ms before a crash is stored
+    # The kill comes once the turn's records are committed (the writer's batching is the
+    # benchmark's business); from then on they must survive a kill -9.
+    store = read(isolated_store)
+    try:
+        until_sync(lambda: [e["kind"] for row in store.list_sessions(limit=10)[0]
+                            for e in store.timeline(row["id"])]
+                   == ["session_start", "message", "llm_call"], "the turn's records in the store")
+    finally:
+        store.close()
     proc.kill()
     proc.wait(timeout=10)
 

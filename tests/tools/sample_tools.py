@@ -12,6 +12,9 @@ from opencell.tools import ToolContext, tool
 release = threading.Event()
 """Set by tests to let ``block`` return."""
 
+seen = {"naps_cancelled": 0, "blocks_started": 0, "blocks_returned": 0}
+"""What ``nap`` and ``block`` went through: evidence of a timeout, instead of elapsed time."""
+
 
 @tool
 def shout(text: str) -> str:
@@ -50,13 +53,19 @@ async def own_timeout() -> str:
 
 async def nap(seconds: float = 10.0) -> str:
     """Sleeps."""
-    await asyncio.sleep(seconds)
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        seen["naps_cancelled"] += 1
+        raise
     return "rested"
 
 
 def block() -> str:
     """Blocks its worker thread until ``release`` is set."""
-    release.wait(5)
+    seen["blocks_started"] += 1
+    release.wait(60)
+    seen["blocks_returned"] += 1
     return "released"
 
 

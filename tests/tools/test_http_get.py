@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +17,7 @@ from opencell.errors import ToolExecutionError, ToolNotAllowedError, ToolTimeout
 from opencell.llm.base import ToolCall
 from opencell.tools import Toolbox, ToolResult
 from opencell.tools.builtin import HttpGetOptions, host_allowed
+from tests.fakes.waiting import WAIT
 
 
 @dataclass
@@ -153,11 +153,11 @@ async def test_long_body_is_truncated_and_says_so(fake_web: FakeWeb) -> None:
 
 
 async def test_slow_server_times_out(fake_web: FakeWeb) -> None:
-    started = time.perf_counter()
-    result = await _get(_toolbox(allow_hosts=["127.0.0.1"], timeout=0.2),
-                        f"{fake_web.base}/slow")
+    # /slow answers only once ``release`` is set (at teardown): a result now is the timeout's.
+    result = await asyncio.wait_for(_get(_toolbox(allow_hosts=["127.0.0.1"], timeout=0.2),
+                                         f"{fake_web.base}/slow"), WAIT)
     assert isinstance(result.error, ToolTimeoutError)
-    assert time.perf_counter() - started < 2
+    assert not fake_web.release.is_set()
     assert fake_web.requests == ["/slow"]
 
 

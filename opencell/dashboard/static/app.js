@@ -31,6 +31,15 @@
     return "$" + n.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
   }
 
+  // Share bars carry their width as data-pct: the CSP forbids style="" attributes in the
+  // page, while setting a style from a script (CSSOM) is allowed.
+  function drawShares(root) {
+    root.querySelectorAll(".share-bar[data-pct]").forEach(function (el) {
+      var pct = Math.max(0, Math.min(100, Number(el.getAttribute("data-pct")) || 0));
+      el.style.width = pct + "%";
+    });
+  }
+
   // ------------------------------------------------------------------ charts (uPlot)
   var PALETTE = ["#6366f1", "#f79009", "#12b76a", "#ee46bc", "#2e90fa", "#875bf7", "#f04438", "#15b79e"];
   var colours = {};
@@ -234,6 +243,7 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     localiseTimes(document);
+    drawShares(document);
     drawCharts();
     autosubmit();
     var page = document.body.getAttribute("data-page");
