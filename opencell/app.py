@@ -103,16 +103,17 @@ class App:
                 self._idle.set()
 
     def _dashboard_server(self, env: Mapping[str, str] | None) -> DashboardServer:
-        from opencell import exporters
         from opencell.dashboard.server import DashboardServer
 
         if self.observability.store is None:
             raise OpenCellError("the dashboard needs the observability store, which is off")
         recorder = self.observability.recorder
+        running = self.observability.exporters
+        exporter_stats = None if running is None else running.metrics
         ledger = self.budgets
         return DashboardServer.from_config(self.config.dashboard, self.observability.store,
                                            env=env, recorder_stats=lambda: recorder.stats,
-                                           exporter_stats=exporters.metrics,
+                                           exporter_stats=exporter_stats,
                                            budgets=None if ledger is None else lambda: ledger)
 
     async def start(self) -> None:

@@ -13,9 +13,7 @@ Settings come from ``observability.agentops`` / ``observability.otlp`` in
 from __future__ import annotations
 
 import logging
-import threading
 import time
-import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -25,7 +23,6 @@ from opencell.exporters._worker import Backoff, ExportWorker, SpanSink
 from opencell.exporters.agentops import (
     AgentOpsExporter,
     agentops_session_url,
-    register,
 )
 from opencell.exporters.outbox import Outbox, cursor_rows
 from opencell.guard import guard
@@ -36,8 +33,7 @@ if TYPE_CHECKING:
     from opencell.store import Store
 
 __all__ = ["ExportTuning", "Exporters", "agentops_session_url", "cursor_rows",
-           "describe_failure", "effective_settings", "metrics", "start_exporters", "stats",
-           "stop_exporters"]
+           "describe_failure", "effective_settings", "start_exporters"]
 
 log = logging.getLogger("opencell.exporters")
 
@@ -59,9 +55,34 @@ class ExportTuning:
 
 @dataclass
 class Exporters:
-    """The exporters one :class:`~opencell.observability.observer.Observability` started."""
+    """The exporters one :class:`~opencell.observability.observer.Observability` started and
+    owns (no registry: two in one process never see each other's)."""
 
     workers: list[ExportWorker] = field(default_factory=list)
+
+    def stats(self) -> list[dict[str, Any]]:
+        """Every worker's counters: ``exporter, endpoint, state (starting | ok | failing |
+        auth_failed | standby | stopped), pending_events, oldest_pending_age_s,
+        delivered_events, delivered_spans, rejected_events, failed_attempts,
+        consecutive_failures, last_error, last_success_at, cursor``."""
+        return [worker.stats() for worker in self.workers]
+
+    def metrics(self) -> dict[str, dict[str, float]]:
+        """:meth:`stats` as Prometheus-ready numbers per exporter (the dashboard's
+        ``ExporterStats`` hook): ``lag_events``, ``lag_seconds``, ``failing`` (1/0),
+        ``consecutive_failures``, and the counters ``delivered_events_total``,
+        ``delivered_spans_total``, ``failures_total``, ``rejected_events_total``."""
+        return {row["exporter"]: _gauges(row) for row in self.stats()}
+
+    def wake(self) -> None:
+        """Ask every worker to look at its outbox now (tests, flush paths)."""
+        for worker in self.workers:
+            worker.wake()
+
+    def agentops_session_url(self, session_id: str) -> str | None:
+        """The session's page in the AgentOps app (see :func:`agentops_session_url`)."""
+        running = [w.sink for w in self.workers if isinstance(w.sink, AgentOpsExporter)]
+        return agentops_session_url(session_id, running[-1] if running else None)
 
     def stop(self, timeout: float = 5.0) -> bool:
         """Give every exporter ``timeout`` seconds (together, not each) to deliver, then
@@ -72,13 +93,20 @@ class Exporters:
         done = True
         for worker in self.workers:
             done = worker.finish_stop(deadline) and done
-            if isinstance(worker.sink, AgentOpsExporter):
-                register(None, remove=worker.sink)
         return done
 
 
-_lock = threading.Lock()
-_running: weakref.WeakKeyDictionary[object, Exporters] = weakref.WeakKeyDictionary()
+def _gauges(row: Mapping[str, Any]) -> dict[str, float]:
+    return {
+        "lag_events": float(row["pending_events"]),
+        "lag_seconds": float(row["oldest_pending_age_s"] or 0.0),
+        "failing": 1.0 if row["state"] in ("failing", "auth_failed") else 0.0,
+        "consecutive_failures": float(row["consecutive_failures"]),
+        "delivered_events_total": float(row["delivered_events"]),
+        "delivered_spans_total": float(row["delivered_spans"]),
+        "failures_total": float(row["failed_attempts"]),
+        "rejected_events_total": float(row["rejected_events"]),
+    }
 
 
 def effective_settings(config: OpenCellConfig, env: Mapping[str, str]
@@ -101,10 +129,10 @@ def effective_settings(config: OpenCellConfig, env: Mapping[str, str]
     return agentops, otlp
 
 
-def start_exporters(owner: object, config: OpenCellConfig, store: Store, *,
+def start_exporters(config: OpenCellConfig, store: Store, *,
                     env: Mapping[str, str], prices: PriceBook | None = None,
                     tuning: ExportTuning | None = None) -> Exporters:
-    """Start a worker per enabled exporter; ``owner`` stops them with :func:`stop_exporters`.
+    """Start a worker per enabled exporter; the caller owns them (``Exporters.stop``).
 
     Never raises: an exporter that cannot be set up is logged and left out.
     """
@@ -117,10 +145,8 @@ def start_exporters(owner: object, config: OpenCellConfig, store: Store, *,
                       "true); set the key, or AGENTOPS_ENABLED=false")
         else:
             with guard("exporter.agentops.setup", logger=log):
-                agentops_sink = AgentOpsExporter(agentops, prices=prices, env=env,
-                                                 request_timeout=tuning.request_timeout)
-                register(agentops_sink)
-                sinks.append(agentops_sink)
+                sinks.append(AgentOpsExporter(agentops, prices=prices, env=env,
+                                              request_timeout=tuning.request_timeout))
     if otlp.endpoint.strip():
         with guard("exporter.otlp.setup", logger=log):
             from opencell.exporters.otlp import OTLPExporter
@@ -135,52 +161,4 @@ def start_exporters(owner: object, config: OpenCellConfig, store: Store, *,
         worker.start()
         exporters.workers.append(worker)
         log.info("%s exporter started endpoint=%s", sink.label, sink.endpoint)
-    with _lock:
-        _running[owner] = exporters
     return exporters
-
-
-def stop_exporters(owner: object, timeout: float = 5.0) -> bool:
-    """Stop the exporters ``owner`` started (see :meth:`Exporters.stop`); True if none left
-    anything pending (or there were none)."""
-    with _lock:
-        exporters = _running.pop(owner, None)
-    return True if exporters is None else exporters.stop(timeout)
-
-
-def stats() -> list[dict[str, Any]]:
-    """Every running exporter's counters: ``exporter, endpoint, state (starting | ok |
-    failing | auth_failed | standby | stopped), pending_events, oldest_pending_age_s,
-    delivered_events, delivered_spans, rejected_events, failed_attempts,
-    consecutive_failures, last_error, last_success_at, cursor``."""
-    with _lock:
-        workers = [worker for exporters in _running.values() for worker in exporters.workers]
-    return [worker.stats() for worker in workers]
-
-
-def metrics() -> dict[str, dict[str, float]]:
-    """:func:`stats` as Prometheus-ready numbers per exporter (the dashboard's
-    ``ExporterStats`` hook): ``lag_events``, ``lag_seconds``, ``failing`` (1/0),
-    ``consecutive_failures``, and the counters ``delivered_events_total``,
-    ``delivered_spans_total``, ``failures_total``, ``rejected_events_total``."""
-    out: dict[str, dict[str, float]] = {}
-    for row in stats():
-        out[row["exporter"]] = {
-            "lag_events": float(row["pending_events"]),
-            "lag_seconds": float(row["oldest_pending_age_s"] or 0.0),
-            "failing": 1.0 if row["state"] in ("failing", "auth_failed") else 0.0,
-            "consecutive_failures": float(row["consecutive_failures"]),
-            "delivered_events_total": float(row["delivered_events"]),
-            "delivered_spans_total": float(row["delivered_spans"]),
-            "failures_total": float(row["failed_attempts"]),
-            "rejected_events_total": float(row["rejected_events"]),
-        }
-    return out
-
-
-def wake() -> None:
-    """Ask every running exporter to look at its outbox now (tests, flush paths)."""
-    with _lock:
-        workers = [worker for exporters in _running.values() for worker in exporters.workers]
-    for worker in workers:
-        worker.wake()

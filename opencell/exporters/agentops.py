@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
@@ -152,30 +151,15 @@ def app_url(config: AgentOpsConfig, env: Mapping[str, str]) -> str | None:
     return HOSTED_APP_URL if host in ("api.agentops.ai", "agentops.ai") else None
 
 
-_lock = threading.Lock()
-_active: list[AgentOpsExporter] = []
-
-
-def register(exporter: AgentOpsExporter | None, *, remove: AgentOpsExporter | None = None
-             ) -> None:
-    """Make ``exporter`` the one whose settings :func:`agentops_session_url` uses."""
-    with _lock:
-        if remove is not None and remove in _active:
-            _active.remove(remove)
-        if exporter is not None:
-            _active.append(exporter)
-
-
-def agentops_session_url(session_id: str) -> str | None:
+def agentops_session_url(session_id: str, running: AgentOpsExporter | None = None
+                         ) -> str | None:
     """The session's page in the AgentOps app, or None when AgentOps export is off (or its
     app address is unknown: set ``AGENTOPS_APP_URL`` for a self-hosted AgentOps).
 
-    Uses the exporter running in this process, else ``config/opencell.yaml`` and the
+    Uses the ``running`` exporter's settings, else ``config/opencell.yaml`` and the
     environment (so a separate ``opencell dashboard`` process links too). The link works once
     the session has ended and its root span was delivered.
     """
-    with _lock:
-        running = _active[-1] if _active else None
     if running is not None:
         return running.url(trace_id(session_id))
     try:

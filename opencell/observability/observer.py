@@ -23,7 +23,7 @@ from opencell.sessions import EndReason, Session
 
 if TYPE_CHECKING:
     from opencell.config import BotConfig, OpenCellConfig
-    from opencell.exporters import ExportTuning
+    from opencell.exporters import Exporters, ExportTuning
     from opencell.store.store import Store
     from opencell.tools import ToolResult
 
@@ -47,6 +47,8 @@ class Observability:
         self.capture_content = capture_content
         self.max_result_chars = max_result_chars
         self.store = store
+        self.exporters: Exporters | None = None
+        """The exporters this instance started and stops (``from_config``)."""
         self._recent: tuple[tuple[str, str], ...] = ()
 
     @classmethod
@@ -79,19 +81,19 @@ class Observability:
             store=store, default_tags=_comma_list(env.get("AGENTOPS_TAGS", "")))
         use_for_logs(observability.redactor)  # log lines now hide the bots' YAML secrets too
         with guard("starting exporters"):
-            start_exporters(observability, config, store, env=env,
-                            prices=observability.prices, tuning=export_tuning)
+            observability.exporters = start_exporters(config, store, env=env,
+                                                      prices=observability.prices,
+                                                      tuning=export_tuning)
         return observability
 
     def close(self, timeout: float = 5.0, *, export_timeout: float = 5.0) -> bool:
         """Flush what is queued (up to ``timeout``) and stop the writer; then give the
         exporters ``export_timeout`` seconds to deliver (what they cannot stays pending in
         the store for the next start) and stop them."""
-        from opencell.exporters import stop_exporters
-
         flushed = self.recorder.close(timeout)
-        with guard("stopping exporters"):
-            stop_exporters(self, export_timeout)
+        if self.exporters is not None:
+            with guard("stopping exporters"):
+                self.exporters.stop(export_timeout)
         if self.store is not None:
             with guard("store close"):
                 self.store.close()

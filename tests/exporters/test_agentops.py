@@ -7,7 +7,6 @@ import uuid
 
 import pytest
 
-from opencell.exporters import agentops_session_url
 from opencell.observability.observer import Observability
 from opencell.store.store import Store
 from tests.exporters._conversation import MODEL, two_turns
@@ -29,7 +28,9 @@ async def test_two_turn_conversation_arrives_as_one_trace(
                                     export_tuning=FAST)
     session_id = await two_turns(obs)
     trace = f"{uuid.UUID(session_id).int:032x}"
-    assert agentops_session_url(session_id) == f"https://app.example/sessions?trace_id={trace}"
+    assert obs.exporters is not None
+    url = obs.exporters.agentops_session_url(session_id)
+    assert url == f"https://app.example/sessions?trace_id={trace}"
     obs.close()
 
     spans = fake_agentops.spans

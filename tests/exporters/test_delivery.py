@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from opencell.exporters import ExportTuning, cursor_rows, metrics, stats
+from opencell.exporters import Exporters, ExportTuning, cursor_rows
 from opencell.exporters._worker import Backoff
 from opencell.observability.observer import Observability
 from opencell.store.store import Store
@@ -58,6 +58,12 @@ class Outage:
         time.sleep(0.002)
 
 
+
+def running(obs: Observability) -> Exporters:
+    assert obs.exporters is not None
+    return obs.exporters
+
+
 async def test_outage_then_500s_then_401_delivers_every_span_once(
         isolated_store: str, fake_agentops: FakeAgentOps,
         caplog: pytest.LogCaptureFixture) -> None:
@@ -71,8 +77,8 @@ async def test_outage_then_500s_then_401_delivers_every_span_once(
                                     export_tuning=tuning)
     await two_turns(obs)
     wait_for(lambda: Counter(s.name for s in fake_agentops.spans) == CONVERSATION)
-    wait_for(lambda: stats()[0]["delivered_spans"] == 7)
-    (worker,) = stats()
+    wait_for(lambda: running(obs).stats()[0]["delivered_spans"] == 7)
+    (worker,) = running(obs).stats()
     obs.close()
 
     assert outage.now >= 90
@@ -190,9 +196,9 @@ def test_a_span_the_backend_rejects_is_skipped_alone(
         obs.custom(session, "poison" if i == 7 else "fine", {"i": i})
     obs.end_session(session, reason="explicit", success=True)
     wait_for(lambda: len(fake_agentops.spans) == 20)
-    wait_for(lambda: stats()[0]["delivered_spans"] == 20)
-    (worker,) = stats()
-    gauges = metrics()["agentops"]
+    wait_for(lambda: running(obs).stats()[0]["delivered_spans"] == 20)
+    (worker,) = running(obs).stats()
+    gauges = running(obs).metrics()["agentops"]
     obs.close()
     names = Counter(span.name for span in fake_agentops.spans)
     assert names == Counter({"fine.operation": 19, "b.session": 1})
