@@ -9,6 +9,7 @@ from dataclasses import replace
 from typing import ClassVar
 
 from opencell.config import BotConfig
+from opencell.delivery import Delivery, current_delivery
 from opencell.errors import UnsupportedPlatformError
 from opencell.messages import IncomingMessage, Reply
 from opencell.types import Deliver
@@ -42,6 +43,9 @@ class Adapter(ABC):
         """
         self._in_flight += 1
         self._idle.clear()
+        # The turn's record follows what really went out (see opencell/delivery.py).
+        delivery = Delivery()
+        token = current_delivery.set(delivery)
         try:
             reply = await deliver(message)
             if reply is not None and reply.key is None:  # e.g. a middleware's bare Reply("…")
@@ -54,8 +58,16 @@ class Adapter(ABC):
                     log.warning("send failed platform=%s bot=%s conversation=%s error=%s: %s",
                                 self.platform, self.bot.name, message.key,
                                 type(exc).__name__, exc)
+                    delivery.settle("send_failed", error=exc)
+                else:
+                    delivery.settle("sent", text=reply.text)
             return reply
+        except asyncio.CancelledError:
+            delivery.settle("cut_off")
+            raise
         finally:
+            current_delivery.reset(token)
+            delivery.settle("nothing")  # no reply, or the turn raised: nothing was sent
             self._in_flight -= 1
             if self._in_flight == 0:
                 self._idle.set()

@@ -5,19 +5,22 @@ model call — each one, so an agent's tool loop reserves per call — it prices
 (estimated input tokens plus ``max_tokens``) and reserves it against every applicable limit.
 A refused call is never made: a ``budget_blocked`` event goes into the session and
 ``BudgetExceededError`` carries the polite message out to the errors middleware. After the
-call the reservation is settled with the real cost; a failed call releases it.
+call the reservation is settled with the real cost; a failed call releases it. A provider's
+numbers are not trusted: a call whose usage was missing or impossible (``Usage.estimated``,
+see ``opencell/llm/_usage.py``), or whose price came out negative or not finite, is settled at
+no less than its reservation — the worst case — so it can never lower a tally.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from typing import TYPE_CHECKING
 
 from opencell.budgets.limits import CallScope
 from opencell.errors import BudgetExceededError
 from opencell.guard import guard
-from opencell.llm.base import LLMClient, LLMRequest, LLMResponse, Usage
+from opencell.llm.base import LLMClient, LLMRequest, LLMResponse
+from opencell.llm.usage import estimate_input_tokens, worst_case_usage
 from opencell.sessions import current_session
 
 if TYPE_CHECKING:
@@ -25,25 +28,7 @@ if TYPE_CHECKING:
     from opencell.config import BotConfig
     from opencell.observability.observer import Observability
 
-CHARS_PER_TOKEN = 3.0
-"""Input estimate: English averages about 4 characters per token; 3 errs on the safe side."""
-TOKENS_PER_MESSAGE = 8
-"""Role markers and formatting the provider adds around each message."""
-
-
-def estimate_input_tokens(request: LLMRequest) -> int:
-    """A generous estimate of the request's input tokens (text, tool calls, tool schemas)."""
-    chars = len(request.system)
-    overhead = TOKENS_PER_MESSAGE
-    for message in request.messages:
-        chars += len(message.content) + len(message.tool_name)
-        for call in message.tool_calls:
-            chars += len(call.name) + len(json.dumps(call.arguments, default=str))
-        overhead += TOKENS_PER_MESSAGE
-    for tool in request.tools:
-        chars += len(tool.name) + len(tool.description) + len(json.dumps(tool.parameters))
-        overhead += TOKENS_PER_MESSAGE
-    return overhead + math.ceil(chars / CHARS_PER_TOKEN)
+__all__ = ["BudgetedLLM", "estimate_input_tokens"]
 
 
 class BudgetedLLM:
@@ -60,9 +45,7 @@ class BudgetedLLM:
 
     def worst_case(self, request: LLMRequest) -> float | None:
         """The most this request can cost in USD; None when the model has no price."""
-        usage = Usage(input_tokens=estimate_input_tokens(request),
-                      output_tokens=request.max_tokens)
-        cost = self._ledger.prices.price(self.provider, self.model, usage)
+        cost = self._ledger.prices.price(self.provider, self.model, worst_case_usage(request))
         return None if cost is None else cost.total_usd
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
@@ -90,10 +73,16 @@ class BudgetedLLM:
             self._ledger.release(reservation)
             raise
         # Billed as the model that answered, like the llm_call record.
-        cost = self._ledger.prices.price(self.provider, response.model or self.model,
-                                         response.usage)
-        self._ledger.settle(reservation, None if cost is None else cost.total_usd,
-                            session_id=session_id)
+        price = self._ledger.prices.price(self.provider, response.model or self.model,
+                                          response.usage)
+        cost = None if price is None else price.total_usd
+        usage = response.usage
+        untrusted = usage.estimated or min(usage.input_tokens, usage.output_tokens,
+                                           usage.cache_read_tokens, usage.cache_write_tokens) < 0
+        if cost is not None and (untrusted or not math.isfinite(cost) or cost < 0.0):
+            # Never settle a call the provider's numbers cannot vouch for below its worst case.
+            cost = max(cost, reservation.amount) if math.isfinite(cost) else reservation.amount
+        self._ledger.settle(reservation, cost, session_id=session_id)
         return response
 
     async def aclose(self) -> None:

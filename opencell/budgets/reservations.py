@@ -14,6 +14,7 @@ now. Calls settled during the sync may be counted twice until the next one — o
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -123,7 +124,13 @@ class Tallies:
         return Reservation(call, holds, amount, ts, keys)
 
     def settle(self, reservation: Reservation, cost: float | None) -> None:
-        """Replace the reservation by the real cost (None: the call was unpriced)."""
+        """Replace the reservation by the real cost (None: the call was unpriced).
+
+        A cost that is negative or not a number never lowers a tally: the call is counted at
+        its reservation instead.
+        """
+        if cost is not None and not 0.0 <= cost < math.inf:
+            cost = reservation.amount
         with self.lock:
             for tally in self._unreserve(reservation):
                 if cost is None:

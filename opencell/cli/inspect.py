@@ -70,6 +70,9 @@ def costs(
         rows = store.costs(by=by, period=period)
     if as_json:
         total = sum(r.get("cost_usd") or 0.0 for r in rows)
-        print_json({"by": by, "period": period, "total_usd": total, "rows": rows})
+        # Calls whose usage the provider did not credibly report, counted at their worst case.
+        estimated = sum(r.get("estimated_calls") or 0 for r in rows)
+        print_json({"by": by, "period": period, "total_usd": total,
+                    "estimated_calls": estimated, "rows": rows})
     else:
         console().print(costs_table(rows, by=by, period=period))

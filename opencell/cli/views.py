@@ -65,10 +65,12 @@ def _detail(event: Mapping[str, Any]) -> str:
     if kind == "llm_call":
         if event.get("error"):
             return f"{event.get('model')} failed: {event['error']}"
+        estimated = " (usage estimated: worst case)" if event.get("usage_estimated") else ""
         return (f"{event.get('response_model') or event.get('model')} "
                 f"in {event.get('input_tokens', 0)} out {event.get('output_tokens', 0)} "
                 f"cache r/w {event.get('cache_read_tokens', 0)}/"
-                f"{event.get('cache_write_tokens', 0)} {money(event.get('cost_usd'))}")
+                f"{event.get('cache_write_tokens', 0)} {money(event.get('cost_usd'))}"
+                f"{estimated}")
     if kind == "tool_call":
         args = json.dumps(event.get("args"), default=str)
         outcome = event.get("error") or event.get("result") or ""
@@ -122,6 +124,11 @@ def costs_table(rows: Sequence[Mapping[str, Any]], *, by: str, period: str) -> T
                   show_footer=bool(rows))
     total = sum(r.get("cost_usd") or 0.0 for r in rows)
     unpriced = sum(r.get("unpriced_calls") or 0 for r in rows)
+    estimated = sum(r.get("estimated_calls") or 0 for r in rows)
+    if estimated:
+        table.caption = (f"{estimated} call(s) had missing or impossible usage from the "
+                         "provider and are counted at their worst case (estimated)")
+        table.caption_justify = "left"
     table.add_column(by, footer="total", overflow="fold", min_width=12)
     table.add_column("calls", justify="right", footer=str(sum(r["calls"] for r in rows)))
     table.add_column("in tokens", justify="right")
@@ -129,11 +136,14 @@ def costs_table(rows: Sequence[Mapping[str, Any]], *, by: str, period: str) -> T
     table.add_column("cache r/w", justify="right")
     table.add_column("cost", justify="right", footer=money(total))
     table.add_column("unpriced", justify="right", footer=str(unpriced))
+    table.add_column("estimated", justify="right", footer=str(estimated))
     for row in rows:
         table.add_row(Text(str(row["key"])), str(row["calls"]), f"{row['input_tokens']:,}",
                       f"{row['output_tokens']:,}",
                       f"{row['cache_read_tokens']:,}/{row['cache_write_tokens']:,}",
                       money(row.get("cost_usd")),
                       Text(str(row.get("unpriced_calls") or 0),
-                           style="yellow" if row.get("unpriced_calls") else ""))
+                           style="yellow" if row.get("unpriced_calls") else ""),
+                      Text(str(row.get("estimated_calls") or 0),
+                           style="yellow" if row.get("estimated_calls") else ""))
     return table

@@ -88,15 +88,15 @@ def read_yaml(path: Path, env: Mapping[str, str]) -> YamlSource:
         loader = _BoundedLoader(text)
         node = loader.get_single_node()
         if node is not None:
-            _check_expansion(node, {}, set(), 1)
+            _check_expansion(node, (), {}, set())
             _record_lines(node, (), lines, name)
         data = loader.construct_document(node) if node is not None else None
     except _Refused as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else None
-        # Refused while building values, the field on that line is known.
-        on_line: list[Loc] = [at_loc for at_loc, at in lines.items() if at == line and at_loc]
-        deepest: Loc = max(on_line, key=len) if on_line else ()
-        field = format_loc(deepest) or None
+        if exc.loc is None:  # refused while building values: the field on that line
+            on_line = [at_loc for at_loc, at in lines.items() if at == line and at_loc]
+            exc.loc = max(on_line, key=len) if on_line else ()
+        field = format_loc(exc.loc) or None
         raise ConfigError(str(exc.problem), file=name, line=line, field=field) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -152,29 +152,33 @@ class _BoundedLoader(yaml.SafeLoader):
 
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
-        self._depth = 0
         self._nodes = 0
+        self._loc: list[str | int] = []
+        """Where the composer is, for locating a refusal."""
 
     def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
         # PyYAML composes recursively: refuse deep nesting before Python's stack runs out.
-        self._depth += 1
+        index_node: Any = index  # PyYAML passes a mapping value's key node here
+        self._loc.append(index_node.value if isinstance(index_node, yaml.ScalarNode)
+                         else index if isinstance(index, int) else "?")
         self._nodes += 1
         try:
-            if self._depth > MAX_DEPTH:
-                raise _Refused(None, None, f"nested deeper than {MAX_DEPTH} levels",
-                               self.get_mark())
+            if len(self._loc) > MAX_DEPTH:
+                raise self._refused(f"nested deeper than {MAX_DEPTH} levels")
             if self._nodes > MAX_NODES:
-                raise _Refused(None, None, f"more than {MAX_NODES} values in one file",
-                               self.get_mark())
+                raise self._refused(f"more than {MAX_NODES} values in one file")
             return super().compose_node(parent, index)
         finally:
-            self._depth -= 1
+            self._loc.pop()
+
+    def _refused(self, problem: str) -> _Refused:
+        loc = tuple(self._loc[1:])  # the first entry is the document itself
+        return _Refused(None, None, problem, self.get_mark(), loc=loc[:-1] or loc)
 
     def fetch_flow_collection_start(self, token_class: type[yaml.Token]) -> None:
         # The scanner reads a whole line of '[' ahead (quadratic): stop it at the limit.
         if self.flow_level >= MAX_DEPTH:
-            raise _Refused(None, None, f"nested deeper than {MAX_DEPTH} levels",
-                           self.get_mark())
+            raise self._refused(f"nested deeper than {MAX_DEPTH} levels")
         super().fetch_flow_collection_start(token_class)
 
     def _typed_scalar(self, node: yaml.ScalarNode) -> object:
@@ -204,44 +208,48 @@ _BoundedLoader.add_constructor(None, _BoundedLoader._unsupported)
 class _Refused(yaml.MarkedYAMLError):
     """Well-formed YAML that OpenCell will not read (a limit or an unsupported tag)."""
 
+    def __init__(self, *args: Any, loc: Loc | None = None) -> None:
+        super().__init__(*args)
+        self.loc = loc
 
-def _refusal(problem: str, at: yaml.Node) -> _Refused:
-    return _Refused(None, None, problem, at.start_mark)
+
+def _refusal(problem: str, at: yaml.Node, loc: Loc | None = None) -> _Refused:
+    return _Refused(None, None, problem, at.start_mark, loc=loc)
 
 
-def _check_expansion(node: yaml.Node, sizes: dict[int, tuple[int, int, int]],
-                     open_: set[int], depth: int) -> tuple[int, int, int]:
+def _check_expansion(node: yaml.Node, loc: Loc, sizes: dict[int, tuple[int, int, int]],
+                     open_: set[int]) -> tuple[int, int, int]:
     """(values, characters, depth) of ``node`` with every alias expanded; refuse cycles and
     blow-ups. Aliased nodes are shared, so each is measured once; the recursion stops at
     ``MAX_DEPTH``. Characters count too: one long string aliased 9,000 times is 1.8 GB."""
-    if depth > MAX_DEPTH:
-        raise _refusal(f"nested deeper than {MAX_DEPTH} levels once aliases (*name) are "
-                       "expanded", node)
+    deeper = f"nested deeper than {MAX_DEPTH} levels once aliases (*name) are expanded"
+    if len(loc) >= MAX_DEPTH:
+        raise _refusal(deeper, node, loc)
     if id(node) in sizes:
         count, chars, below = sizes[id(node)]
     else:
         if id(node) in open_:
-            raise _refusal("an alias refers to a value that contains it", node)
+            raise _refusal("an alias refers to a value that contains it", node, loc)
         count, chars, below = 1, len(node.value) if isinstance(node, yaml.ScalarNode) else 0, 0
         if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
             open_.add(id(node))
-            children = ([n for pair in node.value for n in pair]
-                        if isinstance(node, yaml.MappingNode) else node.value)
-            for child in children:
+            children = ([(n, (*loc, _key_text(key))) for key, value in node.value
+                         for n in (key, value)] if isinstance(node, yaml.MappingNode)
+                        else [(item, (*loc, i)) for i, item in enumerate(node.value)])
+            for child, child_loc in children:
                 child_count, child_chars, child_depth = _check_expansion(
-                    child, sizes, open_, depth + 1)
+                    child, child_loc, sizes, open_)
                 count, chars = count + child_count, chars + child_chars
                 below = max(below, child_depth + 1)
                 if count > MAX_NODES or chars > MAX_EXPANDED_CHARS:
                     what = (f"{MAX_NODES} values" if count > MAX_NODES
                             else f"{MAX_EXPANDED_CHARS} characters")
                     raise _refusal(f"more than {what} once aliases (*name) are expanded; "
-                                   "use fewer aliases", child)
+                                   "use fewer aliases", child, child_loc)
             open_.discard(id(node))
         sizes[id(node)] = (count, chars, below)
-    if depth + below > MAX_DEPTH:
-        raise _refusal(f"nested deeper than {MAX_DEPTH} levels once aliases (*name) are "
-                       "expanded", node)
+    if len(loc) + below >= MAX_DEPTH:
+        raise _refusal(deeper, node, loc)
     return count, chars, below
 
 
@@ -276,6 +284,10 @@ def _record_lines(node: yaml.Node, path: Loc, lines: dict[Loc, int], file: str) 
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             _record_lines(item, (*path, index), lines, file)
+
+
+def _key_text(node: yaml.Node) -> str:
+    return str(node.value) if isinstance(node, yaml.ScalarNode) else "?"
 
 
 def _key_problem(node: yaml.Node) -> str:

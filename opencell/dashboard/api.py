@@ -163,13 +163,16 @@ def get_costs(request: Request,
               period: Annotated[Period, Query()] = "day",
               at: Day = None) -> dict[str, Any]:
     """Cost per bot, user, platform, provider or model over the UTC day, ISO week or month
-    holding ``at`` (default today); models without a price are listed in ``unpriced``."""
+    holding ``at`` (default today); models without a price are listed in ``unpriced``, and
+    those whose usage the provider did not credibly report (counted at their worst case) in
+    ``estimated``."""
     day = at or queries.today()
 
     def read(conn: Any) -> dict[str, Any]:
         out = queries.cost_breakdown(conn, by, period, day)
         first, last = period_bounds(period, day)
         out["unpriced"] = queries.unpriced_models(conn, first, last)
+        out["estimated"] = queries.estimated_usage(conn, first, last)
         out["daily"] = queries.daily_cost(conn, first, last,
                                           by="bot" if by == "user" else by)
         return out

@@ -224,6 +224,7 @@ def costs_page(request: Request,
         return {"breakdowns": {by: queries.cost_breakdown(conn, by, period, day)
                                for by in DIMENSIONS},
                 "unpriced": queries.unpriced_models(conn, first, last),
+                "estimated": queries.estimated_usage(conn, first, last),
                 "trend": queries.daily_cost(conn, day - timedelta(days=29), day,
                                             by="provider"),
                 "tick": queries.tick(conn)}

@@ -126,6 +126,19 @@ def unpriced_models(conn: Connection, first: date, last: date) -> list[dict[str,
              "last_day": r.last_day} for r in conn.execute(stmt)]
 
 
+def estimated_usage(conn: Connection, first: date, last: date) -> list[dict[str, Any]]:
+    """Models whose provider left usage out (or sent impossible numbers) in [first, last],
+    most calls first: those calls are counted at their worst case."""
+    r = cost_rollups.c
+    calls = sa.func.sum(r.estimated_calls)
+    stmt = (sa.select(r.provider, r.model, calls.label("calls"),
+                      sa.func.max(r.day).label("last_day"))
+            .where(r.day >= first.isoformat(), r.day <= last.isoformat(), r.estimated_calls > 0)
+            .group_by(r.provider, r.model).order_by(calls.desc()))
+    return [{"provider": row.provider, "model": row.model, "calls": int(row.calls),
+             "last_day": row.last_day} for row in conn.execute(stmt)]
+
+
 def daily_cost(conn: Connection, first: date, last: date, *, by: str = "bot",
                bot: str | None = None) -> dict[str, Any]:
     """Cost per day over [first, last]: ``{days, series: [{name, values}], total}``, the

@@ -13,6 +13,7 @@ from opencell.llm._sdk_errors import (
     translate_sdk_error,
 )
 from opencell.llm.base import ChatMessage, LLMRequest, LLMResponse, ToolCall, ToolSpec, Usage
+from opencell.llm.usage import ABSENT, checked_usage, field, missing_usage
 
 if TYPE_CHECKING:
     from anthropic import AsyncAnthropic
@@ -77,9 +78,10 @@ class AnthropicClient:
             raise translate_sdk_error(exc, sdk, self._endpoint) from exc
         except ValueError as exc:  # the SDK's JSON decoding or model validation
             raise malformed_response(exc, self._endpoint) from exc
-        return read_response(self._to_response, message, self._endpoint)
+        return read_response(lambda raw: self._to_response(raw, request), message,
+                             self._endpoint)
 
-    def _to_response(self, message: Message | Any) -> LLMResponse:
+    def _to_response(self, message: Message | Any, request: LLMRequest) -> LLMResponse:
         if not isinstance(message, self._message_type):
             # A body that is not JSON at all comes back as a plain string.
             raise TypeError(f"expected a Message, got {type(message).__name__}")
@@ -90,15 +92,9 @@ class AnthropicClient:
                 texts.append(block.text)
             elif block.type == "tool_use":
                 calls.append(ToolCall(block.id, block.name, arguments_from_object(block.input)))
-        usage = message.usage
         return LLMResponse(
             text="".join(texts),
-            usage=Usage(
-                input_tokens=usage.input_tokens or 0,
-                output_tokens=usage.output_tokens or 0,
-                cache_read_tokens=usage.cache_read_input_tokens or 0,
-                cache_write_tokens=usage.cache_creation_input_tokens or 0,
-            ),
+            usage=self._usage(field(message, "usage"), request),
             model=message.model,
             tool_calls=tuple(calls),
             stop_reason=message.stop_reason,
@@ -106,6 +102,16 @@ class AnthropicClient:
             raw_finish={"id": message.id, "stop_reason": message.stop_reason,
                         "stop_sequence": message.stop_sequence},
         )
+
+    def _usage(self, usage: object, request: LLMRequest) -> Usage:
+        """The answer's usage, distrusted (see ``opencell/llm/_usage.py``)."""
+        if usage is None or usage is ABSENT:
+            return missing_usage(request, provider=self.provider)
+        return checked_usage(
+            request, provider=self.provider, input_tokens=field(usage, "input_tokens"),
+            output_tokens=field(usage, "output_tokens"),
+            cache_read=field(usage, "cache_read_input_tokens"),
+            cache_write=field(usage, "cache_creation_input_tokens"))
 
     async def aclose(self) -> None:
         await self._client.close()

@@ -15,12 +15,15 @@ class Usage:
 
     ``input_tokens`` excludes cached tokens (Anthropic's convention); OpenAI-style providers
     report cached tokens inside ``prompt_tokens``, so their wrapper subtracts them.
+    ``estimated`` is True when the provider's numbers were missing or impossible and these
+    are the call's worst case instead (see ``opencell/llm/_usage.py``).
     """
 
     input_tokens: int = 0
     output_tokens: int = 0
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
+    estimated: bool = field(default=False, kw_only=True)
 
     @property
     def total_tokens(self) -> int:

@@ -17,6 +17,7 @@ from opencell.llm._sdk_errors import (
     translate_sdk_error,
 )
 from opencell.llm.base import ChatMessage, LLMRequest, LLMResponse, ToolCall, ToolSpec, Usage
+from opencell.llm.usage import ABSENT, checked_usage, field, missing_usage
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
@@ -89,9 +90,11 @@ class OpenAIClient:
             raise translate_sdk_error(exc, sdk, self._endpoint) from exc
         except ValueError as exc:  # the SDK's JSON decoding or model validation
             raise malformed_response(exc, self._endpoint) from exc
-        return read_response(self._to_response, completion, self._endpoint)
+        return read_response(lambda raw: self._to_response(raw, request), completion,
+                             self._endpoint)
 
-    def _to_response(self, completion: ChatCompletion | Any) -> LLMResponse:
+    def _to_response(self, completion: ChatCompletion | Any, request: LLMRequest
+                     ) -> LLMResponse:
         if not isinstance(completion, self._completion_type):
             # A body that is not JSON at all comes back as a plain string.
             raise TypeError(f"expected a ChatCompletion, got {type(completion).__name__}")
@@ -107,7 +110,7 @@ class OpenAIClient:
         finish = choice.finish_reason
         return LLMResponse(
             text=message.content or "",
-            usage=to_usage(completion.usage),
+            usage=to_usage(field(completion, "usage"), request, provider=self.provider),
             model=completion.model,
             tool_calls=calls,
             stop_reason=_STOP_REASONS.get(finish, finish) if finish else None,
@@ -120,23 +123,26 @@ class OpenAIClient:
         await self._client.close()
 
 
-def to_usage(usage: CompletionUsage | None) -> Usage:
-    """OpenAI counts cached tokens inside ``prompt_tokens``; ``Usage`` counts them apart."""
-    if usage is None:
-        return Usage()
-    details = usage.prompt_tokens_details
-    cached = (details.cached_tokens if details else None) or 0
-    if not cached:
+def to_usage(usage: CompletionUsage | object, request: LLMRequest, *,
+             provider: str = "openai") -> Usage:
+    """The answer's usage, distrusted (see ``opencell/llm/_usage.py``).
+
+    OpenAI counts cached tokens inside ``prompt_tokens``; ``Usage`` counts them apart. An
+    OpenAI-compatible server may leave ``usage`` out: the call is then its worst case.
+    """
+    if usage is None or usage is ABSENT:
+        return missing_usage(request, provider=provider)
+    details = field(usage, "prompt_tokens_details")
+    cached = field(details, "cached_tokens")
+    if cached is ABSENT or cached is None or cached == 0:
         # Moonshot reports its context cache hits as a top-level ``cached_tokens``.
-        cached = int((usage.model_extra or {}).get("cached_tokens") or 0)
-    written = (details.cache_write_tokens if details else None) or 0
-    prompt = usage.prompt_tokens or 0
-    return Usage(
-        input_tokens=max(prompt - cached - written, 0),
-        output_tokens=usage.completion_tokens or 0,
-        cache_read_tokens=cached,
-        cache_write_tokens=written,
-    )
+        top = field(usage, "cached_tokens")
+        if top is not ABSENT and top is not None:
+            cached = top
+    return checked_usage(
+        request, provider=provider, input_tokens=field(usage, "prompt_tokens"),
+        output_tokens=field(usage, "completion_tokens"), cache_read=cached,
+        cache_write=field(details, "cache_write_tokens"), cache_in_input=True)
 
 
 def to_openai_tool(spec: ToolSpec) -> ChatCompletionFunctionToolParam:

@@ -49,7 +49,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from datetime import time as time_of_day
 from decimal import Decimal
@@ -301,8 +301,16 @@ class PriceBook:
         """The cost of one call, or ``None`` if this model has no known price.
 
         ``provider`` is ours (``claude``, ``openai``, ``moonshot``, ``offline``); ``model`` is
-        the model as the provider answered it. Never raises for unknown names.
+        the model as the provider answered it. Never raises for unknown names. A negative
+        count (a client that does not check what its provider said) is priced as 0: a cost
+        is never negative.
         """
+        if min(usage.input_tokens, usage.output_tokens, usage.cache_read_tokens,
+               usage.cache_write_tokens) < 0:
+            usage = replace(usage, input_tokens=max(usage.input_tokens, 0),
+                            output_tokens=max(usage.output_tokens, 0),
+                            cache_read_tokens=max(usage.cache_read_tokens, 0),
+                            cache_write_tokens=max(usage.cache_write_tokens, 0))
         entry = self._cache.get((provider, model), _NOT_LOOKED_UP)
         if entry is None:
             return None

@@ -204,11 +204,14 @@ class Observability:
             # Billed as the model that answered; never fall back to a neighbour's price.
             cost = self.prices.price(provider, answered or model, usage)
             cost_usd, source = (cost.total_usd, cost.source) if cost else (None, "unpriced")
-        return {"response_model": answered, "input_tokens": usage.input_tokens,
-                "output_tokens": usage.output_tokens,
-                "cache_read_tokens": usage.cache_read_tokens,
-                "cache_write_tokens": usage.cache_write_tokens,
-                "cost_usd": cost_usd, "price_source": source}
+        fields: dict[str, Any] = {
+            "response_model": answered, "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens, "cache_read_tokens": usage.cache_read_tokens,
+            "cache_write_tokens": usage.cache_write_tokens, "cost_usd": cost_usd,
+            "price_source": source}
+        if usage.estimated:  # the provider's usage was missing or impossible: the worst case
+            fields["usage_estimated"] = True
+        return fields
 
     def tool_call(self, session_id: str, *, call: ToolCall, result: ToolResult, started: float,
                   duration_ms: float) -> None:

@@ -65,6 +65,8 @@ class Usage:
     cache_read_tokens: int
     cache_write_tokens: int
     cost_usd: float | None
+    estimated: bool = False
+    """The provider's usage was missing or impossible; these are the call's worst case."""
 
 
 @dataclass(slots=True)
@@ -203,7 +205,8 @@ def _plan_llm_call(plan: BatchPlan, totals: Totals, session_id: str, ts: float,
                   text(data.get("model")) or "", count(data.get("input_tokens")),
                   count(data.get("output_tokens")), count(data.get("cache_read_tokens")),
                   count(data.get("cache_write_tokens")),
-                  money(data.get("cost_usd")) if "cost_usd" in data else 0.0)
+                  money(data.get("cost_usd")) if "cost_usd" in data else 0.0,
+                  data.get("usage_estimated") is True)
     totals.llm_calls += 1
     totals.input_tokens += usage.input_tokens
     totals.output_tokens += usage.output_tokens

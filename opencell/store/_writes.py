@@ -28,7 +28,7 @@ _DESCRIPTIVE = ("bot", "bot_type", "platform", "workspace", "channel", "thread",
 _COUNTERS = ("messages", "llm_calls", "tool_calls", "errors", "input_tokens", "output_tokens",
              "cache_read_tokens", "cache_write_tokens", "unpriced_calls")
 _ROLLUP_SUMS = ("calls", "input_tokens", "output_tokens", "cache_read_tokens",
-                "cache_write_tokens", "cost_usd", "unpriced_calls")
+                "cache_write_tokens", "cost_usd", "unpriced_calls", "estimated_calls")
 
 
 EVENT_FIELDS = ("session_seq", "ts", "kind", "name", "duration_ms", "success", "data")
@@ -173,6 +173,7 @@ def rollup_rows(usage: Iterable[Usage],
         row["output_tokens"] += call.output_tokens
         row["cache_read_tokens"] += call.cache_read_tokens
         row["cache_write_tokens"] += call.cache_write_tokens
+        row["estimated_calls"] += call.estimated
         if call.cost_usd is None:
             row["unpriced_calls"] += 1
         else:

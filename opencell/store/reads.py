@@ -48,7 +48,7 @@ EVENT_COLUMNS = (events.c.id, events.c.ts, events.c.kind, events.c.name, events.
                  events.c.success, events.c.data)
 _EVENT_FIELDS = frozenset(("id", "ts", "kind", "name", "duration_ms", "success"))
 TOTAL_COLUMNS = ("calls", "input_tokens", "output_tokens", "cache_read_tokens",
-                 "cache_write_tokens", "cost_usd", "unpriced_calls")
+                 "cache_write_tokens", "cost_usd", "unpriced_calls", "estimated_calls")
 
 
 def iso(ts: float | None) -> str | None:

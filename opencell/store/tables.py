@@ -89,6 +89,8 @@ cost_rollups = sa.Table(
     # v2
     sa.Column("cache_read_tokens", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("cache_write_tokens", sa.BigInteger, nullable=False, server_default="0"),
+    # v6: calls whose usage the provider did not (credibly) report, counted at worst case
+    sa.Column("estimated_calls", sa.Integer, nullable=False, server_default="0"),
 )
 
 schema_version = sa.Table(
@@ -332,10 +334,18 @@ def _v5_budget_alerts(conn: Connection, dialect: Dialect) -> None:
     md.create_all(conn)
 
 
+def _v6_estimated_calls(conn: Connection, dialect: Dialect) -> None:
+    """Per cost rollup, how many calls had missing or impossible usage from the provider
+    (recorded at their worst case, ``usage_estimated`` in the llm_call's data)."""
+    conn.execute(sa.text(
+        "ALTER TABLE cost_rollups ADD COLUMN estimated_calls INTEGER NOT NULL DEFAULT 0"))
+
+
 Migration = Callable[[Connection, Dialect], None]
 
 MIGRATIONS: list[Migration] = [_v1_base_tables, _v2_cache_tokens_and_sort_indexes,
-                               _v3_export_cursors, _v4_activity_rollups, _v5_budget_alerts]
+                               _v3_export_cursors, _v4_activity_rollups, _v5_budget_alerts,
+                               _v6_estimated_calls]
 """Step *n* (1-based) upgrades a version *n-1* database to version *n*."""
 
 LATEST = len(MIGRATIONS)

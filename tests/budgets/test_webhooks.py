@@ -146,6 +146,8 @@ async def test_a_failing_receiver_gets_the_alert_after_retries() -> None:
     reservation = ledger.reserve(CallScope("support", "alice", "slack"), 0.02, bot=bot())
     ledger.settle(reservation, 0.02)
     bodies = await receiver.wait_for(SLACK, 1)
+    # The receiver has the body before the notifier's thread has read the 200.
+    await until(lambda: notifier.delivered + notifier.failed >= 1, "the notifier's verdict")
     assert len(bodies) == 1 and receiver.attempts == 3
     assert (notifier.delivered, notifier.retries, notifier.failed) == (1, 2, 0)
     assert await asyncio.to_thread(notifier.close, 2.0)

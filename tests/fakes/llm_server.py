@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from aiohttp import web
 from multidict import CIMultiDict
@@ -63,6 +63,10 @@ class Step:
     tool_calls: tuple[FakeToolCall, ...] = ()
     usage: Mapping[str, Any] | None = None
     """Merged into the body's ``usage`` as is, in the API's own keys (e.g. ``prompt_tokens``)."""
+    usage_omit: tuple[str, ...] = ()
+    """Keys of the default ``usage`` to leave out of the body (e.g. ``("output_tokens",)``)."""
+    no_usage: Literal["absent", "null"] | None = None
+    """``absent``: the body has no ``usage`` key at all; ``null``: ``"usage": null``."""
     model: str | None = None
     """The model answered; defaults to the model requested."""
     stop_reason: str | None = None
@@ -292,12 +296,12 @@ def _anthropic_body(request: RecordedRequest, step: Step, n: int) -> dict[str, A
     usage: dict[str, Any] = {"input_tokens": 10, "output_tokens": 5,
                              "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0}
     usage.update(step.usage or {})
-    return {
+    return _with_usage({
         "id": f"msg_fake_{n}", "type": "message", "role": "assistant",
         "model": _requested_model(request, step), "content": content,
         "stop_reason": step.stop_reason or ("tool_use" if step.tool_calls else "end_turn"),
-        "stop_sequence": None, "usage": usage,
-    }
+        "stop_sequence": None,
+    }, usage, step)
 
 
 def _openai_body(request: RecordedRequest, step: Step, n: int) -> dict[str, Any]:
@@ -312,15 +316,25 @@ def _openai_body(request: RecordedRequest, step: Step, n: int) -> dict[str, Any]
     usage: dict[str, Any] = {"prompt_tokens": 10, "completion_tokens": 5,
                              "prompt_tokens_details": {"cached_tokens": 0}}
     usage.update(step.usage or {})
-    usage.setdefault("total_tokens", usage["prompt_tokens"] + usage["completion_tokens"])
+    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    if isinstance(prompt, int | float) and isinstance(completion, int | float):
+        usage.setdefault("total_tokens", prompt + completion)
     finish = step.stop_reason or ("tool_calls" if step.tool_calls else "stop")
-    return {
+    return _with_usage({
         "id": f"chatcmpl-fake-{n}", "object": "chat.completion", "created": int(time.time()),
         "model": _requested_model(request, step),
         "choices": [{"index": 0, "message": message, "finish_reason": finish,
                      "logprobs": None}],
-        "usage": usage,
-    }
+    }, usage, step)
+
+
+def _with_usage(body: dict[str, Any], usage: dict[str, Any], step: Step) -> dict[str, Any]:
+    """``body`` with ``usage`` as the step scripts it: whole, without some keys, null, absent."""
+    if step.no_usage == "absent":
+        return body
+    if step.no_usage == "null":
+        return body | {"usage": None}
+    return body | {"usage": {k: v for k, v in usage.items() if k not in step.usage_omit}}
 
 
 def _error_body(anthropic: bool, step: Step) -> dict[str, Any]:

@@ -316,7 +316,7 @@ def test_costs_by_dimension_and_period(store: Store) -> None:
     assert [r["key"] for r in rows] == ["gpt", "sonnet", "imaginary"]  # most expensive first
     assert rows[2] == {"key": "imaginary", "calls": 1, "input_tokens": 10, "output_tokens": 1,
                        "cache_read_tokens": 2, "cache_write_tokens": 3, "cost_usd": 0.0,
-                       "unpriced_calls": 1}
+                       "unpriced_calls": 1, "estimated_calls": 0}
     with pytest.raises(StoreError):
         store.costs("team")  # type: ignore[arg-type]
     with pytest.raises(StoreError):

@@ -158,7 +158,9 @@ async def test_slow_server_times_out(fake_web: FakeWeb) -> None:
                                          f"{fake_web.base}/slow"), WAIT)
     assert isinstance(result.error, ToolTimeoutError)
     assert not fake_web.release.is_set()
-    assert fake_web.requests == ["/slow"]
+    # One attempt, never retried. On a busy machine the 0.2 s can run out before the request
+    # even reaches the server: that is the same timeout, so either is right.
+    assert fake_web.requests in ([], ["/slow"])
 
 
 async def test_proxy_variables_are_ignored(fake_web: FakeWeb,
