@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from opencell.budgets.enforcement import BudgetedLLM
 from opencell.config import BotConfig
 from opencell.context import TurnContext
 from opencell.errors import OpenCellError
@@ -76,7 +77,7 @@ class BotRuntime:
         self.llm: LLMClient = RecordingLLM(raw_llm, observability)
         if budgets is not None:
             # Outside the recorder: a blocked call was never made, so it is no llm_call.
-            self.llm = budgets.wrap(self.llm, config, observability)
+            self.llm = BudgetedLLM(self.llm, budgets, config, observability)
         raw_tools = tools if tools is not None else Toolbox.from_entries(config.tools,
                                                                          bot=config.name)
         self.tools: ToolInvoker = RecordingTools(raw_tools, observability)

@@ -21,6 +21,7 @@ from opencell.errors import BudgetExceededError
 from opencell.guard import guard
 from opencell.llm.base import LLMClient, LLMRequest, LLMResponse
 from opencell.llm.usage import estimate_input_tokens, worst_case_usage
+from opencell.llm.wrapper import WrapperLLM
 from opencell.sessions import current_session
 
 if TYPE_CHECKING:
@@ -31,14 +32,12 @@ if TYPE_CHECKING:
 __all__ = ["BudgetedLLM", "estimate_input_tokens"]
 
 
-class BudgetedLLM:
+class BudgetedLLM(WrapperLLM):
     """An ``LLMClient`` that asks the ledger before each call and tells it the cost after."""
 
     def __init__(self, inner: LLMClient, ledger: BudgetLedger, bot: BotConfig,
                  observability: Observability) -> None:
-        self.inner = inner
-        self.provider = inner.provider
-        self.model = inner.model
+        super().__init__(inner)
         self._ledger = ledger
         self._bot = bot
         self._obs = observability
@@ -72,10 +71,7 @@ class BudgetedLLM:
         except BaseException:
             self._ledger.release(reservation)
             raise
-        # Billed as the model that answered, like the llm_call record.
-        price = self._ledger.prices.price(self.provider, response.model or self.model,
-                                          response.usage)
-        cost = None if price is None else price.total_usd
+        cost = response.cost_usd if response.priced else self._price(response)
         usage = response.usage
         untrusted = usage.estimated or min(usage.input_tokens, usage.output_tokens,
                                            usage.cache_read_tokens, usage.cache_write_tokens) < 0
@@ -85,5 +81,9 @@ class BudgetedLLM:
         self._ledger.settle(reservation, cost, session_id=session_id)
         return response
 
-    async def aclose(self) -> None:
-        await self.inner.aclose()
+    def _price(self, response: LLMResponse) -> float | None:
+        # Billed as the model that answered, like the llm_call record (which, when the call
+        # is recorded, has priced it already: see RecordingLLM).
+        price = self._ledger.prices.price(self.provider, response.model or self.model,
+                                          response.usage)
+        return None if price is None else price.total_usd

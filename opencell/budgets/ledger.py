@@ -26,7 +26,6 @@ from opencell.budgets.alerts import (
     spike_message,
     threshold_message,
 )
-from opencell.budgets.enforcement import BudgetedLLM
 from opencell.budgets.limits import CallScope, Limit, build_limits, describe
 from opencell.budgets.notifiers import AlertNotifier, channel_sink
 from opencell.budgets.periods import ADJECTIVE, Period, Window, window_of
@@ -42,7 +41,6 @@ from opencell.budgets.spikes import SpikeDetector
 from opencell.config import BotConfig, BudgetsConfig, OpenCellConfig
 from opencell.errors import BudgetExceededError
 from opencell.guard import guard
-from opencell.llm.base import LLMClient
 from opencell.llm.pricing import PriceBook
 
 if TYPE_CHECKING:
@@ -108,10 +106,6 @@ class BudgetLedger:
                 or any(bot.budget is not None for bot in bots)):
             return None
         return cls(budgets, bots, observability=observability)
-
-    def wrap(self, llm: LLMClient, bot: BotConfig, observability: Observability) -> LLMClient:
-        """``llm`` behind this ledger: each call reserved, blocked or settled."""
-        return BudgetedLLM(llm, self, bot, observability)
 
     # ------------------------------------------------------------ periods
 

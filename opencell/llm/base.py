@@ -90,16 +90,23 @@ class LLMResponse:
     stop_reason: str | None = None
     request_id: str | None = None
     raw_finish: Mapping[str, Any] = field(default_factory=dict)
+    priced: bool = False
+    """The call was priced (by the recording wrapper), so ``cost_usd`` is its cost."""
+    cost_usd: float | None = None
+    """What the call cost in USD once ``priced``; None then means the model has no price."""
 
 
 @runtime_checkable
 class LLMClient(Protocol):
     """A chat model. Implementations map SDK errors into ``opencell.errors.LLMError``."""
 
-    provider: str
-    """``claude``, ``openai``, ``moonshot`` or ``offline``."""
-    model: str
-    """The model requested."""
+    @property
+    def provider(self) -> str:
+        """``claude``, ``openai``, ``moonshot`` or ``offline``."""
+
+    @property
+    def model(self) -> str:
+        """The model requested."""
 
     async def complete(self, request: LLMRequest) -> LLMResponse: ...
 

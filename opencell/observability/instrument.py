@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from opencell.errors import ToolExecutionError, ToolTimeoutError
 from opencell.guard import guard
 from opencell.llm.base import LLMClient, LLMRequest, LLMResponse, ToolCall, ToolSpec
+from opencell.llm.wrapper import WrapperLLM
 from opencell.observability.observer import Observability
 from opencell.sessions import current_session
 from opencell.tools import ToolInvoker, ToolResult
@@ -15,37 +17,38 @@ FAILING_TOOL_ERRORS = (ToolExecutionError, ToolTimeoutError)
 """Tool errors that fail the turn (the tool broke); refusals and bad arguments do not."""
 
 
-class RecordingLLM:
-    """An ``LLMClient`` that records every call (success or failure) as an ``llm_call``."""
+class RecordingLLM(WrapperLLM):
+    """An ``LLMClient`` that records every call (success or failure) as an ``llm_call``.
+
+    The answer comes back ``priced``: the record's cost rides on it, so a budget wrapper
+    outside settles with the same number instead of pricing the call again.
+    """
 
     def __init__(self, inner: LLMClient, observability: Observability) -> None:
-        self.inner = inner
-        self.provider = inner.provider
-        self.model = inner.model
+        super().__init__(inner)
         self._obs = observability
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
         session = current_session.get()
+        if session is None:
+            return await self.inner.complete(request)
         wall, start = time.time(), time.perf_counter()
         try:
             response = await self.inner.complete(request)
         except Exception as exc:
-            if session is not None:
-                with guard("recording llm_call"):
-                    self._obs.llm_call(session.id, provider=self.provider, model=self.model,
-                                       request=request, response=None, started=wall,
-                                       duration_ms=(time.perf_counter() - start) * 1000,
-                                       error=exc)
+            self._record(session.id, request, None, wall, start, exc)
             raise
-        if session is not None:
-            with guard("recording llm_call"):
-                self._obs.llm_call(session.id, provider=self.provider, model=self.model,
-                                   request=request, response=response, started=wall,
-                                   duration_ms=(time.perf_counter() - start) * 1000)
-        return response
+        cost = self._record(session.id, request, response, wall, start, None)
+        return replace(response, priced=True, cost_usd=cost)
 
-    async def aclose(self) -> None:
-        await self.inner.aclose()
+    def _record(self, session_id: str, request: LLMRequest, response: LLMResponse | None,
+                wall: float, start: float, error: Exception | None) -> float | None:
+        with guard("recording llm_call"):
+            return self._obs.llm_call(session_id, provider=self.provider, model=self.model,
+                                      request=request, response=response, started=wall,
+                                      duration_ms=(time.perf_counter() - start) * 1000,
+                                      error=error)
+        return None
 
 
 class RecordingTools:

@@ -172,7 +172,8 @@ class Observability:
 
     def llm_call(self, session_id: str, *, provider: str, model: str, request: LLMRequest | None,
                  response: LLMResponse | None, started: float, duration_ms: float,
-                 error: BaseException | None = None) -> None:
+                 error: BaseException | None = None) -> float | None:
+        """Record one model call; returns its cost (None: failed, or the model is unpriced)."""
         data: dict[str, Any] = {"provider": provider, "model": model}
         if response is not None:
             data |= self._usage_fields(provider, model, response.model, response.usage, None)
@@ -188,6 +189,8 @@ class Observability:
             data["request_id"] = getattr(error, "request_id", None)
         self._emit("llm_call", session_id, f"{provider}:{model}", data, ts=started,
                    duration_ms=duration_ms, success=error is None)
+        cost = data.get("cost_usd")
+        return cost if isinstance(cost, float) else None
 
     def usage(self, session_id: str, *, provider: str, model: str, usage: Usage,
               cost_usd: float | None, started: float, duration_ms: float) -> None:
