@@ -21,6 +21,7 @@ the kind's own fields (JSON-serialisable, already redacted):
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -49,6 +50,81 @@ class Record(NamedTuple):
     data: Mapping[str, Any]
     duration_ms: float | None = None
     success: bool | None = None
+
+
+MAX_COUNT = 2**40
+"""The largest token count a record accepts (about 10¹²): sums of many stay far from 2⁶³."""
+MAX_NUMBER = 1e12
+"""The largest cost (USD) or duration (ms) a record accepts."""
+TRUNCATION_MARKER = "… [truncated by OpenCell: {kept:,} of {total:,} characters kept]"
+
+
+def valid_text(value: str) -> str:
+    """``value`` as text UTF-8 can hold: lone surrogates become U+FFFD (valid pairs are joined).
+
+    A pure-ASCII string (the common case) is returned as is after one ``isascii`` check;
+    only other strings are encoded to find out.
+    """
+    if value.isascii():
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return value
+
+
+def valid_value(value: Any, depth: int = 0) -> Any:
+    """``value`` with every string in it (keys too) made valid by :func:`valid_text`, and
+    every float finite (NaN and infinities become None). Containers are copied only when
+    something in them changed; anything else is left for the store's JSON fallback, and
+    nesting deeper than 64 levels (a cycle, say) is cut off."""
+    kind = type(value)
+    if kind is str:
+        return valid_text(value)
+    if kind is float:
+        return value if math.isfinite(value) else None
+    if depth > 64 and (kind is dict or kind is list or kind is tuple):
+        return "…"
+    if kind is dict:
+        out = {valid_text(k) if type(k) is str else k: valid_value(v, depth + 1)
+               for k, v in value.items()}
+        return value if _same_items(out, value) else out
+    if kind is list or kind is tuple:
+        items = [valid_value(v, depth + 1) for v in value]
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+    return value
+
+
+def _same_items(new: dict[Any, Any], old: dict[Any, Any]) -> bool:
+    return all(k in old and old[k] is v for k, v in new.items())
+
+
+def valid_count(value: object) -> int | None:
+    """A token count: an int (or integral float) in 0 … ``MAX_COUNT``, else None."""
+    if type(value) is int:
+        return value if 0 <= value <= MAX_COUNT else None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if not math.isfinite(value) or value != int(value):
+        return None
+    number = int(value)
+    return number if 0 <= number <= MAX_COUNT else None
+
+
+def valid_number(value: object) -> float | None:
+    """A cost or duration: finite, in 0 … ``MAX_NUMBER``, else None (a bool is no number)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if 0.0 <= number <= MAX_NUMBER else None  # NaN fails both comparisons
+
+
+def capped(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters plus a visible truncation marker."""
+    if len(text) <= limit:
+        return text
+    return text[:limit] + TRUNCATION_MARKER.format(kept=limit, total=len(text))
 
 
 _id_lock = threading.Lock()

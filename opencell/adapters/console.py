@@ -1,10 +1,18 @@
-"""The terminal adapter: stdin lines in, replies out; interactive on a TTY, plain when piped."""
+"""The terminal adapter: stdin lines in, replies out; interactive on a TTY, plain when piped.
+
+A terminal can send any bytes: input is read as bytes and decoded with invalid sequences
+replaced (U+FFFD), whatever ``PYTHONIOENCODING`` says, so a bad byte is answered like any
+other line and can never end the chat; output that the terminal's encoding cannot hold is
+written with replacements rather than lost.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 import threading
+from collections.abc import Iterator
 from typing import TextIO
 
 from rich.console import Console
@@ -12,7 +20,10 @@ from rich.console import Console
 from opencell.adapters.base import Adapter
 from opencell.config import BotConfig
 from opencell.messages import ConversationKey, IncomingMessage, Reply
+from opencell.records import valid_text
 from opencell.types import Deliver
+
+log = logging.getLogger("opencell.console")
 
 
 class ConsoleAdapter(Adapter):
@@ -53,15 +64,27 @@ class ConsoleAdapter(Adapter):
     def _read_lines(self, loop: asyncio.AbstractEventLoop,
                     queue: asyncio.Queue[str | None]) -> None:
         try:
-            for line in self._stdin:
+            for line in self._lines():
                 loop.call_soon_threadsafe(queue.put_nowait, line.rstrip("\r\n"))
-        except (OSError, ValueError):
-            pass  # stdin closed under us: same as end of input
+        except (OSError, ValueError) as exc:
+            # stdin closed under us: the same as end of input, but said, never silent.
+            log.warning("console input ended error=%s: %s", type(exc).__name__, exc)
         finally:
             try:
                 loop.call_soon_threadsafe(queue.put_nowait, None)
             except RuntimeError:
                 pass  # the loop is already closed: nobody is waiting any more
+
+    def _lines(self) -> Iterator[str]:
+        """stdin's lines as valid text: bytes decoded with replacement when stdin has them."""
+        raw = getattr(self._stdin, "buffer", None)
+        if raw is None:
+            for line in self._stdin:
+                yield valid_text(line)
+            return
+        encoding = getattr(self._stdin, "encoding", None) or "utf-8"
+        for data in raw:
+            yield valid_text(data.decode(encoding, "replace"))
 
     async def _serve(self, queue: asyncio.Queue[str | None], deliver: Deliver) -> None:
         try:
@@ -82,13 +105,25 @@ class ConsoleAdapter(Adapter):
             self._console.print(self.prompt, end="")
 
     async def send(self, reply: Reply) -> None:
+        text = valid_text(reply.text)
         if self.interactive:
             style = "red" if reply.failed else "cyan"
-            self._console.print(f"[bold {style}]{self.bot.name}[/] ", end="")
-            self._console.print(reply.text, markup=False)
+            try:
+                self._console.print(f"[bold {style}]{self.bot.name}[/] ", end="")
+                self._console.print(text, markup=False)
+            except UnicodeEncodeError:  # the terminal's encoding cannot show some of it
+                self._console.print(self._printable(text), markup=False)
         else:
-            self._stdout.write(reply.text + "\n")
+            try:
+                self._stdout.write(text + "\n")
+            except UnicodeEncodeError:
+                self._stdout.write(self._printable(text) + "\n")
             self._stdout.flush()
+
+    def _printable(self, text: str) -> str:
+        """``text`` with what stdout's encoding cannot hold replaced by ``?``."""
+        encoding = getattr(self._stdout, "encoding", None) or "utf-8"
+        return text.encode(encoding, "replace").decode(encoding, "replace")
 
     async def stop(self) -> None:
         if self._task is not None and not self._task.done():

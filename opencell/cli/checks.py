@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from opencell.config import AgentOpsConfig, BotConfig, OpenCellConfig, OTLPConfig
@@ -124,13 +124,37 @@ def check_store(url: str) -> list[Check]:
 
         backlog = ", ".join(f"{row['exporter']}: {row['pending_events']} event(s) pending"
                             for row in cursor_rows(store))
+        recording = check_recording(store.losses())
     except (sa.exc.SQLAlchemyError, OSError) as exc:
         reason = str(getattr(exc, "orig", None) or exc).replace("\n", " ")
         return [Check("store", False, f"{store.url} cannot be written: {reason}", fix)]
     finally:
         store.close()
     detail = f"{store.url} (schema v{version}/{LATEST}, writable)"
-    return [Check("store", True, detail + (f"; outbox {backlog}" if backlog else ""))]
+    return [Check("store", True, detail + (f"; outbox {backlog}" if backlog else "")),
+            recording]
+
+
+def check_recording(losses: Mapping[str, Any]) -> Check:
+    """What recorders dropped (by reason) and what the store quarantined, ever.
+
+    Information rather than a failure: the loss happened in the past and is not fixed by
+    anything done now; the line says where to look.
+    """
+    dropped: Mapping[str, int] = losses.get("dropped") or {}
+    quarantined = int(losses.get("quarantined") or 0)
+    if not quarantined and not any(dropped.values()):
+        return Check("recording", True, "no record dropped or quarantined")
+    parts = []
+    if any(dropped.values()):
+        reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(dropped.items()) if n)
+        parts.append(f"{sum(dropped.values())} record(s) dropped ({reasons})")
+    if quarantined:
+        last = losses.get("last_quarantined") or {}
+        parts.append(f"{quarantined} record(s) quarantined (table quarantine; latest: "
+                     f"{last.get('kind')} of session {last.get('session_id')}: "
+                     f"{str(last.get('reason'))[:120]})")
+    return Check("recording", None, "; ".join(parts))
 
 
 def check_agentops(config: AgentOpsConfig, timeout: float) -> Check:

@@ -52,6 +52,9 @@ class ObservabilityConfig(Model):
     agentops: AgentOpsConfig = AgentOpsConfig()
     otlp: OTLPConfig = OTLPConfig()
     max_result_chars: int = Field(4000, ge=0)
+    max_message_chars: int = Field(100_000, ge=1)
+    """Characters of message text (input, reply, prompt, completion) kept per stored field;
+    longer text is cut and ends with a visible truncation marker."""
 
 
 class DashboardConfig(Model):

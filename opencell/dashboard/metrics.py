@@ -35,6 +35,8 @@ class RecorderStatsLike(Protocol):
     failures: int
     batches: int
     failing: bool
+    quarantined: int
+    dropped_by: Mapping[str, int]
 
 
 _KINDS = (("message", "turns"), ("llm_call", "llm_calls"), ("tool_call", "tool_calls"),
@@ -107,13 +109,19 @@ def render(conn: Connection, *, recorder: RecorderStatsLike | None = None,
         out.family("opencell_recorder_queue_depth", "gauge",
                    "Records waiting for the store.", [({}, recorder.queued)])
         out.family("opencell_recorder_dropped_total", "counter",
-                   "Records dropped (queue full or unstored at stop).", [({}, recorder.dropped)])
+                   "Records this process dropped, by reason (queue_full, unstored_at_close …).",
+                   [({"reason": reason}, n) for reason, n in sorted(recorder.dropped_by.items())]
+                   or [({}, recorder.dropped)])
+        out.family("opencell_recorder_quarantined_total", "counter",
+                   "Records this process's store refused, isolated and kept apart.",
+                   [({}, recorder.quarantined)])
         out.family("opencell_recorder_written_total", "counter", "Records stored.",
                    [({}, recorder.written)])
         out.family("opencell_recorder_write_failures_total", "counter",
                    "Failed store writes (retried).", [({}, recorder.failures)])
         out.family("opencell_recorder_store_failing", "gauge",
                    "1 while the store is failing.", [({}, 1 if recorder.failing else 0)])
+    _losses(out, conn)
     if exporters is None:
         exporters = queries.exporter_lag(conn)
     if exporters:
@@ -126,3 +134,16 @@ def render(conn: Connection, *, recorder: RecorderStatsLike | None = None,
             kind = "counter" if key.endswith("_total") else "gauge"
             out.family(f"opencell_exporter_{key}", kind, f"Exporter {key}.", samples)
     return "\n".join(out.lines) + "\n"
+
+
+def _losses(out: _Writer, conn: Connection) -> None:
+    """Store-wide: records any process dropped (by reason) or the store quarantined."""
+    from opencell.store.losses import losses
+
+    found = losses(conn)
+    out.family("opencell_records_dropped_total", "counter",
+               "Records recorders sharing this store dropped, by reason (as they noted them).",
+               [({"reason": reason}, n) for reason, n in sorted(found["dropped"].items())])
+    out.family("opencell_records_quarantined_total", "counter",
+               "Records the store refused and kept apart (table quarantine).",
+               [({}, found["quarantined"])])

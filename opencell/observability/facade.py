@@ -1,13 +1,16 @@
 """``get_agentops()``: manual session tracking in the seed's names, into the same store.
 
 Every method is cheap and never raises: a bad argument is logged and ignored, so tracking
-code can never take a bot down.
+code can never take a bot down. Values are checked where the records are built (see
+``core.py``): a NaN duration or an impossible token count is left out of the record and named
+in its ``invalid`` field; an unusable timestamp is replaced by the current time (logged).
 """
 
 from __future__ import annotations
 
 import atexit
 import logging
+import math
 import threading
 import time
 import traceback
@@ -56,13 +59,23 @@ def install(observability: Observability | None) -> None:
 
 
 def _epoch(ts: Timestamp) -> float:
+    """Epoch seconds of ``ts``; now when it is missing, or unusable (logged, rate-limited)."""
     if ts is None:
         return time.time()
-    if isinstance(ts, datetime):
-        return ts.timestamp()
-    if isinstance(ts, str):
-        return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
-    return float(ts)
+    try:
+        if isinstance(ts, datetime):
+            value = ts.timestamp()
+        elif isinstance(ts, str):
+            value = datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+        else:
+            value = float(ts)
+    except (TypeError, ValueError, OverflowError, OSError):
+        value = math.nan
+    if math.isfinite(value) and 0.0 <= value < 1e11:  # 1e11 s is the year 5138
+        return value
+    with guard("facade timestamp", logger=log):
+        raise ValueError(f"unusable timestamp {str(ts)[:60]!r}; the current time is used")
+    return time.time()
 
 
 class AgentOpsFacade:

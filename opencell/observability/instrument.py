@@ -1,15 +1,30 @@
-"""Wrappers that record model and tool calls into the current session (wrap, don't patch)."""
+"""Wrappers that record model and tool calls into the current session (wrap, don't patch).
+
+``RecordingLLM`` wraps every bot's model, so it is also where text crossing the model boundary
+is made valid UTF-8: a lone surrogate (a terminal's bad byte, a JSON ``\\udce9`` escape from a
+platform or a model) would make the SDK fail to encode the next request, and every later turn
+of the conversation with it. Requests and responses are checked with one ``isascii`` per text
+and copied only when something had to be replaced.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from dataclasses import replace
 
 from opencell.errors import ToolExecutionError, ToolTimeoutError
 from opencell.guard import guard
-from opencell.llm.base import LLMClient, LLMRequest, LLMResponse, ToolCall, ToolSpec
+from opencell.llm.base import (
+    ChatMessage,
+    LLMClient,
+    LLMRequest,
+    LLMResponse,
+    ToolCall,
+    ToolSpec,
+)
 from opencell.llm.wrapper import WrapperLLM
 from opencell.observability.observer import Observability
+from opencell.records import valid_text, valid_value
 from opencell.sessions import current_session
 from opencell.tools import ToolInvoker, ToolResult
 
@@ -20,8 +35,10 @@ FAILING_TOOL_ERRORS = (ToolExecutionError, ToolTimeoutError)
 class RecordingLLM(WrapperLLM):
     """An ``LLMClient`` that records every call (success or failure) as an ``llm_call``.
 
-    The answer comes back ``priced``: the record's cost rides on it, so a budget wrapper
-    outside settles with the same number instead of pricing the call again.
+    Requests and answers are made valid UTF-8 on the way through (a lone surrogate from a
+    platform or a model must not break the conversation). The answer comes back ``priced``:
+    the record's cost rides on it, so a budget wrapper outside settles with the same number
+    instead of pricing the call again.
     """
 
     def __init__(self, inner: LLMClient, observability: Observability) -> None:
@@ -29,17 +46,18 @@ class RecordingLLM(WrapperLLM):
         self._obs = observability
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
+        request = valid_request(request)
         session = current_session.get()
         if session is None:
-            return await self.inner.complete(request)
+            return valid_response(await self.inner.complete(request))
         wall, start = time.time(), time.perf_counter()
         try:
-            response = await self.inner.complete(request)
+            response = valid_response(await self.inner.complete(request))
         except Exception as exc:
             self._record(session.id, request, None, wall, start, exc)
             raise
         cost = self._record(session.id, request, response, wall, start, None)
-        return replace(response, priced=True, cost_usd=cost)
+        return dataclasses.replace(response, priced=True, cost_usd=cost)
 
     def _record(self, session_id: str, request: LLMRequest, response: LLMResponse | None,
                 wall: float, start: float, error: Exception | None) -> float | None:
@@ -78,3 +96,53 @@ class RecordingTools:
                     self._obs.error(session.id, result.error,
                                     context={"tool": call.name, "call_id": call.id})
         return result
+
+
+def valid_request(request: LLMRequest) -> LLMRequest:
+    """``request`` with its system prompt and messages valid UTF-8 (the same object if so).
+
+    Tool calls in the history came from responses, which :func:`valid_response` checked;
+    what can still be invalid is text from outside: the user's messages and tool results.
+    """
+    if request.system.isascii():
+        for message in request.messages:
+            if not message.content.isascii():
+                break
+        else:
+            return request
+    messages = [_valid_message(m) for m in request.messages]
+    system = valid_text(request.system)
+    if system is request.system and all(
+            a is b for a, b in zip(messages, request.messages, strict=True)):
+        return request
+    return dataclasses.replace(request, system=system, messages=messages)
+
+
+def valid_response(response: LLMResponse) -> LLMResponse:
+    """``response`` with its text and tool calls valid UTF-8 (the same object if so)."""
+    if not response.tool_calls and response.text.isascii():
+        return response
+    text = valid_text(response.text)
+    calls = tuple(_valid_call(c) for c in response.tool_calls)
+    if text is response.text and all(
+            a is b for a, b in zip(calls, response.tool_calls, strict=True)):
+        return response
+    return dataclasses.replace(response, text=text, tool_calls=calls)
+
+
+def _valid_message(message: ChatMessage) -> ChatMessage:
+    content = valid_text(message.content)
+    calls = tuple(_valid_call(c) for c in message.tool_calls) if message.tool_calls else ()
+    if content is message.content and all(
+            a is b for a, b in zip(calls, message.tool_calls, strict=True)):
+        return message
+    return dataclasses.replace(message, content=content, tool_calls=calls)
+
+
+def _valid_call(call: ToolCall) -> ToolCall:
+    arguments = call.arguments if type(call.arguments) is dict else dict(call.arguments)
+    checked = valid_value(arguments)
+    name, call_id = valid_text(call.name), valid_text(call.id)
+    if checked is call.arguments and name is call.name and call_id is call.id:
+        return call
+    return ToolCall(call_id, name, checked)

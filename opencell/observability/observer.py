@@ -2,11 +2,19 @@
 
 It holds the recorder, the price book and the redactor, and knows each record kind's fields
 (see ``records.py``). Every method is cheap and never raises: they run inside ``guard``.
+
+This is the boundary where records are built, so values are made storable here: text is made
+valid UTF-8 (a lone surrogate, e.g. from a terminal's bad byte, becomes U+FFFD), message-sized
+text is capped at ``max_message_chars`` with a visible marker, and numbers are checked (token
+counts, costs and durations finite, non-negative and in range; a bad one is left out and named
+in the record's ``invalid`` field). The store still isolates a record it cannot write.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 import os
 import time
 import traceback
@@ -18,7 +26,17 @@ from opencell.llm.base import LLMRequest, LLMResponse, ToolCall, Usage
 from opencell.llm.pricing import PriceBook
 from opencell.observability.recorder import NullRecorder, Recorder
 from opencell.observability.redact import Redactor, use_for_logs
-from opencell.records import Kind, new_session_id
+from opencell.records import (
+    MAX_COUNT,
+    MAX_NUMBER,
+    Kind,
+    capped,
+    new_session_id,
+    valid_count,
+    valid_number,
+    valid_text,
+    valid_value,
+)
 from opencell.sessions import EndReason, Session
 
 if TYPE_CHECKING:
@@ -38,7 +56,7 @@ class Observability:
     def __init__(self, recorder: Recorder | NullRecorder, *, prices: PriceBook | None = None,
                  redactor: Redactor | None = None, capture_content: bool = True,
                  max_result_chars: int = 4000, store: Store | None = None,
-                 default_tags: Iterable[str] = ()) -> None:
+                 default_tags: Iterable[str] = (), max_message_chars: int = 100_000) -> None:
         self.recorder = recorder
         self.default_tags = tuple(default_tags)
         """Added to every session (``AGENTOPS_TAGS`` when set)."""
@@ -46,6 +64,8 @@ class Observability:
         self.redactor = redactor or Redactor()
         self.capture_content = capture_content
         self.max_result_chars = max_result_chars
+        self.max_message_chars = max_message_chars
+        """Message-sized text (input, output, prompt, completion) kept per record field."""
         self.store = store
         self.exporters: Exporters | None = None
         """The exporters this instance started and stops (``from_config``)."""
@@ -78,7 +98,8 @@ class Observability:
             Recorder(store), prices=PriceBook(config.pricing),
             redactor=Redactor.from_env(env, secrets=secrets, rules=obs.redact),
             capture_content=obs.capture_content, max_result_chars=obs.max_result_chars,
-            store=store, default_tags=_comma_list(env.get("AGENTOPS_TAGS", "")))
+            max_message_chars=obs.max_message_chars, store=store,
+            default_tags=_comma_list(env.get("AGENTOPS_TAGS", "")))
         use_for_logs(observability.redactor)  # log lines now hide the bots' YAML secrets too
         with guard("starting exporters"):
             observability.exporters = start_exporters(config, store, env=env,
@@ -102,28 +123,48 @@ class Observability:
     # ------------------------------------------------------------ helpers
 
     def text(self, value: str | None) -> str | None:
-        """Redacted content, or None when content capture is off."""
+        """Redacted, valid, capped content, or None when content capture is off."""
         if value is None or not self.capture_content:
             return None
         return self.redact(value)
 
     def redact(self, value: str) -> str:
-        """``Redactor.redact`` remembering its last few inputs by identity.
+        """``Redactor.redact``, then made valid and capped at ``max_message_chars``;
+        the last few inputs are remembered by identity.
 
         A turn's texts reach several records as the very same objects (the user's text is the
         model's prompt and the message's input; the model's answer is the reply), so they are
-        redacted once per turn, not once per record.
+        redacted once per turn, not once per record. The whole text is redacted before it is
+        cut: a cut through a token would hide it from the patterns.
         """
         for seen, redacted in self._recent:
             if seen is value:
                 return redacted
-        redacted = self.redactor.redact(value)
+        redacted = valid_text(capped(self.redactor.redact(value), self.max_message_chars))
         self._recent = ((value, redacted), *self._recent[:3])
         return redacted
 
-    def _emit(self, kind: Kind, session_id: str, name: str, data: Mapping[str, Any], *,
+    def _value(self, value: Mapping[str, Any] | None) -> Any:
+        """User-supplied structured data (metadata, context, arguments): redacted, valid."""
+        return valid_value(self.redactor.redact_value(dict(value or {})))
+
+    def _emit(self, kind: Kind, session_id: str, name: str, data: dict[str, Any], *,
               ts: float | None = None, duration_ms: float | None = None,
               success: bool | None = None) -> None:
+        if duration_ms is not None and not (type(duration_ms) is float
+                                            and 0.0 <= duration_ms <= MAX_NUMBER) \
+                and valid_number(duration_ms) is None:
+            _invalid(data, "duration_ms", duration_ms)
+            duration_ms = None
+        if ts is not None and not (type(ts) is float and math.isfinite(ts)):
+            checked = valid_number(ts)
+            if checked is None:
+                _invalid(data, "ts", ts)
+            ts = checked
+        if type(session_id) is not str or not session_id.isascii():
+            session_id = valid_text(str(session_id))
+        if type(name) is not str or not name.isascii():
+            name = valid_text(str(name))
         self.recorder.emit(kind, session_id, name, data, duration_ms=duration_ms,
                            success=success, ts=ts)
 
@@ -131,43 +172,44 @@ class Observability:
 
     def session_opened(self, session: Session, user_name: str) -> None:
         key = session.key
-        self._emit("session_start", session.id, key.bot, {
+        self._emit("session_start", session.id, key.bot, valid_value({
             "bot": key.bot, "bot_type": session.bot_type, "platform": key.platform,
             "workspace": key.workspace, "channel": key.channel, "thread": key.thread,
             "user_id": key.user, "user_name": user_name, "tags": list(session.tags),
-            "key": str(key)}, ts=session.started_at)
+            "key": str(key)}), ts=session.started_at)
 
     def session_closed(self, session: Session, reason: EndReason, success: bool,
                        metadata: dict[str, Any]) -> None:
         self._emit("session_end", session.id, reason, {
             "reason": reason, "status": "success" if success else "failed",
-            "metadata": self.redactor.redact_value(metadata)}, success=success)
+            "metadata": self._value(metadata)}, success=success)
 
     def start_session(self, *, bot: str, bot_type: str, user_id: str, platform: str,
                       tags: Iterable[str] = (), ts: float | None = None) -> str:
         """A session opened by hand (the facade); returns its id."""
         wall = time.time() if ts is None else ts
         session_id = new_session_id(wall)
-        self._emit("session_start", session_id, bot, {
+        self._emit("session_start", session_id, bot, valid_value({
             "bot": bot, "bot_type": bot_type, "platform": platform, "workspace": "",
             "channel": "", "thread": "", "user_id": user_id, "user_name": user_id,
-            "tags": list(tags), "key": f"{bot}/{platform}/{user_id}"}, ts=wall)
+            "tags": [str(tag) for tag in tags], "key": f"{bot}/{platform}/{user_id}"}),
+            ts=wall)
         return session_id
 
     def end_session(self, session_id: str, *, reason: EndReason, success: bool,
                     metadata: Mapping[str, Any] | None = None, ts: float | None = None) -> None:
         self._emit("session_end", session_id, reason, {
             "reason": reason, "status": "success" if success else "failed",
-            "metadata": self.redactor.redact_value(dict(metadata or {}))},
-            success=success, ts=ts)
+            "metadata": self._value(metadata)}, success=success, ts=ts)
 
     # ------------------------------------------------------------ events
 
     def message(self, session: Session, *, text: str, output: str | None, user_id: str,
                 started: float, duration_ms: float, success: bool) -> None:
         self._emit("message", session.id, "turn", {
-            "input": self.text(text), "output": self.text(output), "user_id": user_id,
-            "input_chars": len(text), "output_chars": len(output or "")},
+            "input": self.text(text), "output": self.text(output),
+            "user_id": valid_text(user_id), "input_chars": len(text),
+            "output_chars": len(output or "")},
             ts=started, duration_ms=duration_ms, success=success)
 
     def llm_call(self, session_id: str, *, provider: str, model: str, request: LLMRequest | None,
@@ -177,16 +219,17 @@ class Observability:
         data: dict[str, Any] = {"provider": provider, "model": model}
         if response is not None:
             data |= self._usage_fields(provider, model, response.model, response.usage, None)
-            data |= {"stop_reason": response.stop_reason, "request_id": response.request_id,
-                     "tool_calls": [c.name for c in response.tool_calls]}
+            data |= {"stop_reason": _optional_text(response.stop_reason),
+                     "request_id": _optional_text(response.request_id),
+                     "tool_calls": [valid_text(c.name) for c in response.tool_calls]}
             if self.capture_content:
                 data["completion"] = self.redact(response.text)
         if request is not None and self.capture_content and request.messages:
             last = request.messages[-1]
             data["prompt_last"] = {"role": last.role, "content": self.redact(last.content)}
         if error is not None:
-            data["error"] = self.redactor.redact(f"{type(error).__name__}: {error}")
-            data["request_id"] = getattr(error, "request_id", None)
+            data["error"] = valid_text(self.redactor.redact(f"{type(error).__name__}: {error}"))
+            data["request_id"] = valid_value(getattr(error, "request_id", None))
         self._emit("llm_call", session_id, f"{provider}:{model}", data, ts=started,
                    duration_ms=duration_ms, success=error is None)
         cost = data.get("cost_usd")
@@ -195,38 +238,45 @@ class Observability:
     def usage(self, session_id: str, *, provider: str, model: str, usage: Usage,
               cost_usd: float | None, started: float, duration_ms: float) -> None:
         """An LLM call known only by its usage (the facade's ``track_cost``)."""
-        data = {"provider": provider, "model": model,
+        data = {"provider": valid_text(provider), "model": valid_text(model),
                 **self._usage_fields(provider, model, model, usage, cost_usd)}
         self._emit("llm_call", session_id, f"{provider}:{model}", data, ts=started,
                    duration_ms=duration_ms, success=True)
 
     def _usage_fields(self, provider: str, model: str, answered: str, usage: Usage,
                       cost_usd: float | None) -> dict[str, Any]:
+        usage, invalid = _checked_usage(usage)
+        if cost_usd is not None and valid_number(cost_usd) is None:
+            invalid["cost_usd"] = cost_usd
+            cost_usd = None  # priced from the book instead
         source = "caller"
         if cost_usd is None:
             # Billed as the model that answered; never fall back to a neighbour's price.
             cost = self.prices.price(provider, answered or model, usage)
             cost_usd, source = (cost.total_usd, cost.source) if cost else (None, "unpriced")
         fields: dict[str, Any] = {
-            "response_model": answered, "input_tokens": usage.input_tokens,
+            "response_model": valid_text(str(answered or "")),
+            "input_tokens": usage.input_tokens,
             "output_tokens": usage.output_tokens, "cache_read_tokens": usage.cache_read_tokens,
             "cache_write_tokens": usage.cache_write_tokens, "cost_usd": cost_usd,
             "price_source": source}
         if usage.estimated:  # the provider's usage was missing or impossible: the worst case
             fields["usage_estimated"] = True
+        for field_name, value in invalid.items():
+            _invalid(fields, field_name, value)
         return fields
 
     def tool_call(self, session_id: str, *, call: ToolCall, result: ToolResult, started: float,
                   duration_ms: float) -> None:
         content = result.content
         data: dict[str, Any] = {
-            "tool": call.name, "call_id": call.id,
-            "args": self.redactor.redact_value(dict(call.arguments))
-            if self.capture_content else None,
+            "tool": valid_text(str(call.name)), "call_id": valid_text(str(call.id)),
+            "args": self._value(call.arguments) if self.capture_content else None,
             # Redact the whole text first: a cut through a token would hide it from the patterns.
-            "result": _truncate(self.text(content), self.max_result_chars),
+            "result": _truncate(self._tool_text(content), self.max_result_chars),
             "result_chars": len(content), "truncated": len(content) > self.max_result_chars,
-            "error": self.redactor.redact(str(result.error)) if result.error else None,
+            "error": valid_text(self.redactor.redact(str(result.error)))
+            if result.error else None,
             "error_type": type(result.error).__name__ if result.error else None,
         }
         self._emit("tool_call", session_id, call.name, data, ts=started,
@@ -241,13 +291,22 @@ class Observability:
     def error_text(self, session_id: str, kind: str, message: str, stack: str, *,
                    context: Mapping[str, Any] | None = None, ts: float | None = None) -> None:
         self._emit("error", session_id, kind, {
-            "type": kind, "message": self.redactor.redact(message),
-            "stack": self.redactor.redact(stack),
-            "context": self.redactor.redact_value(dict(context or {}))}, ts=ts, success=False)
+            "type": valid_text(str(kind)),
+            "message": valid_text(capped(self.redactor.redact(str(message)),
+                                         self.max_message_chars)),
+            "stack": valid_text(capped(self.redactor.redact(str(stack)),
+                                       self.max_message_chars)),
+            "context": self._value(context)}, ts=ts, success=False)
 
     def custom(self, session_id: str, name: str, data: Mapping[str, Any], *,
                ts: float | None = None) -> None:
-        self._emit("custom", session_id, name, self.redactor.redact_value(dict(data)), ts=ts)
+        self._emit("custom", session_id, name, self._value(data), ts=ts)
+
+    def _tool_text(self, content: str) -> str | None:
+        # A tool result is cut at max_result_chars after redaction; only validity is added.
+        if not self.capture_content:
+            return None
+        return valid_text(self.redactor.redact(content))
 
 
 def bot_secrets(bot: BotConfig) -> list[str]:
@@ -261,6 +320,33 @@ def bot_secrets(bot: BotConfig) -> list[str]:
 
 def _comma_list(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
+
+
+_TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
+
+
+def _checked_usage(usage: Usage) -> tuple[Usage, dict[str, object]]:
+    """``usage`` with every count a valid one (a bad count becomes 0), and the bad values."""
+    invalid: dict[str, object] = {}
+    changes: dict[str, Any] = {}
+    for name in _TOKEN_FIELDS:
+        value = getattr(usage, name)
+        if type(value) is int and 0 <= value <= MAX_COUNT:
+            continue
+        checked = valid_count(value)
+        if checked is None:
+            invalid[name] = value
+        changes[name] = checked or 0
+    return (dataclasses.replace(usage, **changes) if changes else usage), invalid
+
+
+def _optional_text(value: object) -> str | None:
+    return None if value is None else valid_text(str(value))
+
+
+def _invalid(data: dict[str, Any], field_name: str, value: object) -> None:
+    """Note a value left out of a record because it is not a usable number."""
+    data.setdefault("invalid", {})[field_name] = valid_text(repr(value)[:100])
 
 
 def _truncate(text: str | None, limit: int) -> str | None:

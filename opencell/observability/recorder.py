@@ -6,9 +6,16 @@ in batches and gives each batch to the store's ``write_batch`` (one transaction)
 fails (locked, disk full, file deleted, anything), the writer keeps the batch, retries it with
 exponential back-off and jitter, and logs once when the outage starts and once when it ends;
 meanwhile ``record()`` keeps queueing up to ``max_queue``. Only past that bound are records
-dropped, and every drop is counted (``stats.dropped``) and logged by the writer, never by the
-caller. ``flush(timeout)`` waits until everything queued before it is stored; ``close`` flushes
-and stops the thread.
+dropped, and every drop is counted (``stats.dropped``, by reason in ``stats.dropped_by``) and
+logged by the writer with its reason, never by the caller. ``flush(timeout)`` waits until
+everything queued before it is stored, and says False if anything was dropped since the last
+flush; ``close`` flushes and stops the thread.
+
+One record can never stop the recorder: when a sink that can ``quarantine`` rejects a batch
+for a reason it does not call an outage (``is_outage``), the batch is split in halves until
+the bad record is alone; every other record is stored, the bad one is handed to
+``quarantine`` (the store keeps it in a table of its own) and recording goes on. If even the
+quarantine fails, that is an outage: the records are kept and retried like any other.
 """
 
 from __future__ import annotations
@@ -19,10 +26,11 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from opencell.guard import guard
+from opencell.observability._isolate import write_isolating
 from opencell.records import Kind, Record
 
 log = logging.getLogger("opencell.recorder")
@@ -35,10 +43,17 @@ DROP_LOG_INTERVAL = 10.0
 class RecordSink(Protocol):
     """Where the writer thread puts batches: the store, or a test double.
 
-    ``write_batch`` must store all of the batch or none of it (it is retried whole).
+    ``write_batch`` must store all of the batch or none of it (it is retried whole, or split
+    when the sink also has ``quarantine(record, reason)``; ``is_outage(exc)``, if present,
+    tells which failures are the sink's own and are never blamed on a record).
     """
 
     def write_batch(self, records: Sequence[Record]) -> None: ...
+
+
+DROP_REASONS = ("queue_full", "closed", "unstored_at_close", "unstorable", "error")
+"""Why records are dropped: the queue was full; ``record()`` after ``close``; still unstored
+when the writer stopped; rejected by a sink that cannot quarantine; ``record()`` failed."""
 
 
 SinkFactory = Callable[[], "RecordSink | None"]
@@ -64,6 +79,10 @@ class RecorderStats:
     """Batches stored."""
     failing: bool
     """Whether the store is failing right now (an outage is in progress)."""
+    quarantined: int = 0
+    """Records the sink rejected, isolated and handed to its ``quarantine``."""
+    dropped_by: Mapping[str, int] = field(default_factory=dict)
+    """``dropped`` by reason (see ``DROP_REASONS``); reasons with no drops are left out."""
 
 
 class _FlushMarker:
@@ -104,6 +123,12 @@ class Recorder:
         self._retry = threading.Event()
         self._drop_lock = threading.Lock()
         self._dropped = 0
+        self._dropped_by: dict[str, int] = {}
+        self._dropped_seen = 0  # by the last flush
+        self._logged_by: dict[str, int] = {}
+        self._noted = 0  # drops told to the sink's note_drops
+        self._noted_by: dict[str, int] = {}
+        self._quarantined = 0
         self._dropped_logged = 0
         self._last_drop_log = -DROP_LOG_INTERVAL
         self._written = 0
@@ -131,9 +156,9 @@ class Recorder:
             if len(self._queue) < self._max:
                 self._queue.append(record)
             else:
-                self._drop()
+                self._drop("closed" if self._stopping else "queue_full")
         except Exception:  # noqa: BLE001 - the contract: never raise into the bot
-            self._drop()
+            self._drop("error")
 
     def emit(self, kind: Kind, session_id: str, name: str, data: Mapping[str, Any],
              duration_ms: float | None = None, success: bool | None = None,
@@ -143,28 +168,38 @@ class Recorder:
             self.record(Record(kind, session_id, time.time() if ts is None else ts, name, data,
                                duration_ms, success))
         except Exception:  # noqa: BLE001 - the contract: never raise into the bot
-            self._drop()
+            self._drop("error")
 
-    def _drop(self) -> None:
+    def _drop(self, reason: str, n: int = 1) -> None:
         with self._drop_lock:
-            self._dropped += 1
+            self._dropped += n
+            self._dropped_by[reason] = self._dropped_by.get(reason, 0) + n
 
     # ------------------------------------------------------------ control
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every record queued before this call is stored.
 
-        True when it is; False when ``timeout`` seconds pass first (the store is failing or
-        slow), or when called from the writer thread itself.
+        True when it is and nothing was dropped since the previous ``flush``; False when
+        ``timeout`` seconds pass first (the store is failing or slow), when records were
+        dropped since the previous ``flush`` (see ``stats.dropped_by``), or when called from
+        the writer thread itself. Records the store quarantined are kept, not dropped.
         """
         if threading.current_thread() is self._thread:
             return False
         if not self._thread.is_alive():
-            return not self._pending and not self._queue
+            return not self._pending and not self._queue and self._nothing_dropped()
         marker = _FlushMarker()
         self._queue.append(marker)  # past the bound on purpose: a marker is never dropped
         self._wake.set()
-        return marker.done.wait(max(0.0, timeout))
+        done = marker.done.wait(max(0.0, timeout))
+        return self._nothing_dropped() and done
+
+    def _nothing_dropped(self) -> bool:
+        """Whether nothing was dropped since the previous call (each drop is reported once)."""
+        with self._drop_lock:
+            seen, self._dropped_seen = self._dropped_seen, self._dropped
+        return seen == self._dropped
 
     def close(self, timeout: float = 5.0) -> bool:
         """Flush (up to ``timeout`` seconds), then stop the writer thread.
@@ -197,7 +232,8 @@ class Recorder:
         return RecorderStats(
             queued=len(self._queue) + len(self._pending), written=self._written,
             dropped=self._dropped, failures=self._failures, last_error=self._last_error,
-            batches=self._batches, failing=self._failing_since is not None)
+            batches=self._batches, failing=self._failing_since is not None,
+            quarantined=self._quarantined, dropped_by=dict(self._dropped_by))
 
     # ------------------------------------------------------------ the writer thread
 
@@ -249,18 +285,24 @@ class Recorder:
                 self._sink = self._factory()
                 if self._sink is None:
                     raise RuntimeError("the store factory returned no store")
-            self._sink.write_batch(self._pending)
         except BaseException as exc:  # noqa: BLE001 - the writer must outlive any sink
-            self._failures += 1
-            self._attempt += 1
-            self._last_error = f"{type(exc).__name__}: {_one_line(exc)}"
-            if self._failing_since is None:
-                self._failing_since = time.monotonic()
-                log.warning("store unavailable error=%s queued=%d action=keeping_records_"
-                            "and_retrying", self._last_error, self.stats.queued)
+            self._outage(exc)
             return False
-        self._written += len(self._pending)
-        self._batches += 1
+        outcome = write_isolating(self._sink, self._pending)
+        self._written += outcome.stored
+        self._batches += outcome.batches
+        self._failures += outcome.refused
+        for record, reason in outcome.quarantined:
+            self._quarantined += 1
+            self._last_error = _printable(reason[:300])
+            kind, session_id = _describe(record)
+            log.warning("record quarantined kind=%s session=%s reason=%s total=%d "
+                        "action=stored_apart_recording_goes_on", kind, session_id,
+                        self._last_error, self._quarantined)
+        if outcome.outage is not None:
+            self._pending = outcome.unstored
+            self._outage(outcome.outage)
+            return False
         self._pending = []
         if self._failing_since is not None:
             log.warning("store recovered outage_s=%.1f failed_attempts=%d queued=%d",
@@ -270,6 +312,15 @@ class Recorder:
             self._attempt = 0
         return True
 
+    def _outage(self, exc: BaseException) -> None:
+        self._failures += 1
+        self._attempt += 1
+        self._last_error = f"{type(exc).__name__}: {_one_line(exc)}"
+        if self._failing_since is None:
+            self._failing_since = time.monotonic()
+            log.warning("store unavailable error=%s queued=%d action=keeping_records_"
+                        "and_retrying", self._last_error, self.stats.queued)
+
     def _backoff(self) -> float:
         delay = min(BACKOFF_CAP, BACKOFF_START * 2.0 ** min(self._attempt - 1, 16))
         return delay * random.uniform(0.5, 1.0)
@@ -278,20 +329,43 @@ class Recorder:
         dropped = self._dropped
         now = time.monotonic()
         if dropped != self._dropped_logged and now - self._last_drop_log >= DROP_LOG_INTERVAL:
-            log.warning("records dropped count=%d total=%d max_queue=%d reason=queue_full",
-                        dropped - self._dropped_logged, dropped, self._max_queue)
+            with self._drop_lock:
+                now_by = dict(self._dropped_by)
+            by = {k: n - self._logged_by.get(k, 0) for k, n in now_by.items()
+                  if n != self._logged_by.get(k, 0)}
+            reasons = ",".join(f"{k}:{n}" for k, n in by.items())
+            log.warning("records dropped count=%d total=%d reason=%s max_queue=%d "
+                        "last_error=%s", dropped - self._dropped_logged, dropped, reasons,
+                        self._max_queue, self._last_error)
             self._dropped_logged = dropped
+            self._logged_by = now_by
             self._last_drop_log = now
+            self._note_drops()  # as rate-limited as the log: never a write per record
+
+    def _note_drops(self) -> None:
+        """Tell a sink that keeps count (the store's ``note_drops``) about new drops."""
+        note = getattr(self._sink, "note_drops", None)
+        if not callable(note) or self._dropped == self._noted:
+            return
+        with self._drop_lock:
+            total, by = self._dropped, dict(self._dropped_by)
+        delta = {k: n - self._noted_by.get(k, 0) for k, n in by.items()}
+        try:
+            note({k: n for k, n in delta.items() if n}, self._last_error)
+        except Exception as exc:  # noqa: BLE001 - noted next time; the drops are logged anyway
+            log.debug("could not note drops in the store error=%s", _one_line(exc))
+            return
+        self._noted, self._noted_by = total, by
 
     def _finish(self) -> None:
         left = len(self._pending) + sum(1 for i in self._queue if type(i) is not _FlushMarker)
         if left:
-            with self._drop_lock:
-                self._dropped += left
+            self._drop("unstored_at_close", left)
             log.warning("recorder stopped with records unstored count=%d last_error=%s",
                         left, self._last_error)
         self._last_drop_log = -DROP_LOG_INTERVAL
         self._report_drops()
+        self._note_drops()  # also drops logged earlier while the store could not note them
         self._queue.clear()
         self._pending = []
 
@@ -322,6 +396,15 @@ class NullRecorder:
                              batches=0, failing=False)
 
 
+def _describe(record: object) -> tuple[str, str]:
+    kind = str(getattr(record, "kind", type(record).__name__))[:40]
+    return _printable(kind), _printable(str(getattr(record, "session_id", ""))[:64])
+
+
+def _printable(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).replace("\n", " ")
+    text = _printable(str(exc).replace("\n", " "))
     return text if len(text) <= 300 else text[:297] + "..."

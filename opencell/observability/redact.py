@@ -19,15 +19,15 @@ allowed). Text with nothing to redact is returned as the same object.
 Every pattern runs in time linear in the text, however hostile: each unbounded run either
 ends the match, is possessive, or starts at an anchor (a look-behind saying the previous
 character cannot belong to it), so no run is rescanned from many starting points.
-``tests/observability/test_redact_linear_time.py`` counts the engine's steps on generated
+``tests/observability/test_redact_linear_time.py`` counts the matcher's steps on generated
 worst cases; benchmarks/redact.py compares 160 KB of hostile text with 160 KB of prose.
 
 Speed (benchmarks/redact.py): about 3 µs for a 200-character chat message. Each shape is its
-own pattern starting with a literal (``sk-``, ``xox``, ``AKIA`` …), which the regex engine finds
+own pattern starting with a literal (``sk-``, ``xox``, ``AKIA`` …), which the regex matcher finds
 with a fast substring scan; case-insensitive shapes are matched on the lower-cased text, and
 the two shapes without a literal start are gated by a cheaper pattern. One combined alternation
 of the same shapes measured 2x slower on a chat message and 3.6x slower on a 4,000-character
-tool result: the engine then tries every branch at every position.
+tool result: the matcher then tries every branch at every position.
 """
 
 from __future__ import annotations

@@ -2,20 +2,23 @@
 
 One pass over the records yields: new session rows (``session_start``), event rows, one
 running-total delta per touched session, session ends, and LLM usage for the cost rollups.
-Every value is coerced to the column's type and length here, so a malformed record (facade
-misuse) is rejected alone and cannot poison the batch it travels in.
+Every value is coerced to the column's type and length here (text made valid UTF-8), so a
+malformed record (facade misuse) is rejected alone and cannot poison the batch it travels in;
+a rejected record becomes a quarantine row (``losses.quarantine_row``) in the same
+transaction.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from opencell.calendar import utc_day
-from opencell.records import Record
+from opencell.records import Record, valid_text
+from opencell.store.losses import quarantine_row
 
 EventRow = tuple[str, float, str, str, float | None, bool | None, str]
 """(session id, ts, kind, name, duration_ms, success, data as JSON text)."""
@@ -80,6 +83,8 @@ class BatchPlan:
     usage: list[Usage] = field(default_factory=list)
     rejected: int = 0
     """Records that could not be read at all (not a Record, no usable ts or session id)."""
+    quarantine: list[dict[str, Any]] = field(default_factory=list)
+    """The rejected records as quarantine rows (see ``losses.quarantine_row``)."""
 
 
 def _fallback(value: object) -> str:
@@ -100,10 +105,10 @@ def to_json(value: object) -> str:
     """JSON text for a record's data; anything unserialisable is stored as its ``str``."""
     try:
         if _c_encoder is not None:
-            return "".join(_c_encoder(value, 0))
-        return _encoder.encode(value)
+            return valid_text("".join(_c_encoder(value, 0)))
+        return valid_text(_encoder.encode(value))
     except (ValueError, TypeError, RecursionError):
-        return _encoder.encode({"unserializable": str(value)[:2000]})
+        return valid_text(_encoder.encode({"unserializable": str(value)[:2000]}))
 
 
 def text(value: object, limit: int = 200) -> str | None:
@@ -111,7 +116,7 @@ def text(value: object, limit: int = 200) -> str | None:
     if value is None:
         return None
     out = value if type(value) is str else str(value)
-    return out if len(out) <= limit else out[:limit]
+    return valid_text(out if len(out) <= limit else out[:limit])
 
 
 def count(value: object) -> int:
@@ -136,14 +141,27 @@ def money(value: object) -> float | None:
     return number if math.isfinite(number) else None
 
 
+_days: dict[int, str] = {}
+
+
+def utc_day(ts: float) -> str:
+    """``YYYY-MM-DD`` of ``ts`` in UTC."""
+    key = int(ts // 86400)
+    day = _days.get(key)
+    if day is None:
+        day = _days[key] = time.strftime("%Y-%m-%d", time.gmtime(key * 86400))
+    return day
+
+
 def plan_batch(records: Sequence[Record], owner: str) -> BatchPlan:
     """Read ``records`` once into a :class:`BatchPlan` (``owner`` goes on new session rows)."""
     plan = BatchPlan()
     for record in records:
         try:
             _plan_one(plan, record, owner)
-        except Exception:  # noqa: BLE001 - one bad record must not sink the batch
+        except Exception as exc:  # noqa: BLE001 - one bad record must not sink the batch
             plan.rejected += 1
+            plan.quarantine.append(quarantine_row(record, f"{type(exc).__name__}: {exc}"))
     return plan
 
 

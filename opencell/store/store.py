@@ -17,6 +17,9 @@ Decisions a caller may notice:
   file (their open sessions as placeholders). Writing on into the unlinked file would lose
   everything silently when the process exits.
 - A second ``session_end`` for a session is stored as an event but does not change the row.
+- A record the store cannot write (unreadable, or refused by the database) is kept as a row of
+  the ``quarantine`` table with the reason, counted in ``stats()`` and logged; the recorder
+  isolates it by splitting the batch (``quarantine``/``is_outage`` are its hooks).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -42,12 +45,15 @@ from opencell.store._batch import BatchPlan, plan_batch, to_json
 from opencell.store._owner import owner_is_alive, process_owner
 from opencell.store._writes import SessionInfo, Statements, resolve_sessions, rollup_rows
 from opencell.store.dialect import WRITE, Dialect, dialect_for, remove_stale_wal
+from opencell.store.losses import drop_rows, losses, quarantine_row
 from opencell.store.tables import (
     LATEST,
     check_version,
     cost_rollups,
     current_version,
     events,
+    quarantine,
+    record_drops,
     schema_version,
     sessions,
     upgrade,
@@ -212,13 +218,18 @@ class Store:
         plan = plan_batch(records, owner)
         if plan.rejected:
             self._rejected += plan.rejected
-            self._warn("rejected", "records rejected count=%d total=%d reason=unreadable",
-                       plan.rejected, self._rejected)
-        if not plan.events:
+            first = plan.quarantine[0]
+            self._warn("rejected", "records rejected count=%d total=%d reason=unreadable "
+                       "first_kind=%s first_session=%s error=%s action=quarantined",
+                       plan.rejected, self._rejected, first["kind"], first["session_id"],
+                       first["reason"][:200])
+        if not plan.events and not plan.quarantine:
             return
         with self._lock:
             self._ensure_file()
             with self.writing() as conn:
+                if plan.quarantine:
+                    conn.execute(quarantine.insert(), plan.quarantine)
                 infos, new_placeholders = resolve_sessions(conn, self._sql, plan, self._cache,
                                                            owner)
                 self._write_plan(conn, plan, infos)
@@ -232,6 +243,34 @@ class Store:
             self._warn("placeholder", "session placeholder created count=%d total=%d first=%s "
                        "reason=records_without_session_start", len(new_placeholders),
                        self._placeholders, new_placeholders[0])
+
+    def quarantine(self, record: Record, reason: str) -> None:
+        """Keep ``record``, which ``write_batch`` refused, in the ``quarantine`` table.
+        Raises when the database cannot be written at all (the recorder then retries)."""
+        self._insert(quarantine, [quarantine_row(record, reason)])
+
+    def note_drops(self, counts: Mapping[str, int], last_error: str | None) -> None:
+        """Note that this process's recorder dropped ``counts`` records (per reason)."""
+        self._insert(record_drops, drop_rows(counts, last_error, process_owner()))
+
+    def losses(self) -> dict[str, Any]:
+        """What recording lost or set apart, ever (see ``losses.losses``)."""
+        with self.reading() as conn:
+            return losses(conn)
+
+    def _insert(self, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            with self._lock:
+                self._ensure_file()
+                with self.writing() as conn:
+                    conn.execute(table.insert(), rows)
+
+    def is_outage(self, exc: BaseException) -> bool:
+        """Whether a failed ``write_batch`` is the database's trouble (locked, unreachable,
+        disk full, schema) rather than one record's: only the latter is split and quarantined."""
+        return isinstance(exc, OSError | StoreError | sa.exc.OperationalError
+                          | sa.exc.InterfaceError | sa.exc.DisconnectionError
+                          | sa.exc.TimeoutError | sa.exc.ResourceClosedError)
 
     def _write_plan(self, conn: Connection, plan: BatchPlan, infos: dict[str, SessionInfo]) -> None:
         sql = self._sql
@@ -368,11 +407,14 @@ class Store:
                 sa.select(s.status, sa.func.count().label("n")).group_by(s.status))}
             n_events = conn.execute(sa.select(sa.func.count()).select_from(events)).scalar()
             n_rollups = conn.execute(sa.select(sa.func.count()).select_from(cost_rollups)).scalar()
+            n_quarantined = conn.execute(
+                sa.select(sa.func.count()).select_from(quarantine)).scalar()
             version = current_version(conn)
         return {"url": self.url, "schema_version": version,
                 "sessions": sum(by_status.values()), "sessions_by_status": by_status,
                 "events": int(n_events or 0), "cost_rollup_rows": int(n_rollups or 0),
                 "placeholder_sessions": self._placeholders, "rejected_records": self._rejected,
+                "quarantined_records": int(n_quarantined or 0),
                 "files_recreated": self._recreated}
 
     # ------------------------------------------------------------ crash recovery

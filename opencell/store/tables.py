@@ -171,6 +171,31 @@ budget_alerts = sa.Table(
 """A budget alert is raised once per key (threshold × scope × period); the unique key is
 what stops a restarted process, or a second one sharing the store, from raising it again."""
 
+# v7: records the store rejected (see Store.quarantine); the recorder goes on without them.
+quarantine = sa.Table(
+    "quarantine", METADATA,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("quarantined_at", sa.Float, nullable=False),
+    sa.Column("ts", sa.Float),
+    sa.Column("session_id", sa.String(64), nullable=False, server_default=""),
+    sa.Column("kind", sa.String(32), nullable=False, server_default=""),
+    sa.Column("name", sa.String(300), nullable=False, server_default=""),
+    sa.Column("reason", sa.Text, nullable=False, server_default=""),
+    sa.Column("record", sa.Text, nullable=False, server_default="{}"),
+)
+"""``record`` is the rejected record as JSON (``kind, session_id, ts, name, data,
+duration_ms, success``), made storable; ``reason`` is why the store refused it."""
+record_drops = sa.Table(
+    "record_drops", METADATA,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("ts", sa.Float, nullable=False),
+    sa.Column("owner", sa.String(300), nullable=False, server_default=""),
+    sa.Column("reason", sa.String(40), nullable=False),
+    sa.Column("count", sa.BigInteger, nullable=False),
+    sa.Column("last_error", sa.Text),
+)
+"""Records a recorder dropped (see ``recorder.DROP_REASONS``), noted by its writer thread."""
+
 DURATION_SORT = sa.func.coalesce(sessions.c.duration_ms, sa.literal_column("-1"))
 """How sessions sort by duration: open sessions (no duration yet) come last when descending."""
 
@@ -341,11 +366,38 @@ def _v6_estimated_calls(conn: Connection, dialect: Dialect) -> None:
         "ALTER TABLE cost_rollups ADD COLUMN estimated_calls INTEGER NOT NULL DEFAULT 0"))
 
 
+def _v7_quarantine(conn: Connection, dialect: Dialect) -> None:
+    """Records the store could not write, kept apart instead of stopping the recorder; and
+    how many records recorders dropped, by reason (so ``opencell doctor`` can tell)."""
+    md = sa.MetaData()
+    sa.Table(
+        "record_drops", md,
+        sa.Column("id", Id, primary_key=True, autoincrement=True),
+        sa.Column("ts", sa.Float, nullable=False),
+        sa.Column("owner", sa.String(300), nullable=False, server_default=""),
+        sa.Column("reason", sa.String(40), nullable=False),
+        sa.Column("count", sa.BigInteger, nullable=False),
+        sa.Column("last_error", sa.Text),
+    )
+    sa.Table(
+        "quarantine", md,
+        sa.Column("id", Id, primary_key=True, autoincrement=True),
+        sa.Column("quarantined_at", sa.Float, nullable=False),
+        sa.Column("ts", sa.Float),
+        sa.Column("session_id", sa.String(64), nullable=False, server_default=""),
+        sa.Column("kind", sa.String(32), nullable=False, server_default=""),
+        sa.Column("name", sa.String(300), nullable=False, server_default=""),
+        sa.Column("reason", sa.Text, nullable=False, server_default=""),
+        sa.Column("record", sa.Text, nullable=False, server_default="{}"),
+    )
+    md.create_all(conn)
+
+
 Migration = Callable[[Connection, Dialect], None]
 
 MIGRATIONS: list[Migration] = [_v1_base_tables, _v2_cache_tokens_and_sort_indexes,
                                _v3_export_cursors, _v4_activity_rollups, _v5_budget_alerts,
-                               _v6_estimated_calls]
+                               _v6_estimated_calls, _v7_quarantine]
 """Step *n* (1-based) upgrades a version *n-1* database to version *n*."""
 
 LATEST = len(MIGRATIONS)

@@ -159,8 +159,9 @@ def test_overflow_is_dropped_counted_and_logged(caplog: pytest.LogCaptureFixture
             recorder.record(message("s", i))
         assert recorder.stats.dropped == 5 and recorder.stats.queued == 11
         sink.release.set()
-        assert recorder.flush(WAIT)
-        assert poll(lambda: "records dropped count=5 total=5" in caplog.text)
+        assert recorder.flush(WAIT) is False  # everything queued landed, but 5 were dropped
+        assert poll(lambda: "records dropped count=5 total=5 reason=queue_full:5" in caplog.text)
+        assert recorder.flush(WAIT) is True  # nothing dropped since the previous flush
     assert [r.data["input"] for r in sink.records] == [f"m{i}" for i in range(11)]
     assert recorder.stats.dropped == 5
     recorder.close()
@@ -254,6 +255,8 @@ def test_close_stores_everything_then_counts_later_records_as_dropped(store: Sto
     recorder.record(message(sid, 2))
     assert recorder.stats.dropped == 1
     assert recorder.close() is True  # idempotent
+    assert recorder.stats.dropped_by == {"closed": 1}
+    assert recorder.flush(0.1) is False  # the record after close was dropped
     assert recorder.flush(0.1) is True  # nothing of its own left to store
 
 
