@@ -64,9 +64,6 @@ class App:
             self.observability.close(timeout=1.0)
             install(None)
             raise
-        self._in_flight = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
         self._stopping = False
         self._stop_requested = asyncio.Event()
 
@@ -87,20 +84,15 @@ class App:
             self.adapters.extend(adapter_factory(bot, name) for name in names)
 
     async def dispatch(self, message: IncomingMessage) -> Reply | None:
-        """Hand one message to its bot. After ``stop`` begins, new messages are dropped."""
+        """Hand one message to its bot. After ``stop`` begins, new messages are dropped.
+
+        Adapters call this; they count the turns in flight (what ``stop`` waits for)."""
         if self._stopping:
             return None
         runtime = self.runtimes.get(message.key.bot)
         if runtime is None:
             raise OpenCellError(f"no bot named '{message.key.bot}' is running")
-        self._in_flight += 1
-        self._idle.clear()
-        try:
-            return await runtime.dispatch(message)
-        finally:
-            self._in_flight -= 1
-            if self._in_flight == 0:
-                self._idle.set()
+        return await runtime.dispatch(message)
 
     def _dashboard_server(self, env: Mapping[str, str] | None) -> DashboardServer:
         from opencell.dashboard.server import DashboardServer
@@ -121,6 +113,8 @@ class App:
             self.budgets.start(self.adapters)
         if self.dashboard is not None:
             await self.dashboard.start()
+        for runtime in self.runtimes.values():
+            await runtime.start()
         for adapter in self.adapters:
             await adapter.start(self.dispatch)
             log.info("adapter started bot=%s platform=%s", adapter.bot.name, adapter.platform)
@@ -182,11 +176,6 @@ class App:
                     log.warning("stop: %d turn(s) still running on %s after %.0fs; their "
                                 "sessions close now and later records are dropped",
                                 adapter.in_flight, adapter.platform, timeout)
-            try:
-                await asyncio.wait_for(self._idle.wait(), max(0.0, deadline - loop.time()))
-            except TimeoutError:
-                log.warning("stop: %d turn(s) still running after %.0fs", self._in_flight,
-                            timeout)
             # Before the adapters stop: an alert channel posts through one of them.
             if self.budgets is not None:
                 await self._step("budget alerts", self._close_budgets())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -23,16 +24,20 @@ class TurnContext:
     bot: BotConfig
     """The configuration of the bot handling it."""
     session: Session | None = None
-    """The conversation's session, set by the observability middleware."""
+    """The conversation's session, set by the session middleware."""
     history: ConversationHistory = field(default_factory=lambda: ConversationHistory(0))
     """The session's bounded history; the runtime appends the turn when it succeeds."""
     started: float = field(default_factory=time.perf_counter)
     """``perf_counter()`` when the turn entered the chain."""
     error: BaseException | None = None
     """The exception that failed the turn, set by the errors middleware."""
+    failed: bool = False
+    """The turn failed: the one flag, set by the errors middleware (an exception) or by the
+    tool recorder (a tool that broke). The session's status and ``Reply.failed`` follow it."""
     extras: dict[str, Any] = field(default_factory=dict)
     """Free-form state for user middleware; OpenCell itself never reads it."""
 
-    @property
-    def failed(self) -> bool:
-        return self.error is not None
+
+current_turn: ContextVar[TurnContext | None] = ContextVar("opencell_turn", default=None)
+"""The turn being handled in this context (set by the session middleware): model and tool
+wrappers record into its session and mark it failed."""

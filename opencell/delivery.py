@@ -1,19 +1,28 @@
 """What the person on the platform really received for a turn: adapters say, records follow.
 
-The middleware chain produces a reply; the adapter sends it afterwards, outside the chain. A
-turn recorded when the chain returns would claim a reply — or the polite apology — that a
-failed send or a shutdown never delivered. So :meth:`Adapter.handle` opens a
-:class:`Delivery` for each message in a context variable the chain inherits and settles it
-with what happened; the observability middleware writes the turn's record once it is settled.
+The middleware chain produces a reply; it is sent afterwards, outside the chain. A turn
+recorded when the chain returns would claim a reply — or the polite apology — that a failed
+send or a shutdown never delivered. So :meth:`Adapter.handle` opens a :class:`Delivery` for
+each message, carrying the adapter's ``send``, in a context variable the turn inherits; the
+runtime sends the reply through it (still in the conversation's turn, so replies keep their
+order) and it is settled with what happened; the session layer writes the turn's record once
+it is settled.
 Without an adapter (``BotRuntime.process_message``, scripts, tests) there is no delivery: the
 caller receives the chain's reply, and the record is written at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Literal
+
+from opencell.messages import Reply
+
+log = logging.getLogger("opencell.adapters")
+
+Send = Callable[[Reply], Awaitable[None]]
 
 Outcome = Literal["sent", "nothing", "send_failed", "cut_off"]
 """``sent``: the reply went out. ``nothing``: there was no reply to send. ``send_failed``: the
@@ -24,9 +33,12 @@ was sent."""
 class Delivery:
     """The outcome of one message's reply; settled once, by the adapter handling it."""
 
-    __slots__ = ("outcome", "text", "error", "_waiting")
+    __slots__ = ("outcome", "text", "error", "_waiting", "_send", "_where")
 
-    def __init__(self) -> None:
+    def __init__(self, send: Send | None = None, where: str = "") -> None:
+        self._send = send
+        self._where = where
+        """Named in the log line of a failed send (platform, bot, conversation)."""
         self.outcome: Outcome | None = None
         self.text: str | None = None
         """What the person received (None: nothing)."""
@@ -40,6 +52,22 @@ class Delivery:
             callback(self)
         else:
             self._waiting.append(callback)
+
+    async def send(self, reply: Reply) -> None:
+        """Send ``reply`` with the adapter's ``send`` and settle with what happened.
+
+        A failure to send is logged, never raised: one bad channel must not stop the adapter.
+        """
+        if self._send is None or not reply.text:
+            self.settle("nothing")
+            return
+        try:
+            await self._send(reply)
+        except Exception as exc:  # noqa: BLE001 - keep serving other conversations
+            log.warning("send failed %s error=%s: %s", self._where, type(exc).__name__, exc)
+            self.settle("send_failed", error=exc)
+        else:
+            self.settle("sent", text=reply.text)
 
     def settle(self, outcome: Outcome, *, text: str | None = None,
                error: BaseException | None = None) -> None:

@@ -37,8 +37,6 @@ class IncomingMessage:
     user_id: str
     user_name: str = ""
     message_id: str = ""
-    from_self: bool = False
-    """The bot's own message (adapters that see their own output set this)."""
     from_bot: bool = False
     """Written by some other bot."""
     received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -52,7 +50,9 @@ class Reply:
 
     text: str
     key: ConversationKey | None = None
+    """The conversation it answers; a middleware may leave it empty (``Reply("…")``): the
+    runtime fills it in, and ``in_reply_to``, in one place before the reply leaves the core."""
     in_reply_to: str = ""
     """The platform message id this answers, for threading."""
     failed: bool = False
-    """The turn failed and ``text`` is the polite apology."""
+    """The turn failed (``TurnContext.failed``); ``text`` is usually the polite apology."""

@@ -4,23 +4,23 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from opencell.budgets.enforcement import BudgetedLLM
 from opencell.config import BotConfig
 from opencell.context import TurnContext
+from opencell.delivery import current_delivery
 from opencell.errors import OpenCellError
 from opencell.llm import create_llm
 from opencell.llm.base import ChatMessage, LLMClient, LLMRequest, ToolSpec
 from opencell.messages import ConversationKey, IncomingMessage, Reply
 from opencell.middleware import (
     ErrorsMiddleware,
-    IgnoreSelfMiddleware,
     MiddlewareChain,
+    SessionMiddleware,
     user_middleware,
 )
-from opencell.middleware.observability import ObservabilityMiddleware
 from opencell.observability.instrument import RecordingLLM, RecordingTools
 from opencell.observability.observer import Observability
 from opencell.sessions import Session, SessionTracker
@@ -44,13 +44,15 @@ class _Turnstile:
 class BotRuntime:
     """Runs one bot: builds its chain once and answers messages through it.
 
-    Messages of one conversation are handled in arrival order; different conversations run
-    concurrently. ``start_session`` / ``process_message`` / ``end_session`` drive the same
-    chain from Python, for scripts and tests.
+    Messages of one conversation are handled — and, under an adapter, their replies sent —
+    in arrival order; different conversations run concurrently. ``start()`` starts the idle
+    sweeper and ``aclose()`` closes the open sessions (the App calls both).
+    ``start_session`` / ``process_message`` / ``end_session`` drive the same chain from
+    Python, for scripts and tests.
 
-    The chain is: errors → ignore_self → observability (sessions) → ``middleware`` → the
-    bot's YAML middleware → the bot. Without ``observability`` the process default is used
-    (the store at ``OPENCELL_DATABASE_URL``), the same one ``get_agentops()`` records into.
+    The chain is: sessions → errors → ``middleware`` → the bot's YAML middleware → the bot.
+    Without ``observability`` the process default is used (the store at
+    ``OPENCELL_DATABASE_URL``), the same one ``get_agentops()`` records into.
     With ``budgets`` every model call is first reserved against the ledger's limits (see
     ``opencell.budgets``); without it nothing is checked.
     """
@@ -88,15 +90,15 @@ class BotRuntime:
             bot_type=config.type, tags=(*observability.default_tags, *config.tags),
             on_open=observability.session_opened, on_close=observability.session_closed,
             **tracker_clock)
+        # The bot's own messages (and other bots', per each platform's ignore_bots) are
+        # dropped by the adapters, before a turn exists.
         self.chain = MiddlewareChain(self.handle, [
+            SessionMiddleware(self.sessions, observability, end_command=session.end_command),
             ErrorsMiddleware(),
-            # Other bots are filtered by each adapter, per its platform's ignore_bots setting.
-            IgnoreSelfMiddleware(ignore_bots=False),
-            ObservabilityMiddleware(self.sessions, observability,
-                                    end_command=session.end_command),
             *middleware,
             *user_middleware(config, clock=clock),
         ])
+        self.chain.build()
         self._turnstiles: dict[ConversationKey, _Turnstile] = {}
         self._api_key: ConversationKey | None = None
 
@@ -106,9 +108,16 @@ class BotRuntime:
 
     # ------------------------------------------------------------ dispatch
 
-    async def dispatch(self, message: IncomingMessage) -> Reply | None:
-        """Run one message through the chain; the reply, or None if it was dropped."""
+    async def start(self) -> None:
+        """Start expiring idle sessions (the App calls this; so does ``start_session``)."""
         self.sessions.start_sweeper()
+
+    async def dispatch(self, message: IncomingMessage) -> Reply | None:
+        """Run one message through the chain; the reply, or None if it was dropped.
+
+        Under an adapter (a ``Delivery`` is current) the reply is also sent here, still in
+        the conversation's turn, so replies go out in the order their messages came in.
+        """
         key = message.key
         turnstile = self._turnstiles.get(key)
         if turnstile is None:
@@ -116,7 +125,17 @@ class BotRuntime:
         turnstile.users += 1
         try:
             async with turnstile.lock:  # FIFO: one conversation's messages stay in order
-                return await self.chain(TurnContext(message=message, bot=self.config))
+                ctx = TurnContext(message=message, bot=self.config)
+                reply = await self.chain(ctx)
+                if reply is None:
+                    return None
+                if reply.key is None or ctx.failed:  # the one place a reply is filled in
+                    reply = replace(reply, key=reply.key or key, failed=ctx.failed,
+                                    in_reply_to=reply.in_reply_to or message.message_id)
+                delivery = current_delivery.get()
+                if delivery is not None:
+                    await delivery.send(reply)
+                return reply
         finally:
             turnstile.users -= 1
             if turnstile.users == 0:
@@ -138,7 +157,7 @@ class BotRuntime:
             text = response.text or EMPTY_ANSWER
             turn.append(ChatMessage(role="assistant", content=text))
         ctx.history.add_turn(turn)
-        return Reply(text=text, key=ctx.message.key, in_reply_to=ctx.message.message_id)
+        return Reply(text=text)
 
     async def _agent_turn(self, ctx: TurnContext, turn: list[ChatMessage]) -> str:
         specs = self.tools.specs(user_id=ctx.message.user_id)
@@ -180,7 +199,7 @@ class BotRuntime:
         await self.end_session()
         self._api_key = key = ConversationKey(bot=self.name, platform=platform,
                                               channel=f"{platform}:{user_id}", user=user_id)
-        self.sessions.start_sweeper()
+        await self.start()
         earlier = self.sessions.find(key)  # e.g. the same user over another path
         if earlier is not None:
             self.sessions.close(earlier, "explicit")

@@ -14,7 +14,6 @@ import itertools
 import logging
 import time
 from collections.abc import Callable
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -47,14 +46,9 @@ class Session:
     tags: tuple[str, ...] = ()
     busy: int = 0
     """Turns in progress; a busy session never expires."""
-    turn_failed: bool = False
-    """Something in the current turn failed (set by wrappers, e.g. a tool that raised)."""
     last_failed: bool = False
     closed: bool = False
 
-
-current_session: ContextVar[Session | None] = ContextVar("opencell_session", default=None)
-"""The session of the turn being handled; LLM and tool wrappers record into it."""
 
 OnOpen = Callable[[Session, str], None]
 OnClose = Callable[[Session, EndReason, bool, dict[str, Any]], None]
@@ -103,7 +97,6 @@ class SessionTracker:
         if session is None:
             session = self.open(key, user_name=user_name, tags=tags, now=now)
         session.busy += 1
-        session.turn_failed = False
         session.deadline = now + self.idle_timeout
         return session
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from abc import ABC, abstractmethod
-from dataclasses import replace
 from typing import ClassVar
 
 from opencell.config import BotConfig
@@ -37,30 +36,22 @@ class Adapter(ABC):
         self._idle.set()
 
     async def handle(self, message: IncomingMessage, deliver: Deliver) -> Reply | None:
-        """Get the reply to one message and send it; in flight until it is sent.
+        """Get the reply to one message, sent with ``send``; in flight until it is sent.
 
-        A failure to send is logged, never raised: one bad channel must not stop the adapter.
+        The runtime sends it through the message's :class:`~opencell.delivery.Delivery`, in
+        the conversation's order; a failure to send is logged, never raised. This counter is
+        the one ``drain`` (a graceful stop) waits on.
         """
         self._in_flight += 1
         self._idle.clear()
         # The turn's record follows what really went out (see opencell/delivery.py).
-        delivery = Delivery()
+        delivery = Delivery(self.send, f"platform={self.platform} bot={self.bot.name} "
+                                       f"conversation={message.key}")
         token = current_delivery.set(delivery)
         try:
             reply = await deliver(message)
-            if reply is not None and reply.key is None:  # e.g. a middleware's bare Reply("…")
-                reply = replace(reply, key=message.key,
-                                in_reply_to=reply.in_reply_to or message.message_id)
-            if reply is not None and reply.text:
-                try:
-                    await self.send(reply)
-                except Exception as exc:  # noqa: BLE001 - keep serving other conversations
-                    log.warning("send failed platform=%s bot=%s conversation=%s error=%s: %s",
-                                self.platform, self.bot.name, message.key,
-                                type(exc).__name__, exc)
-                    delivery.settle("send_failed", error=exc)
-                else:
-                    delivery.settle("sent", text=reply.text)
+            if reply is not None and delivery.outcome is None:  # ``deliver`` did not send it
+                await delivery.send(reply)
             return reply
         except asyncio.CancelledError:
             delivery.settle("cut_off")

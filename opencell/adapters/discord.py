@@ -32,7 +32,7 @@ from opencell.adapters._discord_inbound import InboundPolicy, Skipped
 from opencell.adapters.base import Adapter
 from opencell.config import BotConfig, DiscordConfig
 from opencell.errors import MissingSecretError, PlatformError
-from opencell.messages import ConversationKey, IncomingMessage, Reply
+from opencell.messages import IncomingMessage, Reply
 from opencell.types import Deliver
 
 log = logging.getLogger("opencell.adapters.discord")
@@ -77,7 +77,6 @@ class DiscordAdapter(Adapter):
         self._deliver: Deliver | None = None
         self._connection: asyncio.Task[None] | None = None
         self._turns: set[asyncio.Task[None]] = set()
-        self._last_turn: dict[ConversationKey, asyncio.Event] = {}
         self._stopping = False
 
     @property
@@ -232,43 +231,27 @@ class DiscordAdapter(Adapter):
             log.debug("discord message skipped bot=%s message_id=%s reason=%s",
                       self.bot.name, message.id, incoming.reason)
             return
-        previous = self._last_turn.get(incoming.key)
-        mine = self._last_turn[incoming.key] = asyncio.Event()
-        task = asyncio.create_task(self._turn(incoming, deliver, previous, mine),
+        task = asyncio.create_task(self._turn(incoming, deliver),
                                    name=f"discord-turn-{message.id}")
         self._turns.add(task)
         task.add_done_callback(self._turns.discard)
 
-    async def _turn(self, message: IncomingMessage, deliver: Deliver,
-                    previous: asyncio.Event | None, mine: asyncio.Event) -> None:
-        """One message: typing while the bot thinks, then the reply — after the reply to
-        the conversation's previous message has gone out."""
+    async def _turn(self, message: IncomingMessage, deliver: Deliver) -> None:
+        """One message: typing while the bot thinks, then the reply (the runtime sends it
+        after the reply to the conversation's previous message)."""
         key = message.key
         if self._client is None:
             return
         channel = self._client.get_partial_messageable(
             int(key.thread or key.channel), guild_id=int(key.workspace) if key.workspace else None)
         typing = asyncio.create_task(self._keep_typing(channel), name="discord-typing")
-
-        async def answer_in_order(incoming: IncomingMessage) -> Reply | None:
-            try:
-                reply = await deliver(incoming)
-            finally:
-                await _cancel(typing)
-            if previous is not None:
-                await previous.wait()
-            return reply
-
         try:
-            await self.handle(message, answer_in_order)
+            await self.handle(message, deliver)
         except Exception as exc:  # noqa: BLE001 - log, keep serving other conversations
             log.warning("discord turn failed bot=%s conversation=%s error=%s: %s",
                         self.bot.name, key, type(exc).__name__, exc)
         finally:
             await _cancel(typing)
-            mine.set()
-            if self._last_turn.get(key) is mine:
-                del self._last_turn[key]
 
     async def _keep_typing(self, channel: discord.PartialMessageable) -> None:
         try:

@@ -17,12 +17,12 @@ import math
 from typing import TYPE_CHECKING
 
 from opencell.budgets.limits import CallScope
+from opencell.context import current_turn
 from opencell.errors import BudgetExceededError
 from opencell.guard import guard
 from opencell.llm.base import LLMClient, LLMRequest, LLMResponse
 from opencell.llm.usage import estimate_input_tokens, worst_case_usage
 from opencell.llm.wrapper import WrapperLLM
-from opencell.sessions import current_session
 
 if TYPE_CHECKING:
     from opencell.budgets.ledger import BudgetLedger
@@ -48,7 +48,8 @@ class BudgetedLLM(WrapperLLM):
         return None if cost is None else cost.total_usd
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
-        session = current_session.get()
+        turn = current_turn.get()
+        session = turn.session if turn is not None else None
         key = session.key if session is not None else None
         call = CallScope(bot=self._bot.name, user=key.user if key else "",
                          platform=key.platform if key else "")

@@ -9,8 +9,8 @@ from typing import Any, cast
 from opencell.config import BotConfig, MiddlewareEntry
 from opencell.middleware.chain import MiddlewareChain
 from opencell.middleware.errors import ErrorsMiddleware
-from opencell.middleware.ignore_self import IgnoreSelfMiddleware
 from opencell.middleware.rate_limit import RateLimitMiddleware
+from opencell.middleware.sessions import SessionMiddleware
 from opencell.types import Clock, Middleware
 
 
@@ -56,6 +56,6 @@ def _build(entry: MiddlewareEntry, bot: BotConfig, index: int, clock: Clock | No
 
 
 __all__ = [
-    "ErrorsMiddleware", "IgnoreSelfMiddleware", "MiddlewareChain",
-    "RateLimitMiddleware", "import_object", "user_middleware",
+    "ErrorsMiddleware", "MiddlewareChain", "RateLimitMiddleware", "SessionMiddleware",
+    "import_object", "user_middleware",
 ]

@@ -1,4 +1,4 @@
-"""The outermost middleware: any exception becomes a polite reply, never a crash."""
+"""The errors middleware: any exception becomes a polite reply, never a crash."""
 
 from __future__ import annotations
 
@@ -23,8 +23,9 @@ SLOW = "The model took too long to answer. Please try again in a moment."
 class ErrorsMiddleware:
     """Turns any exception from the rest of the chain into the bot's polite error message.
 
-    The exception stays on ``ctx.error`` for anyone outside (observability records it with
-    its stack); the user only sees a short apology.
+    The exception stays on ``ctx.error`` and the turn is marked failed, for the session layer
+    outside (which records it with its stack); the user only sees a short apology. A
+    cancellation (the bot stopping) is not an error and passes through.
     """
 
     async def __call__(self, ctx: TurnContext, call_next: Handler) -> Reply | None:
@@ -32,13 +33,13 @@ class ErrorsMiddleware:
             return await call_next(ctx)
         except Exception as exc:  # noqa: BLE001 - the whole point: nothing escapes a turn
             ctx.error = exc
+            ctx.failed = True
             kind = type(exc).__name__
             detail = str(exc) if isinstance(exc, OpenCellError) else "unexpected error"
             log.warning("turn failed bot=%s conversation=%s error=%s: %s",
                         ctx.bot.name, ctx.message.key, kind, detail)
             log.debug("turn failure traceback", exc_info=exc)
-            return Reply(text=polite_message(exc, ctx.bot.error_message), key=ctx.message.key,
-                         in_reply_to=ctx.message.message_id, failed=True)
+            return Reply(text=polite_message(exc, ctx.bot.error_message))
 
 
 def polite_message(exc: BaseException, default: str) -> str:

@@ -55,6 +55,5 @@ class RateLimitMiddleware:
 
     async def __call__(self, ctx: TurnContext, call_next: Handler) -> Reply | None:
         if not self.allow(ctx.message.user_id):
-            return Reply(text=self.message, key=ctx.message.key,
-                         in_reply_to=ctx.message.message_id)
+            return Reply(text=self.message)
         return await call_next(ctx)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import time
 
+from opencell.context import current_turn
 from opencell.errors import ToolExecutionError, ToolTimeoutError
 from opencell.guard import guard
 from opencell.llm.base import (
@@ -25,7 +26,6 @@ from opencell.llm.base import (
 from opencell.llm.wrapper import WrapperLLM
 from opencell.observability.observer import Observability
 from opencell.records import valid_text, valid_value
-from opencell.sessions import current_session
 from opencell.tools import ToolInvoker, ToolResult
 
 FAILING_TOOL_ERRORS = (ToolExecutionError, ToolTimeoutError)
@@ -47,7 +47,8 @@ class RecordingLLM(WrapperLLM):
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
         request = valid_request(request)
-        session = current_session.get()
+        turn = current_turn.get()
+        session = turn.session if turn is not None else None
         if session is None:
             return valid_response(await self.inner.complete(request))
         wall, start = time.time(), time.perf_counter()
@@ -86,13 +87,14 @@ class RecordingTools:
     async def invoke(self, call: ToolCall, *, user_id: str) -> ToolResult:
         wall, start = time.time(), time.perf_counter()
         result = await self.inner.invoke(call, user_id=user_id)
-        session = current_session.get()
-        if session is not None:
+        turn = current_turn.get()
+        session = turn.session if turn is not None else None
+        if turn is not None and session is not None:
             with guard("recording tool_call"):
                 self._obs.tool_call(session.id, call=call, result=result, started=wall,
                                     duration_ms=(time.perf_counter() - start) * 1000)
                 if isinstance(result.error, FAILING_TOOL_ERRORS):
-                    session.turn_failed = True
+                    turn.failed = True
                     self._obs.error(session.id, result.error,
                                     context={"tool": call.name, "call_id": call.id})
         return result

@@ -199,8 +199,7 @@ async def test_ignore_bots_false_hands_bot_messages_on_marked_from_bot(
         await until(lambda: any(m.text == "a human marker" for m in seen), "the marker")
     finally:
         await adapter.stop()
-    assert [(m.text, m.from_bot, m.from_self) for m in seen] == [
-        ("beep", True, False), ("a human marker", False, False)]
+    assert [(m.text, m.from_bot) for m in seen] == [("beep", True), ("a human marker", False)]
 
 
 async def test_respond_to_all_with_a_channel_allowlist(

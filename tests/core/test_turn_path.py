@@ -1,0 +1,115 @@
+"""One turn, each thing done once: ordered sends on every platform, one fill, one failure flag."""
+
+from __future__ import annotations
+
+import asyncio
+
+from opencell.adapters.base import Adapter
+from opencell.config import BotConfig, LLMConfig
+from opencell.context import TurnContext
+from opencell.errors import ToolExecutionError
+from opencell.messages import ConversationKey, IncomingMessage, Reply
+from opencell.observability.observer import Observability
+from opencell.runtime import BotRuntime
+from opencell.types import Deliver, Handler
+from tests.fakes.function_llm import FunctionLLM
+from tests.fakes.waiting import until
+
+BOT = BotConfig(name="t", llm=LLMConfig(provider="offline"))
+KEY = ConversationKey(bot="t", platform="test", channel="c", user="u")
+
+
+def message(text: str, number: int) -> IncomingMessage:
+    return IncomingMessage(key=KEY, text=text, user_id="u", message_id=str(number))
+
+
+class SlowFirstSend(Adapter):
+    """A platform whose first send hangs until released; records the order of sends."""
+
+    platform = "test"
+
+    def __init__(self, bot: BotConfig) -> None:
+        super().__init__(bot)
+        self.sent: list[Reply] = []
+        self.calls = 0
+        self.release = asyncio.Event()
+
+    async def start(self, deliver: Deliver) -> None:
+        return None
+
+    async def stop(self) -> None:
+        self.finished.set()
+
+    async def send(self, reply: Reply) -> None:
+        self.calls += 1
+        if self.calls == 1:
+            await self.release.wait()
+        self.sent.append(reply)
+
+
+async def test_a_slow_send_keeps_the_next_reply_of_the_conversation_behind_it() -> None:
+    llm = FunctionLLM(lambda request: f"re: {request.messages[-1].content}")
+    runtime = BotRuntime(BOT, llm=llm, observability=Observability.disabled())
+    adapter = SlowFirstSend(BOT)
+    first = asyncio.create_task(adapter.handle(message("one", 1), runtime.dispatch))
+    await until(lambda: len(llm.requests) == 1, "the first turn's model call")
+    second = asyncio.create_task(adapter.handle(message("two", 2), runtime.dispatch))
+    # Queued behind the first turn, or (were sends not ordered) already answered.
+    await until(lambda: len(llm.requests) == 2 or (
+        KEY in runtime._turnstiles and runtime._turnstiles[KEY].users == 2), "the second turn")
+    adapter.release.set()
+    await asyncio.gather(first, second)
+    assert [(r.text, r.in_reply_to, r.key) for r in adapter.sent] == [
+        ("re: one", "1", KEY), ("re: two", "2", KEY)]
+    await runtime.aclose()
+
+
+async def test_a_bare_reply_is_filled_in_once_and_carries_the_turns_failure() -> None:
+    class Bare:
+        async def __call__(self, ctx: TurnContext, call_next: Handler) -> Reply | None:
+            if ctx.message.text == "skip":
+                return Reply(text="short-circuited")
+            return await call_next(ctx)
+
+    def play(request: object) -> str:
+        raise RuntimeError("model down")
+
+    runtime = BotRuntime(BOT, llm=FunctionLLM(play), middleware=[Bare()],
+                         observability=Observability.disabled())
+    skipped = await runtime.dispatch(message("skip", 7))
+    assert skipped == Reply(text="short-circuited", key=KEY, in_reply_to="7", failed=False)
+    failed = await runtime.dispatch(message("hi", 8))
+    assert failed is not None and failed.failed and failed.key == KEY
+    assert failed.in_reply_to == "8" and failed.text == BOT.error_message
+    await runtime.aclose()
+
+
+async def test_a_broken_tool_fails_the_turn_through_the_one_flag() -> None:
+    from opencell.llm.base import ToolCall, ToolSpec
+    from opencell.tools import ToolResult
+
+    class BrokenTools:
+        def specs(self, *, user_id: str | None = None) -> list[ToolSpec]:
+            return [ToolSpec(name="lookup", description="", parameters={})]
+
+        async def invoke(self, call: ToolCall, *, user_id: str) -> ToolResult:
+            return ToolResult(call_id=call.id, name=call.name, content="lookup broke",
+                              is_error=True, error=ToolExecutionError("lookup broke",
+                                                                      tool=call.name),
+                              duration_ms=1.0)
+
+    calls = iter([[ToolCall(id="c1", name="lookup", arguments={})], []])
+
+    def play(request: object) -> object:
+        from tests.fakes.function_llm import answer
+
+        return answer("done", calls=next(calls))
+
+    agent = BotConfig(name="t", type="agent", llm=LLMConfig(provider="offline"))
+    obs = Observability.disabled()
+    runtime = BotRuntime(agent, llm=FunctionLLM(play), tools=BrokenTools(), observability=obs)
+    reply = await runtime.dispatch(message("look it up", 9))
+    assert reply is not None and reply.text == "done" and reply.failed
+    session = runtime.session_for(KEY)
+    assert session is not None and session.last_failed
+    await runtime.aclose()
