@@ -110,7 +110,7 @@ def check_store(url: str) -> list[Check]:
 
     from opencell.errors import StoreError
     from opencell.store import Store
-    from opencell.store.tables import LATEST
+    from opencell.store.migrations import LATEST
 
     fix = "check OPENCELL_DATABASE_URL (or store.url), the directory's permissions and space"
     try:

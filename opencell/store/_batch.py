@@ -10,7 +10,6 @@ transaction.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -18,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opencell.records import Record, valid_text
+from opencell.store._json import to_json as to_json
 from opencell.store.losses import quarantine_row
 
 EventRow = tuple[str, float, str, str, float | None, bool | None, str]
@@ -85,30 +85,6 @@ class BatchPlan:
     """Records that could not be read at all (not a Record, no usable ts or session id)."""
     quarantine: list[dict[str, Any]] = field(default_factory=list)
     """The rejected records as quarantine rows (see ``losses.quarantine_row``)."""
-
-
-def _fallback(value: object) -> str:
-    return str(value)
-
-
-_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_fallback)
-_c_encoder = None
-if json.encoder.c_make_encoder is not None:  # type: ignore[attr-defined]
-    # The C encoder built once: JSONEncoder.encode rebuilds it on every call, which is half
-    # the cost of encoding a message-sized record. No circular-reference markers: a cycle
-    # ends in RecursionError, handled below like any unserialisable value.
-    _c_encoder = json.encoder.c_make_encoder(  # type: ignore[attr-defined]
-        None, _fallback, json.encoder.encode_basestring, None, ":", ",", False, False, True)
-
-
-def to_json(value: object) -> str:
-    """JSON text for a record's data; anything unserialisable is stored as its ``str``."""
-    try:
-        if _c_encoder is not None:
-            return valid_text("".join(_c_encoder(value, 0)))
-        return valid_text(_encoder.encode(value))
-    except (ValueError, TypeError, RecursionError):
-        return valid_text(_encoder.encode({"unserializable": str(value)[:2000]}))
 
 
 def text(value: object, limit: int = 200) -> str | None:

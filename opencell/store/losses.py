@@ -9,9 +9,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy import Connection
 
 from opencell.records import valid_text
+from opencell.store._json import to_json
 from opencell.store.tables import quarantine, record_drops
 
 
@@ -36,9 +37,9 @@ def quarantine_row(record: object, reason: str) -> dict[str, Any]:
 
 def _record_json(values: dict[str, Any]) -> str:
     try:
-        return _to_json(values)
+        return to_json(values)
     except Exception:  # noqa: BLE001 - the JSON fallback itself failed (a broken __str__)
-        return _to_json({"record": _safe_str(values)})
+        return to_json({"record": _safe_str(values)})
 
 
 def _safe_str(value: object) -> str:
@@ -71,7 +72,3 @@ def losses(conn: Connection) -> dict[str, Any]:
                 "at": last.quarantined_at}}
 
 
-def _to_json(value: object) -> str:
-    from opencell.store._batch import to_json
-
-    return to_json(value)

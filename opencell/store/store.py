@@ -46,17 +46,14 @@ from opencell.store._owner import owner_is_alive, process_owner
 from opencell.store._writes import SessionInfo, Statements, resolve_sessions, rollup_rows
 from opencell.store.dialect import WRITE, Dialect, dialect_for, remove_stale_wal
 from opencell.store.losses import drop_rows, losses, quarantine_row
+from opencell.store.migrations import LATEST, check_version, current_version, upgrade
 from opencell.store.tables import (
-    LATEST,
-    check_version,
     cost_rollups,
-    current_version,
     events,
     quarantine,
     record_drops,
     schema_version,
     sessions,
-    upgrade,
 )
 
 log = logging.getLogger("opencell.store")

@@ -12,19 +12,19 @@ from opencell.config import OpenCellConfig, StoreConfig
 from opencell.exporters import outbox as outbox_module
 from opencell.exporters.outbox import Outbox, cursor_rows
 from opencell.observability.observer import Observability
-from opencell.store import tables as _schema
+from opencell.store import migrations
 from opencell.store.store import Store
 from tests.fakes.clock import ManualClock
 
 
 def test_migrations_are_contiguous_and_build_the_cursor_table(isolated_store: str) -> None:
-    names = [step.__name__ for step in _schema.MIGRATIONS]
+    names = [step.__name__ for step in migrations.MIGRATIONS]
     assert [int(name.split("_")[1][1:]) for name in names] == list(
         range(1, len(names) + 1))
     store = Store.open(isolated_store)
     with store.engine.connect() as conn:
         assert sa.inspect(conn).has_table("export_cursors")
-        assert _schema.current_version(conn) == _schema.LATEST
+        assert migrations.current_version(conn) == migrations.LATEST
     store.close()
 
 

@@ -16,8 +16,8 @@ import sqlalchemy as sa
 
 from opencell.errors import OpenCellError, StoreError
 from opencell.records import Record, new_session_id
+from opencell.store import migrations, tables
 from opencell.store import store as store_module
-from opencell.store import tables as _schema
 from opencell.store.dialect import dialect_for
 from opencell.store.store import Store, owner_is_alive, process_owner
 
@@ -376,9 +376,9 @@ def test_an_is_alive_that_raises_counts_as_alive(store: Store) -> None:
 
 def test_a_fresh_database_matches_the_current_tables(store: Store) -> None:
     inspector = sa.inspect(store.engine)
-    for table in _schema.METADATA.tables.values():
+    for table in tables.METADATA.tables.values():
         assert {c["name"] for c in inspector.get_columns(table.name)} == set(table.c.keys())
-    assert store.stats()["schema_version"] == _schema.LATEST
+    assert store.stats()["schema_version"] == migrations.LATEST
 
 
 def test_a_version_1_file_is_upgraded_when_opened(tmp_path: Path) -> None:
@@ -386,7 +386,7 @@ def test_a_version_1_file_is_upgraded_when_opened(tmp_path: Path) -> None:
     dialect, url = dialect_for(f"sqlite:///{path}")
     engine = dialect.create_engine(url)
     with engine.begin() as conn:
-        assert _schema.upgrade(conn, dialect, target=1) == (0, 1)
+        assert migrations.upgrade(conn, dialect, target=1) == (0, 1)
     engine.dispose()
     with sqlite3.connect(path) as raw:
         assert "cache_read_tokens" not in {r[1] for r in raw.execute("PRAGMA table_info(sessions)")}
@@ -402,7 +402,7 @@ def test_a_version_1_file_is_upgraded_when_opened(tmp_path: Path) -> None:
         store.write_batch([llm("old-session", T0 + 1, tokens=(1, 1, 7, 9))])
         upgraded = store.get_session("old-session")
         assert upgraded is not None and upgraded["cache_read_tokens"] == 7
-        assert store.stats()["schema_version"] == _schema.LATEST
+        assert store.stats()["schema_version"] == migrations.LATEST
     finally:
         store.close()
 
