@@ -17,8 +17,9 @@ from genai_prices import types as gp
 
 from opencell.errors import ConfigError
 from opencell.llm._model_match import matches_exactly, model_name_part
+from opencell.llm._price_entries import _make_cost
 from opencell.llm.base import Usage
-from opencell.llm.pricing import Cost, PriceBook, Rates, _make_cost, load_overrides
+from opencell.llm.pricing import Cost, PriceBook, Rates, load_overrides
 
 SONNET_4 = "claude-sonnet-4-20250514"
 
