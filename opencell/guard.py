@@ -80,10 +80,11 @@ def _report(what: str, exc: Exception, logger: logging.Logger,
         suppressed = _suppressed.pop(what, 0)
     extra = "".join(f" {key}={value}" for key, value in fields.items())
     logger.warning("internal error what=%s error_type=%s error=%s%s repeats_not_logged=%d",
-                   what, type(exc).__name__, _one_line(exc), extra, suppressed)
+                   what, type(exc).__name__, one_line(exc), extra, suppressed)
     logger.debug("internal error stack what=%s", what, exc_info=exc)
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).replace("\n", " ")
+def one_line(exc: BaseException) -> str:
+    """An exception's text for a log line: one line, at most 300 characters, printable."""
+    text = str(exc).replace("\n", " ").encode("utf-8", "backslashreplace").decode("utf-8")
     return text if len(text) <= 300 else text[:297] + "..."

@@ -38,6 +38,7 @@ from opencell.budgets._store import BudgetStore
 from opencell.budgets.alerts import Alert
 from opencell.guard import guard
 from opencell.messages import ConversationKey, Reply
+from opencell.retry import Backoff
 
 if TYPE_CHECKING:
     from opencell.adapters.base import Adapter
@@ -62,7 +63,7 @@ class RetryPolicy:
     """Seconds one POST may take."""
 
     def delay(self, attempt: int) -> float:
-        return float(min(self.cap, self.first * (2 ** max(0, attempt - 1))))
+        return Backoff(start=self.first, cap=self.cap, jitter=0.0)(attempt)
 
 
 def webhook_format(url: str) -> str:

@@ -16,11 +16,9 @@ waiting longer would only delay the stop). Whatever is left stays pending for th
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -28,6 +26,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opencell.exporters._http import THREAD_PREFIX, Delivery
 from opencell.exporters.outbox import Outbox, StoredEvent
 from opencell.guard import guard
+from opencell.retry import Backoff as Backoff
 
 log = logging.getLogger("opencell.exporters")
 
@@ -60,24 +59,15 @@ class SpanSink(Protocol):
         """Release connections."""
 
 
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """``start × 2^(attempt-1)`` capped at ``cap``, times a random factor in [1-jitter, 1]."""
-
-    start: float = 1.0
-    cap: float = 60.0
-    jitter: float = 0.5
-
-    def __call__(self, attempt: int) -> float:
-        delay = min(self.cap, self.start * 2.0 ** min(max(attempt - 1, 0), 30))
-        return delay * random.uniform(1.0 - self.jitter, 1.0)
+DEFAULT_BACKOFF = Backoff()
+"""1 s doubling to a minute, with jitter."""
 
 
 class ExportWorker:
     """Delivers one exporter's outbox from a daemon thread."""
 
     def __init__(self, sink: SpanSink, outbox: Outbox, *, batch_events: int = 256,
-                 poll_interval: float = 0.5, backoff: Callable[[int], float] = Backoff(),
+                 poll_interval: float = 0.5, backoff: Callable[[int], float] = DEFAULT_BACKOFF,
                  request_timeout: float = 10.0, lease_retry: float = 5.0,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] | None = None) -> None:

@@ -21,7 +21,6 @@ quarantine fails, that is an outage: the records are kept and retried like any o
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections import deque
@@ -29,14 +28,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from opencell.guard import guard
+from opencell.guard import guard, one_line
 from opencell.observability._isolate import write_isolating
 from opencell.records import Kind, Record
+from opencell.retry import Backoff
 
 log = logging.getLogger("opencell.recorder")
 
 BACKOFF_START = 0.05
 BACKOFF_CAP = 2.0
+_BACKOFF = Backoff(start=BACKOFF_START, cap=BACKOFF_CAP, jitter=0.5)
 DROP_LOG_INTERVAL = 10.0
 
 
@@ -315,15 +316,14 @@ class Recorder:
     def _outage(self, exc: BaseException) -> None:
         self._failures += 1
         self._attempt += 1
-        self._last_error = f"{type(exc).__name__}: {_one_line(exc)}"
+        self._last_error = f"{type(exc).__name__}: {one_line(exc)}"
         if self._failing_since is None:
             self._failing_since = time.monotonic()
             log.warning("store unavailable error=%s queued=%d action=keeping_records_"
                         "and_retrying", self._last_error, self.stats.queued)
 
     def _backoff(self) -> float:
-        delay = min(BACKOFF_CAP, BACKOFF_START * 2.0 ** min(self._attempt - 1, 16))
-        return delay * random.uniform(0.5, 1.0)
+        return _BACKOFF(self._attempt)
 
     def _report_drops(self) -> None:
         dropped = self._dropped
@@ -353,7 +353,7 @@ class Recorder:
         try:
             note({k: n for k, n in delta.items() if n}, self._last_error)
         except Exception as exc:  # noqa: BLE001 - noted next time; the drops are logged anyway
-            log.debug("could not note drops in the store error=%s", _one_line(exc))
+            log.debug("could not note drops in the store error=%s", one_line(exc))
             return
         self._noted, self._noted_by = total, by
 
@@ -403,8 +403,3 @@ def _describe(record: object) -> tuple[str, str]:
 
 def _printable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def _one_line(exc: BaseException) -> str:
-    text = _printable(str(exc).replace("\n", " "))
-    return text if len(text) <= 300 else text[:297] + "..."

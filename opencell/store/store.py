@@ -36,13 +36,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 
-from opencell.calendar import CostDimension, Period
-from opencell.errors import AmbiguousSessionError, StoreError
+from opencell.errors import StoreError
 from opencell.records import Record
-from opencell.store import reads as queries
 from opencell.store._activity import ActivityStatements, add_session_end, write_activity
 from opencell.store._batch import BatchPlan, plan_batch, to_json
 from opencell.store._owner import owner_is_alive, process_owner
+from opencell.store._reads import SessionReads
 from opencell.store._writes import SessionInfo, Statements, resolve_sessions, rollup_rows
 from opencell.store.dialect import WRITE, Dialect, dialect_for, remove_stale_wal
 from opencell.store.losses import drop_rows, losses, quarantine_row
@@ -61,7 +60,7 @@ log = logging.getLogger("opencell.store")
 _CACHE_SIZE = 20_000
 
 
-class Store:
+class Store(SessionReads):
     """Sessions with running totals, their events, and daily cost rollups."""
 
     def __init__(self, engine: Engine, dialect: Dialect, url: URL) -> None:
@@ -304,98 +303,6 @@ class Store:
             self._last_warning[key] = now
             log.warning(message, *args)
 
-    # ------------------------------------------------------------ reading
-
-    def list_sessions(
-        self, *, bot: str | None = None, user: str | None = None, platform: str | None = None,
-        status: str | None = None, tag: str | None = None, since: float | None = None,
-        until: float | None = None, q: str | None = None,
-        sort: queries.SessionSort = "started_at", descending: bool = True, limit: int = 50,
-        cursor: str | None = None,
-    ) -> tuple[list[dict[str, Any]], str | None]:
-        """One page of sessions and the cursor of the next page (None on the last page).
-
-        ``user`` matches the user id or name; ``q`` a session id prefix, user id or user name;
-        ``since``/``until`` bound ``started_at`` (epoch seconds, until exclusive). Sorting by
-        ``duration`` puts open sessions (no duration yet) last when descending. Keyset
-        pagination: pass the returned cursor with the same filters and sort.
-        """
-        limit = max(1, min(int(limit), 1000))
-        stmt = queries.list_query(self._dialect, bot=bot, user=user, platform=platform,
-                                  status=status, tag=tag, since=since, until=until, q=q,
-                                  sort=sort, descending=descending, limit=limit, cursor=cursor)
-        with self.reading() as conn:
-            rows = conn.execute(stmt).mappings().all()
-        page = rows[:limit]
-        next_cursor = None
-        if len(rows) > limit:
-            last = page[-1]
-            next_cursor = queries.encode_cursor(sort, descending, float(last["sort_value"]),
-                                                last["id"])
-        return [queries.session_dict(_without_sort_value(row)) for row in page], next_cursor
-
-    def get_session(self, id_or_prefix: str) -> dict[str, Any] | None:
-        """The session with this id, or the only one whose id starts — or else ends — with it.
-
-        The short id shown in lists is the id's random tail (a UUIDv7's head is its timestamp,
-        shared by sessions started close together). None when nothing matches; ``StoreError``
-        when the text matches several sessions.
-        """
-        text = id_or_prefix.strip().lower()
-        if not text:
-            return None
-        s = sessions.c
-        with self.reading() as conn:
-            row = conn.execute(sa.select(*queries.SESSION_COLUMNS).where(s.id == text)) \
-                .mappings().first()
-            if row is None:
-                by_prefix = sa.select(*queries.SESSION_COLUMNS).where(
-                    self._dialect.prefix_match(s.id, text))
-                rows = conn.execute(self._dialect.limit(by_prefix, 2)).mappings().all()
-                if not rows and len(text) >= 8:
-                    by_suffix = sa.select(*queries.SESSION_COLUMNS).where(
-                        s.id.endswith(text, autoescape=True))
-                    rows = conn.execute(self._dialect.limit(by_suffix, 2)).mappings().all()
-                if len(rows) > 1:
-                    raise AmbiguousSessionError(f"'{id_or_prefix}' matches several sessions; "
-                                     "give more characters of the id")
-                row = rows[0] if rows else None
-        return None if row is None else queries.session_dict(row)
-
-    def timeline(self, session_id: str) -> list[dict[str, Any]]:
-        """The session's events in time order, ties in recording order ([] for an unknown id).
-
-        A turn's ``message`` is recorded when the turn ends but stamped with its start, so
-        ordering by time puts what the user said before the model and tool calls it caused.
-        """
-        s, e = sessions.c, events.c
-        stmt = (sa.select(*queries.EVENT_COLUMNS)
-                .join_from(events, sessions, e.session_seq == s.seq)
-                .where(s.id == session_id).order_by(e.ts, e.id))
-        with self.reading() as conn:
-            return [queries.event_dict(row) for row in conn.execute(stmt).mappings()]
-
-    def costs(self, by: CostDimension = "bot", period: Period = "day",
-              now: float | None = None) -> list[dict[str, Any]]:
-        """Cost totals per ``by`` over the UTC day, ISO week or month holding ``now``.
-
-        Rows ``{key, calls, input_tokens, output_tokens, cache_read_tokens,
-        cache_write_tokens, cost_usd, unpriced_calls}``, most expensive first; ``key`` is None
-        for calls with no known user/provider/model.
-        """
-        first, last = queries.period_days(period, time.time() if now is None else now)
-        stmt = queries.costs_query(by, first, last)
-        with self.reading() as conn:
-            return [queries.cost_row(row) for row in conn.execute(stmt).mappings()]
-
-    def open_sessions(self) -> list[dict[str, Any]]:
-        """Every session still open, newest first."""
-        s = sessions.c
-        stmt = (sa.select(*queries.SESSION_COLUMNS).where(s.status == "open")
-                .order_by(s.started_at.desc(), s.id.desc()))
-        with self.reading() as conn:
-            return [queries.session_dict(row) for row in conn.execute(stmt).mappings()]
-
     def stats(self) -> dict[str, Any]:
         """Counts: sessions per status, events, rollup rows, and what this store repaired."""
         s = sessions.c
@@ -461,12 +368,6 @@ class Store:
             for session_id in closed:
                 self._cache.pop(session_id, None)
         return closed
-
-
-def _without_sort_value(row: Any) -> dict[str, Any]:
-    out = dict(row)
-    out.pop("sort_value", None)
-    return out
 
 
 def _reason(exc: Exception) -> str:

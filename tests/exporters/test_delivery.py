@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from opencell.exporters import Exporters, ExportTuning, cursor_rows
-from opencell.exporters._worker import Backoff
 from opencell.observability.observer import Observability
+from opencell.retry import Backoff
 from opencell.store.store import Store
 from tests.conftest import REPO, clean_env
 from tests.exporters._conversation import two_turns
