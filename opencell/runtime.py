@@ -23,6 +23,7 @@ from opencell.middleware import (
 )
 from opencell.observability.instrument import RecordingLLM, RecordingTools
 from opencell.observability.observer import Observability
+from opencell.records import valid_text
 from opencell.sessions import Session, SessionTracker
 from opencell.tools import Toolbox, ToolInvoker
 from opencell.types import Clock, Middleware
@@ -119,6 +120,10 @@ class BotRuntime:
         the conversation's turn, so replies go out in the order their messages came in.
         """
         key = message.key
+        if not message.text.isascii():  # a lone surrogate from a platform: U+FFFD, once, here
+            text = valid_text(message.text)
+            if text is not message.text:
+                message = replace(message, text=text)
         turnstile = self._turnstiles.get(key)
         if turnstile is None:
             turnstile = self._turnstiles[key] = _Turnstile()
@@ -176,7 +181,7 @@ class BotRuntime:
                 # A tool's output or error may quote a credential (even the bot's own key);
                 # the model would repeat it to the user, so it gets the redacted text (only
                 # redacted: the recorder's capping of stored text is not for the model).
-                content = self.observability.redactor.redact(result.content)
+                content = valid_text(self.observability.redactor.redact(result.content))
                 turn.append(ChatMessage(role="tool", content=content,
                                         tool_call_id=result.call_id, tool_name=result.name,
                                         is_error=result.is_error))

@@ -16,7 +16,6 @@ from opencell.context import current_turn
 from opencell.errors import ToolExecutionError, ToolTimeoutError
 from opencell.guard import guard
 from opencell.llm.base import (
-    ChatMessage,
     LLMClient,
     LLMRequest,
     LLMResponse,
@@ -35,10 +34,11 @@ FAILING_TOOL_ERRORS = (ToolExecutionError, ToolTimeoutError)
 class RecordingLLM(WrapperLLM):
     """An ``LLMClient`` that records every call (success or failure) as an ``llm_call``.
 
-    Requests and answers are made valid UTF-8 on the way through (a lone surrogate from a
-    platform or a model must not break the conversation). The answer comes back ``priced``:
-    the record's cost rides on it, so a budget wrapper outside settles with the same number
-    instead of pricing the call again.
+    Answers are made valid UTF-8 on the way through (a lone surrogate from a model must not
+    break the conversation; what goes *in* — the user's text, tool results — the runtime made
+    valid where it entered, so the history is never walked again here). The answer comes back
+    ``priced``: the record's cost rides on it, so a budget wrapper outside settles with the
+    same number instead of pricing the call again.
     """
 
     def __init__(self, inner: LLMClient, observability: Observability) -> None:
@@ -46,7 +46,6 @@ class RecordingLLM(WrapperLLM):
         self._obs = observability
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
-        request = valid_request(request)
         turn = current_turn.get()
         session = turn.session if turn is not None else None
         if session is None:
@@ -100,26 +99,6 @@ class RecordingTools:
         return result
 
 
-def valid_request(request: LLMRequest) -> LLMRequest:
-    """``request`` with its system prompt and messages valid UTF-8 (the same object if so).
-
-    Tool calls in the history came from responses, which :func:`valid_response` checked;
-    what can still be invalid is text from outside: the user's messages and tool results.
-    """
-    if request.system.isascii():
-        for message in request.messages:
-            if not message.content.isascii():
-                break
-        else:
-            return request
-    messages = [_valid_message(m) for m in request.messages]
-    system = valid_text(request.system)
-    if system is request.system and all(
-            a is b for a, b in zip(messages, request.messages, strict=True)):
-        return request
-    return dataclasses.replace(request, system=system, messages=messages)
-
-
 def valid_response(response: LLMResponse) -> LLMResponse:
     """``response`` with its text and tool calls valid UTF-8 (the same object if so)."""
     if not response.tool_calls and response.text.isascii():
@@ -130,15 +109,6 @@ def valid_response(response: LLMResponse) -> LLMResponse:
             a is b for a, b in zip(calls, response.tool_calls, strict=True)):
         return response
     return dataclasses.replace(response, text=text, tool_calls=calls)
-
-
-def _valid_message(message: ChatMessage) -> ChatMessage:
-    content = valid_text(message.content)
-    calls = tuple(_valid_call(c) for c in message.tool_calls) if message.tool_calls else ()
-    if content is message.content and all(
-            a is b for a, b in zip(calls, message.tool_calls, strict=True)):
-        return message
-    return dataclasses.replace(message, content=content, tool_calls=calls)
 
 
 def _valid_call(call: ToolCall) -> ToolCall:
