@@ -84,18 +84,18 @@ def read_yaml(path: Path, env: Mapping[str, str]) -> YamlSource:
         raise ConfigError("file is empty; expected YAML fields", file=name, line=1)
     loader: _BoundedLoader | None = None
     lines: dict[Loc, int] = {}
+    node_locs: dict[int, Loc] = {}
     try:
         loader = _BoundedLoader(text)
         node = loader.get_single_node()
         if node is not None:
             _check_expansion(node, (), {}, set())
-            _record_lines(node, (), lines, name)
+            _record_lines(node, (), lines, name, node_locs)
         data = loader.construct_document(node) if node is not None else None
     except _Refused as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else None
-        if exc.loc is None:  # refused while building values: the field on that line
-            on_line = [at_loc for at_loc, at in lines.items() if at == line and at_loc]
-            exc.loc = max(on_line, key=len) if on_line else ()
+        if exc.loc is None:  # refused while building values: where that node was read
+            exc.loc = node_locs.get(id(exc.node), ())
         field = format_loc(exc.loc) or None
         raise ConfigError(str(exc.problem), file=name, line=line, field=field) from None
     except yaml.MarkedYAMLError as exc:
@@ -164,21 +164,21 @@ class _BoundedLoader(yaml.SafeLoader):
         self._nodes += 1
         try:
             if len(self._loc) > MAX_DEPTH:
-                raise self._refused(f"nested deeper than {MAX_DEPTH} levels")
+                raise self._refused(f"nested deeper than {MAX_DEPTH} levels", parts=3)
             if self._nodes > MAX_NODES:
                 raise self._refused(f"more than {MAX_NODES} values in one file")
             return super().compose_node(parent, index)
         finally:
             self._loc.pop()
 
-    def _refused(self, problem: str) -> _Refused:
+    def _refused(self, problem: str, parts: int = MAX_DEPTH) -> _Refused:
         loc = tuple(self._loc[1:])  # the first entry is the document itself
-        return _Refused(None, None, problem, self.get_mark(), loc=loc[:-1] or loc)
+        return _Refused(None, None, problem, self.get_mark(), loc=(loc[:-1] or loc)[:parts])
 
     def fetch_flow_collection_start(self, token_class: type[yaml.Token]) -> None:
         # The scanner reads a whole line of '[' ahead (quadratic): stop it at the limit.
         if self.flow_level >= MAX_DEPTH:
-            raise self._refused(f"nested deeper than {MAX_DEPTH} levels")
+            raise self._refused(f"nested deeper than {MAX_DEPTH} levels", parts=3)
         super().fetch_flow_collection_start(token_class)
 
     def _typed_scalar(self, node: yaml.ScalarNode) -> object:
@@ -208,13 +208,15 @@ _BoundedLoader.add_constructor(None, _BoundedLoader._unsupported)
 class _Refused(yaml.MarkedYAMLError):
     """Well-formed YAML that OpenCell will not read (a limit or an unsupported tag)."""
 
-    def __init__(self, *args: Any, loc: Loc | None = None) -> None:
+    def __init__(self, *args: Any, loc: Loc | None = None, node: yaml.Node | None = None
+                 ) -> None:
         super().__init__(*args)
         self.loc = loc
+        self.node = node
 
 
 def _refusal(problem: str, at: yaml.Node, loc: Loc | None = None) -> _Refused:
-    return _Refused(None, None, problem, at.start_mark, loc=loc)
+    return _Refused(None, None, problem, at.start_mark, loc=loc, node=at)
 
 
 def _check_expansion(node: yaml.Node, loc: Loc, sizes: dict[int, tuple[int, int, int]],
@@ -263,8 +265,10 @@ def _syntax_message(exc: yaml.MarkedYAMLError, text: str, line: int | None) -> s
     return f"YAML syntax error: {problem}{context} (check the indentation and quoting here)"
 
 
-def _record_lines(node: yaml.Node, path: Loc, lines: dict[Loc, int], file: str) -> None:
+def _record_lines(node: yaml.Node, path: Loc, lines: dict[Loc, int], file: str,
+                  node_locs: dict[int, Loc]) -> None:
     lines.setdefault(path, node.start_mark.line + 1)
+    node_locs.setdefault(id(node), path)
     if isinstance(node, yaml.MappingNode):
         seen: dict[str, int] = {}
         for key_node, value_node in node.value:
@@ -280,10 +284,10 @@ def _record_lines(node: yaml.Node, path: Loc, lines: dict[Loc, int], file: str) 
                 )
             seen[key] = line
             lines[(*path, key)] = line
-            _record_lines(value_node, (*path, key), lines, file)
+            _record_lines(value_node, (*path, key), lines, file, node_locs)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _record_lines(item, (*path, index), lines, file)
+            _record_lines(item, (*path, index), lines, file, node_locs)
 
 
 def _key_text(node: yaml.Node) -> str:

@@ -47,6 +47,21 @@ CORPUS = {
     "unclosed_quote.yaml": (1, "YAML syntax error"),
     "bad_name.yaml": (1, "name: 'bad name!' is not a bot name"),
     "bad_middleware_path.yaml": (4, "'not a path' is not an import path"),
+    # Found by fuzzing (issue 11): each crashed, hung or was accepted before.
+    "unknown_capitalised_key.yaml": (4, "Tags: unknown field 'Tags' (did you mean 'tags'?)"),
+    "nested_capitalised_key.yaml": (
+        4, "llm.Provider: unknown field 'Provider' (did you mean 'provider'?)"),
+    "billion_laughs.yaml": (5, "e[1]: more than 10000 values once aliases (*name) are expanded"),
+    "config_alias_bomb.yaml": (4, "more than 10000 values once aliases"),
+    "deep_nesting.yaml": (4, "tags: nested deeper than 50 levels"),
+    "alias_cycle.yaml": (4, "tags[1]: an alias refers to a value that contains it"),
+    "huge_integer.yaml": (4, "llm.max_tokens: a number with more than 100 characters"),
+    "lone_surrogate.yaml": (4, "description: contains a lone surrogate"),
+    "timestamp_tag.yaml": (4, "description: the YAML tag !!timestamp is not supported"),
+    "boolean_key.yaml": (5, "platforms: the key 'on' is read as a boolean, not a name"),
+    "zero_period_rate.yaml": (5, "middleware[0].rate_limit.per_user: '5/0s' is not a rate"),
+    "nan_timeout.yaml": (4, "llm.timeout: 'nan' is not a duration"),
+    "infinite_budget.yaml": (4, "budget.daily_usd: Input should be a finite number"),
 }
 
 
