@@ -6,14 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from opencell import _yaml_source
-from opencell._yaml_source import (
-    MAX_DEPTH,
-    MAX_EXPANDED_CHARS,
-    MAX_FILE_BYTES,
-    MAX_NODES,
-    MAX_NUMBER_CHARS,
-)
 from opencell.config import (
     RateLimitConfig,
     load_bot,
@@ -21,6 +13,14 @@ from opencell.config import (
     parse_duration,
     parse_rate,
     validate_files,
+)
+from opencell.config import source as _yaml_source
+from opencell.config.source import (
+    MAX_DEPTH,
+    MAX_EXPANDED_CHARS,
+    MAX_FILE_BYTES,
+    MAX_NODES,
+    MAX_NUMBER_CHARS,
 )
 from opencell.errors import ConfigError
 from opencell.llm.pricing import load_overrides
