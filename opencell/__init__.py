@@ -16,8 +16,8 @@ _EXPORTS = {
     "BotRuntime": "opencell.runtime",
     "BotConfig": "opencell.config",
     "OpenCellConfig": "opencell.config",
-    "load_bot": "opencell.config",
-    "load_bots": "opencell.config",
+    "load_bot": "opencell.loading",
+    "load_bots": "opencell.loading",
     "load_config": "opencell.config",
     "ConversationKey": "opencell.messages",
     "IncomingMessage": "opencell.messages",
@@ -39,9 +39,10 @@ __all__ = [
 
 if TYPE_CHECKING:
     from opencell.app import App
-    from opencell.config import BotConfig, OpenCellConfig, load_bot, load_bots, load_config
+    from opencell.config import BotConfig, OpenCellConfig, load_config
     from opencell.context import TurnContext
     from opencell.errors import ConfigError, OpenCellError
+    from opencell.loading import load_bot, load_bots
     from opencell.messages import ConversationKey, IncomingMessage, Reply
     from opencell.observability.facade import get_agentops
     from opencell.runtime import BotRuntime

@@ -21,7 +21,8 @@ def run(
     from rich.markup import escape
 
     from opencell.app import App
-    from opencell.config import load_bots, load_config
+    from opencell.config import load_config
+    from opencell.loading import load_bots
 
     def ready(application: App) -> None:
         running = ", ".join(f"{a.bot.name} on {a.platform}" for a in application.adapters)
@@ -47,7 +48,8 @@ def chat(
     """Talk to a bot in the terminal. Reads lines from stdin, so it also works piped."""
     from opencell.adapters.console import ConsoleAdapter
     from opencell.app import App
-    from opencell.config import BotConfig, load_bot, load_config
+    from opencell.config import BotConfig, load_config
+    from opencell.loading import load_bot
 
     async def main() -> None:
         cfg = load_config(config)

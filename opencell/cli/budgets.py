@@ -27,8 +27,9 @@ def budgets(
 ) -> None:
     """Budget usage per scope in the current day, week and month, and recent alerts."""
     from opencell.budgets import BudgetLedger
-    from opencell.config import load_bots, load_config
+    from opencell.config import load_config
     from opencell.errors import ConfigError
+    from opencell.loading import load_bots
 
     try:
         cfg = load_config(config)

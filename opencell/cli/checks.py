@@ -63,8 +63,8 @@ def check_config(path: Path | None, env: Mapping[str, str]
 
 
 def check_bot(path: Path, env: Mapping[str, str]) -> list[Check]:
-    from opencell.config import load_bot
     from opencell.errors import ConfigError
+    from opencell.loading import load_bot
 
     try:
         bot = load_bot(path, env)

@@ -15,7 +15,8 @@ def validate(
                                                 show_default=False)],
 ) -> None:
     """Check bot and config YAML. Exit 0 when all are valid, else 2 with file:line: field: why."""
-    from opencell.config import BotConfig, validate_files
+    from opencell.config import BotConfig
+    from opencell.loading import validate_files
 
     results, problems = validate_files(paths)
     for path, result in results:

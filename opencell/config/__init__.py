@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -223,81 +223,27 @@ class BotConfig(Model):
 # ---------------------------------------------------------------- loading
 
 
-def load_bot(path: str | Path, env: Mapping[str, str] | None = None) -> BotConfig:
-    """Load and validate one bot file; raise ``ConfigErrors`` with every located problem."""
-    source = read_yaml(Path(path), os.environ if env is None else env)
-    return _bot_from(source)
-
-
-def _bot_from(source: YamlSource) -> BotConfig:
-    bot = validate_source(source, BotConfig, "bot")
-    bot._source = source.path
-    bot._lines = source.lines
-    _check_tools(bot, source)
-    return bot
-
-
-def load_bots(paths: Iterable[str | Path], env: Mapping[str, str] | None = None) -> list[BotConfig]:
-    """Load several bot files; bot names must be unique across them."""
-    bots: list[BotConfig] = []
-    errors: list[ConfigError] = []
-    seen: dict[str, Path] = {}
-    for path in paths:
-        try:
-            bot = load_bot(path, env)
-        except ConfigError as exc:
-            errors.extend(_each(exc))
-            continue
-        duplicate = _claim_name(bot, Path(path), seen)
-        if duplicate is not None:
-            errors.append(duplicate)
-            continue
-        bots.append(bot)
-    if errors:
-        raise ConfigErrors(errors)
-    return bots
-
-
-def validate_files(paths: Iterable[str | Path], env: Mapping[str, str] | None = None
-                   ) -> tuple[list[tuple[Path, BotConfig | OpenCellConfig | int]],
-                              list[ConfigError]]:
-    """``opencell validate``: each file's result (a pricing file gives its override count)
-    and every located problem, bot names checked for uniqueness across the files."""
-    results: list[tuple[Path, BotConfig | OpenCellConfig | int]] = []
-    errors: list[ConfigError] = []
-    seen: dict[str, Path] = {}
-    for raw in paths:
-        path = Path(raw)
-        try:
-            if path.name == "pricing.yaml":
-                from opencell.llm.pricing import load_overrides
-
-                results.append((path, len(load_overrides(path, env))))
-                continue
-            result = validate_file(path, env)
-        except ConfigError as exc:
-            errors.extend(_each(exc))
-            continue
-        duplicate = (_claim_name(result, path, seen) if isinstance(result, BotConfig)
-                     else None)
-        if duplicate is not None:
-            errors.append(duplicate)
-        else:
-            results.append((path, result))
-    return results, errors
-
-
-def _each(exc: ConfigError) -> list[ConfigError]:
+def each_error(exc: ConfigError) -> list[ConfigError]:
+    """The single errors inside ``exc`` (a ``ConfigErrors`` holds several)."""
     return list(exc.errors) if isinstance(exc, ConfigErrors) else [exc]
 
 
-def _claim_name(bot: BotConfig, path: Path, seen: dict[str, Path]) -> ConfigError | None:
+def claim_name(bot: BotConfig, path: Path, seen: dict[str, Path]) -> ConfigError | None:
     """Record ``bot``'s name; the located error if another file already uses it."""
     if bot.name in seen:
         return bot.locate(("name",), f"bot name '{bot.name}' is already used by "
                                      f"{seen[bot.name]}; names must be unique")
     seen[bot.name] = path
     return None
+
+
+def read_bot(source: YamlSource) -> BotConfig:
+    """A bot file's YAML checked against the bot schema (tools are checked by the loader,
+    ``opencell.loading``, which knows the tools)."""
+    bot = validate_source(source, BotConfig, "bot")
+    bot._source = source.path
+    bot._lines = source.lines
+    return bot
 
 
 def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None
@@ -320,39 +266,11 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
     return config
 
 
-def kind_of(source: YamlSource) -> Literal["bot", "config"]:
-    """Tell a bot file from a global config file by its top-level keys."""
-    data = source.data
-    if isinstance(data, dict) and data and not {"name", "llm", "type"} & set(data):
-        return "config"
-    return "bot"
-
-
-def validate_file(path: str | Path, env: Mapping[str, str] | None = None
-                  ) -> BotConfig | OpenCellConfig:
-    """Validate a bot or config file (``opencell validate``)."""
-    source = read_yaml(Path(path), os.environ if env is None else env)
-    if kind_of(source) == "config":
-        return validate_source(source, OpenCellConfig, "config")
-    return _bot_from(source)
-
-
-def _check_tools(bot: BotConfig, source: YamlSource) -> None:
-    from opencell.tools.entries import check_tool_entry
-
-    errors = []
-    for index, entry in enumerate(bot.tools):
-        for sub_loc, message in check_tool_entry(entry):
-            errors.append(source.error(("tools", index, *sub_loc), message))
-    if errors:
-        raise ConfigErrors(errors)
-
-
 __all__ = [
     "AgentOpsConfig", "AlertsConfig", "BotBudget", "BotConfig", "BudgetLimit", "BudgetsConfig",
     "CommaList", "ConsoleConfig", "DashboardConfig", "DiscordConfig", "Duration", "LLMConfig",
     "MiddlewareEntry", "Model", "OTLPConfig", "ObservabilityConfig", "OpenCellConfig",
     "PlatformsConfig", "RateLimitConfig", "RedactRule", "SessionConfig", "SlackConfig",
-    "StoreConfig", "ToolEntry", "format_loc", "load_bot", "load_bots", "load_config",
-    "parse_duration", "parse_rate", "validate_file", "validate_files", "validate_source",
+    "StoreConfig", "ToolEntry", "claim_name", "each_error", "format_loc", "load_config",
+    "parse_duration", "parse_rate", "read_bot", "validate_source",
 ]

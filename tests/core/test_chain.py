@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from opencell.config import BotConfig, LLMConfig, RateLimitConfig, load_bot
+from opencell.config import BotConfig, LLMConfig, RateLimitConfig
 from opencell.context import TurnContext
 from opencell.errors import ConfigError, LLMRateLimitError, MiddlewareError
 from opencell.history import ConversationHistory
+from opencell.loading import load_bot
 from opencell.messages import ConversationKey, IncomingMessage, Reply
 from opencell.middleware import (
     ErrorsMiddleware,

@@ -6,16 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from opencell.config import (
-    BotConfig,
-    OpenCellConfig,
-    load_bot,
-    load_bots,
-    load_config,
-    parse_duration,
-    validate_file,
-)
+from opencell.config import BotConfig, OpenCellConfig, load_config, parse_duration
 from opencell.errors import ConfigError, ConfigErrors
+from opencell.loading import load_bot, load_bots, validate_file
 
 BROKEN = Path(__file__).parent.parent / "data" / "broken"
 BOTS = Path(__file__).parent.parent.parent / "bots"

@@ -16,8 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from opencell.config import BotConfig, OpenCellConfig, validate_files
+from opencell.config import BotConfig, OpenCellConfig
 from opencell.errors import ConfigError
+from opencell.loading import validate_files
 
 REPO = Path(__file__).resolve().parent.parent.parent
 SHIPPED = sorted(REPO.glob("bots/*.yaml")) + sorted(REPO.glob("config/*.yaml"))

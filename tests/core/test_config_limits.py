@@ -6,14 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from opencell.config import (
-    RateLimitConfig,
-    load_bot,
-    load_config,
-    parse_duration,
-    parse_rate,
-    validate_files,
-)
+from opencell.config import RateLimitConfig, load_config, parse_duration, parse_rate
 from opencell.config import source as _yaml_source
 from opencell.config.source import (
     MAX_DEPTH,
@@ -24,6 +17,7 @@ from opencell.config.source import (
 )
 from opencell.errors import ConfigError
 from opencell.llm.pricing import load_overrides
+from opencell.loading import load_bot, validate_files
 from opencell.middleware.rate_limit import RateLimitMiddleware
 
 HEAD = "name: probe\nllm:\n  provider: offline\n"

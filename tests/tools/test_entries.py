@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from opencell.config import ToolEntry, load_bot
+from opencell.config import ToolEntry
 from opencell.errors import ConfigErrors
+from opencell.loading import load_bot
 from opencell.tools import check_tool_entry
 
 
