@@ -24,14 +24,23 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Mapping
+from typing import Any
 
 from opencell.guard import guard, one_line
 from opencell.observability._isolate import write_isolating
+from opencell.observability.sinks import (
+    DROP_REASONS,
+    NullRecorder,
+    RecorderStats,
+    RecordSink,
+    SinkFactory,
+)
 from opencell.records import Kind, Record
 from opencell.retry import Backoff
+
+__all__ = ["DROP_REASONS", "NullRecorder", "Recorder", "RecordSink", "RecorderStats",
+           "SinkFactory"]
 
 log = logging.getLogger("opencell.recorder")
 
@@ -39,51 +48,6 @@ BACKOFF_START = 0.05
 BACKOFF_CAP = 2.0
 _BACKOFF = Backoff(start=BACKOFF_START, cap=BACKOFF_CAP, jitter=0.5)
 DROP_LOG_INTERVAL = 10.0
-
-
-class RecordSink(Protocol):
-    """Where the writer thread puts batches: the store, or a test double.
-
-    ``write_batch`` must store all of the batch or none of it (it is retried whole, or split
-    when the sink also has ``quarantine(record, reason)``; ``is_outage(exc)``, if present,
-    tells which failures are the sink's own and are never blamed on a record).
-    """
-
-    def write_batch(self, records: Sequence[Record]) -> None: ...
-
-
-DROP_REASONS = ("queue_full", "closed", "unstored_at_close", "unstorable", "error")
-"""Why records are dropped: the queue was full; ``record()`` after ``close``; still unstored
-when the writer stopped; rejected by a sink that cannot quarantine; ``record()`` failed."""
-
-
-SinkFactory = Callable[[], "RecordSink | None"]
-"""Opens the sink on the writer thread; raising or returning None is retried with back-off."""
-
-
-@dataclass(frozen=True, slots=True)
-class RecorderStats:
-    """A snapshot of the recorder's counters."""
-
-    queued: int
-    """Records accepted and not yet stored (queue plus the batch being written; a pending
-    ``flush`` adds one)."""
-    written: int
-    """Records the sink has stored."""
-    dropped: int
-    """Records refused because ``max_queue`` were waiting, or left unstored at ``close``."""
-    failures: int
-    """Failed ``write_batch`` (or sink-opening) attempts."""
-    last_error: str | None
-    """The latest failure, ``Type: message``."""
-    batches: int
-    """Batches stored."""
-    failing: bool
-    """Whether the store is failing right now (an outage is in progress)."""
-    quarantined: int = 0
-    """Records the sink rejected, isolated and handed to its ``quarantine``."""
-    dropped_by: Mapping[str, int] = field(default_factory=dict)
-    """``dropped`` by reason (see ``DROP_REASONS``); reasons with no drops are left out."""
 
 
 class _FlushMarker:
@@ -368,32 +332,6 @@ class Recorder:
         self._note_drops()  # also drops logged earlier while the store could not note them
         self._queue.clear()
         self._pending = []
-
-
-class NullRecorder:
-    """The recorder's surface, storing nothing: for when observability is off."""
-
-    def record(self, record: Record) -> None:
-        """Discard ``record``."""
-
-    def emit(self, kind: Kind, session_id: str, name: str, data: Mapping[str, Any],
-             duration_ms: float | None = None, success: bool | None = None,
-             ts: float | None = None) -> None:
-        """Discard the event."""
-
-    def flush(self, timeout: float = 5.0) -> bool:
-        """Nothing to wait for: True."""
-        return True
-
-    def close(self, timeout: float = 5.0) -> bool:
-        """Nothing to stop: True."""
-        return True
-
-    @property
-    def stats(self) -> RecorderStats:
-        """All zeros."""
-        return RecorderStats(queued=0, written=0, dropped=0, failures=0, last_error=None,
-                             batches=0, failing=False)
 
 
 def _describe(record: object) -> tuple[str, str]:
