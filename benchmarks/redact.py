@@ -31,6 +31,10 @@ MESSAGE = (
     "Hi! Could you help me reset my account? I tried logging in from the mobile app this "
     "morning but it keeps saying my session expired. My order number is 48213, Pro plan. Thx!"
 )
+PROSE = MESSAGE.replace("number is", "number:")
+"""The 160 KB baseline: plain chat text whose colon sends it through every pattern. Text with
+no ':', '=' or token prefix at all skips them (``_maybe_secret``), which would make the
+hostile/prose ratios measure that shortcut instead of the patterns' cost."""
 ENV = {  # what Redactor.from_env typically collects: nine configured secrets
     "ANTHROPIC_API_KEY": "sk-ant-" + "api03-" + "x" * 90,
     "OPENAI_API_KEY": "sk-" + "proj-" + "y" * 150,
@@ -75,7 +79,7 @@ def run(quick: bool) -> list[Figure]:
     alternation = per_call_us(partial(combined.search, MESSAGE), number)
 
     big_runs = 3 if quick else 7
-    prose_ms = per_call_us(partial(configured.redact, _big(MESSAGE + " ")), 1, big_runs) / 1000
+    prose_ms = per_call_us(partial(configured.redact, _big(PROSE + " ")), 1, big_runs) / 1000
     hostile_ms = {name: per_call_us(partial(configured.redact, _big(unit)), 1, big_runs) / 1000
                   for name, unit in HOSTILE.items()}
     issue = hostile_ms["eyJeyJ… (issue 11)"] / prose_ms
