@@ -142,7 +142,7 @@ class LiveFeed:
                 .where(e.session_seq == seq, e.id > first, e.id <= newest)
                 .order_by(e.id).limit(500)).mappings().all()
             if found:
-                changes["timelines"][seq] = [store_queries.event_dict(row) for row in found]
+                changes["timelines"][seq] = store_queries.event_dicts(conn, found)
         self._last_id = newest
         return changes
 
@@ -164,7 +164,7 @@ def timeline_after(conn: Connection, session_seq: int, after: int,
     rows = conn.execute(sa.select(*store_queries.EVENT_COLUMNS)
                         .where(e.session_seq == session_seq, e.id > after)
                         .order_by(e.id).limit(limit)).mappings().all()
-    return [store_queries.event_dict(row) for row in rows]
+    return store_queries.event_dicts(conn, rows)
 
 
 def sse(kind: str, payload: Any) -> str:

@@ -116,12 +116,12 @@ def session_detail(state: DashboardState, id_or_prefix: str, *, after: int | Non
         if after is not None:
             stmt = stmt.where(e.id > after)
         rows = conn.execute(stmt.order_by(e.id).limit(limit + 1)).mappings().all()
-        timeline = [store_queries.event_dict(row) for row in rows]
+        timeline = store_queries.event_dicts(conn, rows)
         calls = None
         if len(timeline) > limit or after is not None:
-            calls = [store_queries.event_dict(row) for row in conn.execute(
+            calls = store_queries.event_dicts(conn, conn.execute(
                 sa.select(*store_queries.EVENT_COLUMNS)
-                .where(e.session_seq == seq, e.kind == "llm_call")).mappings()]
+                .where(e.session_seq == seq, e.kind == "llm_call")).mappings())
         return timeline, calls
 
     timeline, calls = state.read(read)

@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +40,7 @@ from sqlalchemy import Connection
 
 from opencell.store import Store, owner_is_alive, process_owner
 from opencell.store.tables import events, export_cursors, sessions
+from opencell.store.texts import expand
 
 POSTGRES_SETTLE_S = 2.0
 
@@ -173,7 +174,7 @@ class Outbox:
                                                       sessions.c.seq)
                 .where(condition).order_by(e.id).limit(max(1, limit)))
         with self.store.reading() as conn:
-            return [_event(row) for row in conn.execute(stmt)]
+            return _events(conn, conn.execute(stmt))
 
     def neighbours(self, session_seq: int, low: int, high: int) -> list[StoredEvent]:
         """The session's events with ids in ``[low, high]``."""
@@ -183,7 +184,7 @@ class Outbox:
                 .where(e.session_seq == session_seq, e.id >= low, e.id <= high)
                 .order_by(e.id))
         with self.store.reading() as conn:
-            return [_event(row) for row in conn.execute(stmt)]
+            return _events(conn, conn.execute(stmt))
 
     def extent(self, session_seq: int) -> SessionExtent:
         """First start, last end and the first ``session_end`` id of a session's events."""
@@ -230,6 +231,13 @@ _EVENT_COLUMNS = (
     sessions.c.bot, sessions.c.bot_type, sessions.c.platform, sessions.c.user_id,
     sessions.c.user_name, sessions.c.channel, sessions.c.tags, sessions.c.started_at,
 )
+
+def _events(conn: Connection, rows: Iterable[Any]) -> list[StoredEvent]:
+    """Stored events with the large texts their data refers to put back."""
+    found = [_event(row) for row in rows]
+    expand(conn, [event.data for event in found])
+    return found
+
 
 def _event(row: Any) -> StoredEvent:
     session = SessionRow(

@@ -19,6 +19,7 @@ from typing import Any
 from opencell.records import Record, valid_text
 from opencell.store._json import to_json as to_json
 from opencell.store.losses import quarantine_row
+from opencell.store.texts import share
 
 EventRow = tuple[str, float, str, str, float | None, bool | None, str]
 """(session id, ts, kind, name, duration_ms, success, data as JSON text)."""
@@ -85,6 +86,8 @@ class BatchPlan:
     """Records that could not be read at all (not a Record, no usable ts or session id)."""
     quarantine: list[dict[str, Any]] = field(default_factory=list)
     """The rejected records as quarantine rows (see ``losses.quarantine_row``)."""
+    texts: dict[str, str] = field(default_factory=dict)
+    """Large texts the events refer to by digest (see ``texts.py``)."""
 
 
 def text(value: object, limit: int = 200) -> str | None:
@@ -165,12 +168,14 @@ def _plan_one(plan: BatchPlan, record: Record, owner: str) -> None:
         ending = SessionEnd(session_id, ts, text(data.get("reason") or name, 40) or "explicit",
                             status if status in ("success", "failed") else None,
                             to_json(data.get("metadata") or {}))
-        plan.events.append((session_id, ts, kind, name, duration_ms, success, to_json(data)))
+        plan.events.append((session_id, ts, kind, name, duration_ms, success,
+                            to_json(share(data, plan.texts))))
         plan.ends.append(ending)
         return
     # Everything that could still fail on odd values happens before the event is planned.
     start = _session_row(session_id, ts, name, data, owner) if kind == "session_start" else None
-    plan.events.append((session_id, ts, kind, name, duration_ms, success, to_json(data)))
+    plan.events.append((session_id, ts, kind, name, duration_ms, success,
+                        to_json(share(data, plan.texts))))
     totals = plan.totals.get(session_id)
     if totals is None:
         totals = plan.totals[session_id] = Totals(last_activity=ts)

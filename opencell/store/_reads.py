@@ -94,7 +94,7 @@ class SessionReads:
                 .join_from(events, sessions, e.session_seq == s.seq)
                 .where(s.id == session_id).order_by(e.ts, e.id))
         with self.reading() as conn:
-            return [queries.event_dict(row) for row in conn.execute(stmt).mappings()]
+            return queries.event_dicts(conn, conn.execute(stmt).mappings())
 
     def costs(self, by: CostDimension = "bot", period: Period = "day",
               now: float | None = None) -> list[dict[str, Any]]:

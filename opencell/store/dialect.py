@@ -46,6 +46,10 @@ class Dialect:
         """``INSERT … ON CONFLICT (keys) DO UPDATE SET …``; ``set_`` receives ``excluded``."""
         raise NotImplementedError
 
+    def insert_missing(self, table: sa.Table, keys: Sequence[str]) -> sa.Insert:
+        """``INSERT … ON CONFLICT (keys) DO NOTHING``: rows already there are left alone."""
+        raise NotImplementedError
+
     def tag_filter(self, column: sa.ColumnElement[Any], tag: str) -> sa.ColumnElement[bool]:
         """True where the JSON list of strings in ``column`` contains ``tag``."""
         raise NotImplementedError
@@ -101,6 +105,9 @@ class SQLiteDialect(Dialect):
         stmt = sqlite.insert(table)
         return stmt.on_conflict_do_update(index_elements=list(keys), set_=set_(stmt.excluded))
 
+    def insert_missing(self, table: sa.Table, keys: Sequence[str]) -> sa.Insert:
+        return sqlite.insert(table).on_conflict_do_nothing(index_elements=list(keys))
+
     def tag_filter(self, column: sa.ColumnElement[Any], tag: str) -> sa.ColumnElement[bool]:
         each = sa.func.json_each(column).table_valued("value")
         return sa.exists(sa.select(sa.literal(1)).select_from(each).where(each.c.value == tag))
@@ -137,6 +144,9 @@ class PostgresDialect(Dialect):
     def upsert(self, table: sa.Table, keys: Sequence[str], set_: SetClause) -> sa.Insert:
         stmt = postgresql.insert(table)
         return stmt.on_conflict_do_update(index_elements=list(keys), set_=set_(stmt.excluded))
+
+    def insert_missing(self, table: sa.Table, keys: Sequence[str]) -> sa.Insert:
+        return postgresql.insert(table).on_conflict_do_nothing(index_elements=list(keys))
 
     def tag_filter(self, column: sa.ColumnElement[Any], tag: str) -> sa.ColumnElement[bool]:
         return sa.cast(column, postgresql.JSONB).contains([tag])

@@ -209,11 +209,23 @@ def _v7_quarantine(conn: Connection, dialect: Dialect) -> None:
     md.create_all(conn)
 
 
+def _v8_texts(conn: Connection, dialect: Dialect) -> None:
+    """Large texts stored once by digest; records refer to them (``texts.py``)."""
+    md = sa.MetaData()
+    sa.Table(
+        "texts", md,
+        sa.Column("digest", sa.String(64), primary_key=True),
+        sa.Column("text", sa.Text, nullable=False),
+        sa.Column("first_seen", sa.Float, nullable=False),
+    )
+    md.create_all(conn)
+
+
 Migration = Callable[[Connection, Dialect], None]
 
 MIGRATIONS: list[Migration] = [_v1_base_tables, _v2_cache_tokens_and_sort_indexes,
                                _v3_export_cursors, _v4_activity_rollups, _v5_budget_alerts,
-                               _v6_estimated_calls, _v7_quarantine]
+                               _v6_estimated_calls, _v7_quarantine, _v8_texts]
 """Step *n* (1-based) upgrades a version *n-1* database to version *n*."""
 
 LATEST = len(MIGRATIONS)

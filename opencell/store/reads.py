@@ -10,16 +10,18 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 import sqlalchemy as sa
+from sqlalchemy import Connection
 
 from opencell.calendar import PERIODS, period_bounds, utc_date
 from opencell.errors import StoreError
 from opencell.store.dialect import Dialect
 from opencell.store.tables import DURATION_SORT, cost_rollups, events, sessions
+from opencell.store.texts import expand
 
 SessionSort = Literal["started_at", "duration", "cost"]
 
@@ -74,6 +76,15 @@ def session_dict(row: Mapping[Any, Any]) -> dict[str, Any]:
     out["tags"] = tags if isinstance(tags, list) else []
     out["metadata"] = _json(out["metadata"], {})
     out["last_turn_failed"] = bool(out["last_turn_failed"])
+    return out
+
+
+def event_dicts(conn: Connection, rows: Iterable[Mapping[Any, Any]]) -> list[dict[str, Any]]:
+    """:func:`event_dict` for each row, with the large texts they refer to put back."""
+    out = [event_dict(row) for row in rows]
+    expand(conn, out)  # a custom event's own data sits one level down, under "data"
+    expand(conn, [event["data"] for event in out
+                  if event["kind"] == "custom" and type(event.get("data")) is dict])
     return out
 
 

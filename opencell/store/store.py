@@ -53,7 +53,9 @@ from opencell.store.tables import (
     record_drops,
     schema_version,
     sessions,
+    texts,
 )
+from opencell.store.texts import rows as shared_rows
 
 log = logging.getLogger("opencell.store")
 
@@ -226,6 +228,9 @@ class Store(SessionReads):
             with self.writing() as conn:
                 if plan.quarantine:
                     conn.execute(quarantine.insert(), plan.quarantine)
+                if plan.texts:
+                    conn.execute(self._dialect.insert_missing(texts, ("digest",)),
+                                 shared_rows(plan.texts, time.time()))
                 infos, new_placeholders = resolve_sessions(conn, self._sql, plan, self._cache,
                                                            owner)
                 self._write_plan(conn, plan, infos)

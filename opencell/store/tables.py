@@ -189,5 +189,13 @@ record_drops = sa.Table(
 )
 """Records a recorder dropped (see ``recorder.DROP_REASONS``), noted by its writer thread."""
 
+texts = sa.Table(
+    "texts", METADATA,
+    sa.Column("digest", sa.String(64), primary_key=True),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("first_seen", sa.Float, nullable=False),
+)
+"""Large texts, once each by SHA-256 (see ``texts.py``); records refer to them."""
+
 DURATION_SORT = sa.func.coalesce(sessions.c.duration_ms, sa.literal_column("-1"))
 """How sessions sort by duration: open sessions (no duration yet) come last when descending."""
