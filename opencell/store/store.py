@@ -275,8 +275,9 @@ class Store(SessionReads):
 
     def _write_plan(self, conn: Connection, plan: BatchPlan, infos: dict[str, SessionInfo]) -> None:
         sql = self._sql
-        sql.insert_events(conn, [(infos[sid][0], ts, kind, name, duration, ok, data)
-                                 for sid, ts, kind, name, duration, ok, data in plan.events])
+        if plan.events:  # a batch of nothing but rejected records has none
+            sql.insert_events(conn, [(infos[sid][0], ts, kind, name, duration, ok, data)
+                                     for sid, ts, kind, name, duration, ok, data in plan.events])
         if plan.totals:
             conn.execute(sql.add_totals, [
                 {"b_seq": infos[sid][0], "b_messages": t.messages, "b_llm_calls": t.llm_calls,
