@@ -11,11 +11,11 @@ transaction.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from opencell.calendar import utc_day
 from opencell.records import Record, valid_text
 from opencell.store._json import to_json as to_json
 from opencell.store.losses import quarantine_row
@@ -118,18 +118,6 @@ def money(value: object) -> float | None:
     except (TypeError, ValueError, OverflowError):
         return None
     return number if math.isfinite(number) else None
-
-
-_days: dict[int, str] = {}
-
-
-def utc_day(ts: float) -> str:
-    """``YYYY-MM-DD`` of ``ts`` in UTC."""
-    key = int(ts // 86400)
-    day = _days.get(key)
-    if day is None:
-        day = _days[key] = time.strftime("%Y-%m-%d", time.gmtime(key * 86400))
-    return day
 
 
 def plan_batch(records: Sequence[Record], owner: str) -> BatchPlan:
