@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Group
-from rich.progress_bar import ProgressBar
-from rich.table import Table
-from rich.text import Text
 
 from opencell.cli._common import ConfigOption, console, fail, opened_store, print_json
+
+if TYPE_CHECKING:  # rich's tables cost ~40 ms to import: only when this command runs
+    from rich.console import Group
+    from rich.progress_bar import ProgressBar
+    from rich.table import Table
+    from rich.text import Text
 
 LEVEL_STYLE = {"warning": "yellow", "critical": "red"}
 
@@ -48,6 +50,8 @@ def budgets(
 
 
 def _bar(row: Mapping[str, Any]) -> ProgressBar:
+    from rich.progress_bar import ProgressBar
+
     share = row["spent_usd"] / row["limit_usd"] if row["limit_usd"] else 0.0
     style = "red" if share >= 1.0 else "yellow" if share >= 0.8 else "green"
     return ProgressBar(total=row["limit_usd"], completed=min(row["spent_usd"], row["limit_usd"]),
@@ -57,6 +61,10 @@ def _bar(row: Mapping[str, Any]) -> ProgressBar:
 def budgets_view(usage: Sequence[Mapping[str, Any]], alerts: Sequence[Mapping[str, Any]], *,
                  timezone: str) -> Group | Text:
     """The usage table with bars, and the alerts table (``opencell budgets``)."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
     if not usage and not alerts:
         return Text("No budgets configured: add `budgets: {limits: [...]}` to "
                     "config/opencell.yaml, or `budget:` to a bot (pass its YAML here).")

@@ -19,7 +19,7 @@ from opencell.calendar import utc_day
 from opencell.records import Record, valid_text
 from opencell.store._json import to_json as to_json
 from opencell.store.losses import quarantine_row
-from opencell.store.texts import share
+from opencell.store.texts import SHARED_MIN_CHARS, share
 
 EventRow = tuple[str, float, str, str, float | None, bool | None, str]
 """(session id, ts, kind, name, duration_ms, success, data as JSON text)."""
@@ -157,13 +157,13 @@ def _plan_one(plan: BatchPlan, record: Record, owner: str) -> None:
                             status if status in ("success", "failed") else None,
                             to_json(data.get("metadata") or {}))
         plan.events.append((session_id, ts, kind, name, duration_ms, success,
-                            to_json(share(data, plan.texts))))
+                            _event_json(data, plan)))
         plan.ends.append(ending)
         return
     # Everything that could still fail on odd values happens before the event is planned.
     start = _session_row(session_id, ts, name, data, owner) if kind == "session_start" else None
     plan.events.append((session_id, ts, kind, name, duration_ms, success,
-                        to_json(share(data, plan.texts))))
+                        _event_json(data, plan)))
     totals = plan.totals.get(session_id)
     if totals is None:
         totals = plan.totals[session_id] = Totals(last_activity=ts)
@@ -182,6 +182,16 @@ def _plan_one(plan: BatchPlan, record: Record, owner: str) -> None:
         totals.errors += 1
     elif start is not None:
         plan.starts[session_id] = start
+
+
+def _event_json(data: Mapping[str, Any], plan: BatchPlan) -> str:
+    """A record's data as stored: large texts by reference (only a large record has any)."""
+    encoded = to_json(data)
+    if len(encoded) >= SHARED_MIN_CHARS:
+        shared = share(data, plan.texts)
+        if shared is not data:
+            encoded = to_json(shared)
+    return encoded
 
 
 def _plan_llm_call(plan: BatchPlan, totals: Totals, session_id: str, ts: float,
