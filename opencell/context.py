@@ -12,6 +12,7 @@ from opencell.messages import IncomingMessage
 
 if TYPE_CHECKING:
     from opencell.config import BotConfig
+    from opencell.delivery import Delivery
     from opencell.sessions import Session
 
 
@@ -34,6 +35,9 @@ class TurnContext:
     failed: bool = False
     """The turn failed: the one flag, set by the errors middleware (an exception) or by the
     tool recorder (a tool that broke). The session's status and ``Reply.failed`` follow it."""
+    delivery: Delivery | None = None
+    """How the reply reaches the user (set by the runtime under an adapter); the session
+    layer records the turn once it is settled."""
     extras: dict[str, Any] = field(default_factory=dict)
     """Free-form state for user middleware; OpenCell itself never reads it."""
 

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Literal
 
-from opencell.messages import Reply
+from opencell.messages import ConversationKey, IncomingMessage, Reply
 
 log = logging.getLogger("opencell.adapters")
 
@@ -33,12 +33,16 @@ was sent."""
 class Delivery:
     """The outcome of one message's reply; settled once, by the adapter handling it."""
 
-    __slots__ = ("outcome", "text", "error", "_waiting", "_send", "_where")
+    __slots__ = ("outcome", "text", "error", "_waiting", "_send", "_where", "_for", "_claimed")
 
-    def __init__(self, send: Send | None = None, where: str = "") -> None:
+    def __init__(self, send: Send | None = None, where: str = "", *,
+                 answers: tuple[ConversationKey, str] | None = None) -> None:
         self._send = send
         self._where = where
         """Named in the log line of a failed send (platform, bot, conversation)."""
+        self._for = answers
+        """The conversation and message id this delivery answers."""
+        self._claimed = False
         self.outcome: Outcome | None = None
         self.text: str | None = None
         """What the person received (None: nothing)."""
@@ -53,11 +57,23 @@ class Delivery:
         else:
             self._waiting.append(callback)
 
+    def claim(self, message: IncomingMessage) -> bool:
+        """Take this delivery for the turn answering ``message`` — once, and only the turn of
+        the message it was opened for: a bot that a tool or middleware asks in the middle of
+        another turn (``process_message``) must not answer through this adapter."""
+        if self._claimed or self._for != (message.key, message.message_id):
+            return False
+        self._claimed = True
+        return True
+
     async def send(self, reply: Reply) -> None:
-        """Send ``reply`` with the adapter's ``send`` and settle with what happened.
+        """Send ``reply`` with the adapter's ``send`` and settle with what happened (once:
+        a settled delivery sends nothing more).
 
         A failure to send is logged, never raised: one bad channel must not stop the adapter.
         """
+        if self.outcome is not None:
+            return
         if self._send is None or not reply.text:
             self.settle("nothing")
             return

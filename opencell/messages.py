@@ -56,3 +56,13 @@ class Reply:
     """The platform message id this answers, for threading."""
     failed: bool = False
     """The turn failed (``TurnContext.failed``); ``text`` is usually the polite apology."""
+
+    def answering(self, message: IncomingMessage, *, failed: bool = False) -> Reply:
+        """This reply as the answer to ``message``: its conversation and message id filled in
+        where a middleware left them out, and ``failed`` added (the one way a reply is
+        completed, by the runtime — or by an adapter whose ``deliver`` did not)."""
+        if self.key is not None and self.in_reply_to and (self.failed or not failed):
+            return self
+        return Reply(text=self.text, key=self.key or message.key,
+                     in_reply_to=self.in_reply_to or message.message_id,
+                     failed=self.failed or failed)

@@ -130,21 +130,31 @@ class BotRuntime:
         turnstile.users += 1
         try:
             async with turnstile.lock:  # FIFO: one conversation's messages stay in order
-                ctx = TurnContext(message=message, bot=self.config)
-                reply = await self.chain(ctx)
-                if reply is None:
-                    return None
-                if reply.key is None or ctx.failed:  # the one place a reply is filled in
-                    reply = replace(reply, key=reply.key or key, failed=ctx.failed,
-                                    in_reply_to=reply.in_reply_to or message.message_id)
-                delivery = current_delivery.get()
-                if delivery is not None:
-                    await delivery.send(reply)
-                return reply
+                return await self._turn(message)
         finally:
             turnstile.users -= 1
             if turnstile.users == 0:
                 del self._turnstiles[key]
+
+    async def _turn(self, message: IncomingMessage) -> Reply | None:
+        delivery = current_delivery.get()
+        if delivery is not None and not delivery.claim(message):
+            delivery = None  # another turn's (this bot was asked from inside it)
+        ctx = TurnContext(message=message, bot=self.config, delivery=delivery)
+        if delivery is None:
+            reply = await self.chain(ctx)
+        else:  # turns started from inside this one must not see it
+            token = current_delivery.set(None)
+            try:
+                reply = await self.chain(ctx)
+            finally:
+                current_delivery.reset(token)
+        if reply is None:
+            return None
+        reply = reply.answering(message, failed=ctx.failed)
+        if delivery is not None:
+            await delivery.send(reply)
+        return reply
 
     def session_for(self, key: ConversationKey) -> Session | None:
         """The conversation's open session, if any."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from slack_sdk.errors import SlackApiError
@@ -25,13 +26,33 @@ class UserNames:
         self._max_size = max_size
         self._names: dict[str, str] = {}
         self._enabled = True
+        self._asking: dict[str, asyncio.Future[str]] = {}
 
     async def name(self, user_id: str) -> str:
+        """The user's display name. Concurrent look-ups of one user share one request, and
+        their callers resume in the order they asked, so a conversation's messages reach the
+        runtime in the order Slack sent them."""
         cached = self._names.get(user_id)
         if cached is not None:
             return cached
         if not self._enabled:
             return user_id
+        asking = self._asking.get(user_id)
+        if asking is not None:
+            return await asyncio.shield(asking)
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._asking[user_id] = future
+        try:
+            name = await self._look_up(user_id)
+        except BaseException:
+            future.set_result(user_id)
+            raise
+        finally:
+            del self._asking[user_id]
+        future.set_result(name)
+        return name
+
+    async def _look_up(self, user_id: str) -> str:
         name = user_id
         try:
             response = await self._client.users_info(user=user_id)

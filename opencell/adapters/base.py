@@ -46,11 +46,13 @@ class Adapter(ABC):
         self._idle.clear()
         # The turn's record follows what really went out (see opencell/delivery.py).
         delivery = Delivery(self.send, f"platform={self.platform} bot={self.bot.name} "
-                                       f"conversation={message.key}")
+                                       f"conversation={message.key}",
+                            answers=(message.key, message.message_id))
         token = current_delivery.set(delivery)
         try:
             reply = await deliver(message)
             if reply is not None and delivery.outcome is None:  # ``deliver`` did not send it
+                reply = reply.answering(message)
                 await delivery.send(reply)
             return reply
         except asyncio.CancelledError:

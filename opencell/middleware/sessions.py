@@ -12,7 +12,7 @@ import time
 import traceback
 
 from opencell.context import TurnContext, current_turn
-from opencell.delivery import Delivery, current_delivery
+from opencell.delivery import Delivery
 from opencell.guard import guard
 from opencell.messages import Reply
 from opencell.observability.observer import Observability
@@ -60,17 +60,26 @@ class SessionMiddleware:
             raise
         finally:
             current_turn.reset(token)
-            failed = ctx.failed or cancelled is not None
+            failed = ctx.failed or cancelled is not None or bool(reply and reply.failed)
             duration_ms = (time.perf_counter() - start) * 1000
-            delivery = current_delivery.get()
+            delivery = ctx.delivery
             if delivery is None:  # no adapter: the caller receives the chain's answer
-                self._record(ctx, session, reply, cancelled, failed, wall, duration_ms, None)
+                self._finish(ctx, session, reply, cancelled, failed, wall, duration_ms, None,
+                             ending)
             else:  # an adapter sends it: record what was really received, once known
-                delivery.when_settled(lambda settled: self._record(
-                    ctx, session, reply, cancelled, failed, wall, duration_ms, settled))
-            self.tracker.release(session, failed=failed)
-            if ending:
-                self.tracker.close(session, "end_command")
+                delivery.when_settled(lambda settled: self._finish(
+                    ctx, session, reply, cancelled, failed, wall, duration_ms, settled, ending))
+
+    def _finish(self, ctx: TurnContext, session: Session, reply: Reply | None,
+                cancelled: BaseException | None, failed: bool, started: float,
+                duration_ms: float, delivery: Delivery | None, ending: bool) -> None:
+        """The turn is over (and its reply sent, or not): record it, then free the session
+        (its last turn failed if the reply was lost) and close it on the end command."""
+        lost = delivery is not None and delivery.outcome in ("send_failed", "cut_off")
+        self._record(ctx, session, reply, cancelled, failed, started, duration_ms, delivery)
+        self.tracker.release(session, failed=failed or lost)
+        if ending:
+            self.tracker.close(session, "end_command")
 
     def _record(self, ctx: TurnContext, session: Session, reply: Reply | None,
                 cancelled: BaseException | None, failed: bool, started: float,

@@ -56,17 +56,18 @@ class RecordingLLM(WrapperLLM):
         except Exception as exc:
             self._record(session.id, request, None, wall, start, exc)
             raise
-        cost = self._record(session.id, request, response, wall, start, None)
-        return dataclasses.replace(response, priced=True, cost_usd=cost)
+        recorded, cost = self._record(session.id, request, response, wall, start, None)
+        return dataclasses.replace(response, priced=True, cost_usd=cost) if recorded else response
 
     def _record(self, session_id: str, request: LLMRequest, response: LLMResponse | None,
-                wall: float, start: float, error: Exception | None) -> float | None:
+                wall: float, start: float, error: Exception | None) -> tuple[bool, float | None]:
+        """(recorded, the call's cost); not recorded when recording itself failed."""
         with guard("recording llm_call"):
-            return self._obs.llm_call(session_id, provider=self.provider, model=self.model,
-                                      request=request, response=response, started=wall,
-                                      duration_ms=(time.perf_counter() - start) * 1000,
-                                      error=error)
-        return None
+            return True, self._obs.llm_call(
+                session_id, provider=self.provider, model=self.model, request=request,
+                response=response, started=wall, error=error,
+                duration_ms=(time.perf_counter() - start) * 1000)
+        return False, None
 
 
 class RecordingTools:

@@ -36,8 +36,8 @@ def share(data: Mapping[str, Any], found: dict[str, str]) -> Mapping[str, Any]:
     for key, value in data.items():
         kind = type(value)
         if kind is str:
-            if len(value) < SHARED_MIN_CHARS:
-                continue
+            if len(value) < SHARED_MIN_CHARS or "\x00" in value:
+                continue  # short, or NUL, which a PostgreSQL text column cannot hold
             shared: Any = _ref(value, found)
         elif kind is dict:
             shared = _share_inner(value, found)
@@ -54,7 +54,7 @@ def share(data: Mapping[str, Any], found: dict[str, str]) -> Mapping[str, Any]:
 def _share_inner(inner: dict[str, Any], found: dict[str, str]) -> dict[str, Any]:
     out: dict[str, Any] | None = None
     for key, value in inner.items():
-        if type(value) is str and len(value) >= SHARED_MIN_CHARS:
+        if type(value) is str and len(value) >= SHARED_MIN_CHARS and "\x00" not in value:
             if out is None:
                 out = dict(inner)
             out[key] = _ref(value, found)
@@ -69,7 +69,9 @@ def _ref(text: str, found: dict[str, str]) -> dict[str, str]:
 
 def rows(found: Mapping[str, str], now: float) -> list[dict[str, Any]]:
     """The ``texts`` rows to insert (existing digests are left as they are)."""
-    return [{"digest": digest, "text": text, "first_seen": now} for digest, text in found.items()]
+    # In digest order: two writers inserting overlapping texts take their locks in one order.
+    return [{"digest": digest, "text": found[digest], "first_seen": now}
+            for digest in sorted(found)]
 
 
 def _digest_of(value: object) -> str | None:

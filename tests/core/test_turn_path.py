@@ -113,3 +113,72 @@ async def test_a_broken_tool_fails_the_turn_through_the_one_flag() -> None:
     session = runtime.session_for(KEY)
     assert session is not None and session.last_failed
     await runtime.aclose()
+
+
+class Recording(Adapter):
+    """A platform that records what it is sent."""
+
+    platform = "test"
+
+    def __init__(self, bot: BotConfig) -> None:
+        super().__init__(bot)
+        self.sent: list[Reply] = []
+
+    async def start(self, deliver: Deliver) -> None:
+        return None
+
+    async def stop(self) -> None:
+        self.finished.set()
+
+    async def send(self, reply: Reply) -> None:
+        self.sent.append(reply)
+
+
+async def test_a_bot_asked_inside_a_turn_does_not_answer_through_its_adapter(
+        isolated_store: str) -> None:
+    helper = BotRuntime(BotConfig(name="helper", llm=LLMConfig(provider="offline")),
+                        llm=FunctionLLM(lambda request: "helper says hi"),
+                        observability=Observability.disabled())
+
+    class AskHelper:
+        async def __call__(self, ctx: TurnContext, call_next: Handler) -> Reply | None:
+            await helper.start_session("assistant")
+            ctx.extras["helper"] = await helper.process_message("hello?")
+            return await call_next(ctx)
+
+    runtime = BotRuntime(BOT, llm=FunctionLLM(lambda request: "main answer"),
+                         middleware=[AskHelper()], observability=Observability.disabled())
+    adapter = Recording(BOT)
+    reply = await adapter.handle(message("hi", 1), runtime.dispatch)
+    assert reply is not None and reply.text == "main answer"
+    assert [(r.text, r.key) for r in adapter.sent] == [("main answer", KEY)]
+    await helper.aclose()
+    await runtime.aclose()
+
+
+async def test_a_failed_reply_from_a_middleware_fails_the_turn() -> None:
+    class Refuse:
+        async def __call__(self, ctx: TurnContext, call_next: Handler) -> Reply | None:
+            return Reply(text="nope", failed=True)
+
+    runtime = BotRuntime(BOT, llm=FunctionLLM(lambda request: "unused"), middleware=[Refuse()],
+                         observability=Observability.disabled())
+    reply = await runtime.dispatch(message("x", 3))
+    assert reply is not None and reply.failed and reply.key == KEY
+    session = runtime.session_for(KEY)
+    assert session is not None and session.last_failed
+    await runtime.aclose()
+
+
+async def test_a_reply_the_platform_refused_fails_the_session() -> None:
+    class Refusing(Recording):
+        async def send(self, reply: Reply) -> None:
+            raise RuntimeError("channel not found")
+
+    runtime = BotRuntime(BOT, llm=FunctionLLM(lambda request: "fine"),
+                         observability=Observability.disabled())
+    adapter = Refusing(BOT)
+    await adapter.handle(message("x", 4), runtime.dispatch)
+    session = runtime.session_for(KEY)
+    assert session is not None and session.last_failed and not session.busy
+    await runtime.aclose()

@@ -73,3 +73,12 @@ async def test_short_texts_stay_inline(isolated_store: str) -> None:
             assert conn.execute(sa.select(sa.func.count()).select_from(texts)).scalar() == 0
     finally:
         store.close()
+
+
+def test_text_with_nul_stays_inline() -> None:
+    from opencell.store.texts import share
+
+    found: dict[str, str] = {}
+    data = {"input": "a\x00b" * SHARED_MIN_CHARS, "output": "c" * SHARED_MIN_CHARS}
+    shared = share(data, found)
+    assert shared["input"] == data["input"] and list(found.values()) == [data["output"]]
