@@ -12,6 +12,7 @@ from opencell.store.store import Store
 from tests.exporters._conversation import MODEL, two_turns
 from tests.exporters.conftest import FAST, agentops_config, wait_for
 from tests.fakes.agentops_server import FakeAgentOps
+from tests.fakes.waiting import WAIT
 
 ROOT_KEYS = ["agentops.span.kind", "operation.name", "agentops.tags", "trace.metadata.user_id",
              "trace.metadata.platform", "trace.metadata.bot_name",
@@ -31,7 +32,7 @@ async def test_two_turn_conversation_arrives_as_one_trace(
     assert obs.exporters is not None
     url = obs.exporters.agentops_session_url(session_id)
     assert url == f"https://app.example/sessions?trace_id={trace}"
-    obs.close()
+    obs.close(export_timeout=WAIT)  # delivered, however busy the machine
 
     spans = fake_agentops.spans
     assert {span.trace_id for span in spans} == {trace}
@@ -113,7 +114,7 @@ async def test_export_content_false_sends_shapes_without_content(
         agentops_config(isolated_store, fake_agentops, export_content=False),
         export_tuning=FAST)
     await two_turns(obs)
-    obs.close()
+    obs.close(export_timeout=WAIT)  # delivered, however busy the machine
     spans = fake_agentops.spans
     assert len(spans) == 7
     keys = {key for span in spans for key in span.keys}
@@ -147,7 +148,7 @@ async def test_a_failed_tool_and_session_are_errors_with_the_stack(
     obs.custom(runtime.session_for(message("x").key).id,  # type: ignore[union-attr]
                "inventory_check", {"items": 1})
     await runtime.aclose()
-    obs.close()
+    obs.close(export_timeout=WAIT)  # delivered, however busy the machine
     spans = fake_agentops.spans
     by_name = {span.name: span for span in spans}
     tool_span = by_name["lookup.tool"]

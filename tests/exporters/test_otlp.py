@@ -9,6 +9,7 @@ from opencell.observability.observer import Observability
 from tests.exporters._conversation import MODEL, two_turns
 from tests.exporters.conftest import FAST, otlp_config, wait_for
 from tests.fakes.otlp_receiver import OTLPReceiver
+from tests.fakes.waiting import WAIT
 
 NAMES = Counter({"invoke_agent shop": 1, f"chat {MODEL}": 3, "execute_tool lookup": 1})
 
@@ -19,7 +20,7 @@ async def test_genai_spans_without_content_by_default(isolated_store: str,
         otlp_config(isolated_store, otlp_receiver, headers={"x-api-key": "collector-secret"}),
         export_tuning=FAST)
     session_id = await two_turns(obs)
-    obs.close()
+    obs.close(export_timeout=WAIT)  # delivered, however busy the machine
     spans = otlp_receiver.spans
     assert Counter(span.name for span in spans) == NAMES
     assert {span.trace_id for span in spans} == {f"{uuid.UUID(session_id).int:032x}"}
@@ -60,7 +61,7 @@ async def test_content_only_with_export_content(isolated_store: str,
     obs = Observability.from_config(
         otlp_config(isolated_store, otlp_receiver, export_content=True), export_tuning=FAST)
     await two_turns(obs)
-    obs.close()
+    obs.close(export_timeout=WAIT)  # delivered, however busy the machine
     spans = otlp_receiver.spans
     chats = sorted((s for s in spans if s.name.startswith("chat ")), key=lambda s: s.start)
     assert '"content":"how many widgets do you have?"' in chats[0].attrs[
@@ -79,5 +80,5 @@ async def test_otel_endpoint_variable_enables_the_exporter(isolated_store: str,
         OpenCellConfig(store=StoreConfig(url=isolated_store)),
         env={"OTEL_EXPORTER_OTLP_ENDPOINT": otlp_receiver.url + "/"}, export_tuning=FAST)
     await two_turns(obs)
-    obs.close()
+    obs.close(export_timeout=WAIT)  # delivered, however busy the machine
     wait_for(lambda: len(otlp_receiver.spans) == 5)
