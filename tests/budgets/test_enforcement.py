@@ -25,6 +25,7 @@ from tests.budgets.conftest import (
 )
 from tests.fakes.function_llm import FunctionLLM, answer
 from tests.fakes.llm_server import FakeLLMServer
+from tests.fakes.waiting import until
 
 SORRY = "Our budget for today is used up; please come back tomorrow."
 
@@ -132,8 +133,11 @@ async def test_an_agent_reserves_before_each_model_call_of_its_tool_loop(
 
 async def test_concurrent_turns_overshoot_by_at_most_one_reservation(
         obs: Observability) -> None:
+    gate = asyncio.Event()
+
     async def play(request: LLMRequest) -> Any:
-        await asyncio.sleep(0.02)  # every turn is in flight before any settles
+        if len(llm.requests) > 2:  # the two warm-up calls answer at once
+            await gate.wait()  # held until every turn has reserved (or been refused)
         return answer("ok", usage=Usage(1500, 800), model=SONNET)
 
     llm = FunctionLLM(play, provider="claude", model=SONNET)
@@ -144,8 +148,20 @@ async def test_concurrent_turns_overshoot_by_at_most_one_reservation(
     runtime = BotRuntime(support, llm=llm, observability=obs, budgets=ledger)
     for user in ("early1", "early2"):  # $0.033 spent: the limit is nearly used
         await runtime.dispatch(message("warm up", user=user))
-    replies = await asyncio.gather(*(runtime.dispatch(message("hi", user=f"u{i}"))
-                                     for i in range(20)))
+    finished = 0
+
+    async def turn(i: int) -> Any:
+        nonlocal finished
+        try:
+            return await runtime.dispatch(message("hi", user=f"u{i}"))
+        finally:
+            finished += 1
+
+    turns = asyncio.gather(*(turn(i) for i in range(20)))
+    # Every turn is either at the model (reserved) or already answered (refused).
+    await until(lambda: (len(llm.requests) - 2) + finished == 20, "every turn reserved")
+    gate.set()
+    replies = await turns
     served = [r for r in replies if r is not None and not r.failed]
     spent = ledger.usage()[0]["spent_usd"]
     wrapped = runtime.llm
