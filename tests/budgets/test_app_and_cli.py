@@ -7,37 +7,21 @@ import json
 import time
 from pathlib import Path
 
-from opencell.adapters.base import Adapter
 from opencell.app import App
 from opencell.budgets import BudgetedLLM, BudgetLedger
 from opencell.config import BotBudget, BotConfig, OpenCellConfig, StoreConfig
 from opencell.llm.base import Usage
-from opencell.messages import Reply
 from opencell.observability.observer import Observability
 from opencell.runtime import BotRuntime
-from opencell.types import Deliver
 from tests.budgets.conftest import CALL_COST, SONNET, bot, message, noon_zone, observability
 from tests.conftest import opencell
+from tests.fakes.adapter import RecordingAdapter
 from tests.fakes.llm_server import FakeLLMServer
 
 
-class ChannelAdapter(Adapter):
-    """A platform that only records what is sent to it."""
-
-    platform = "slack"
-
-    def __init__(self, bot: BotConfig) -> None:
-        super().__init__(bot)
-        self.sent: list[Reply] = []
-
-    async def start(self, deliver: Deliver) -> None:
-        return None
-
-    async def stop(self) -> None:
-        self.finished.set()
-
-    async def send(self, reply: Reply) -> None:
-        self.sent.append(reply)
+def ChannelAdapter(bot: BotConfig) -> RecordingAdapter:  # noqa: N802 - reads as the class
+    """The alert channel's platform: Slack, recording what it is sent."""
+    return RecordingAdapter(bot, "slack")
 
 
 async def test_the_app_wraps_every_bot_and_posts_alerts_to_the_alert_channel(
@@ -47,9 +31,9 @@ async def test_the_app_wraps_every_bot_and_posts_alerts_to_the_alert_channel(
         "budgets": {"timezone": noon_zone(), "alert_channel": "support/slack/C0ALERTS",
                     "limits": [{"scope": "global", "daily_usd": 0.02}]}})
     support = bot(budget=BotBudget(daily_usd=5))
-    adapters: list[ChannelAdapter] = []
+    adapters: list[RecordingAdapter] = []
 
-    def factory(b: BotConfig, _platform: str) -> ChannelAdapter:
+    def factory(b: BotConfig, _platform: str) -> RecordingAdapter:
         adapters.append(ChannelAdapter(b))
         return adapters[-1]
 

@@ -12,6 +12,7 @@ from opencell.messages import ConversationKey, IncomingMessage, Reply
 from opencell.observability.observer import Observability
 from opencell.runtime import BotRuntime
 from opencell.types import Deliver, Handler
+from tests.fakes.adapter import RecordingAdapter
 from tests.fakes.function_llm import FunctionLLM
 from tests.fakes.waiting import until
 
@@ -115,25 +116,6 @@ async def test_a_broken_tool_fails_the_turn_through_the_one_flag() -> None:
     await runtime.aclose()
 
 
-class Recording(Adapter):
-    """A platform that records what it is sent."""
-
-    platform = "test"
-
-    def __init__(self, bot: BotConfig) -> None:
-        super().__init__(bot)
-        self.sent: list[Reply] = []
-
-    async def start(self, deliver: Deliver) -> None:
-        return None
-
-    async def stop(self) -> None:
-        self.finished.set()
-
-    async def send(self, reply: Reply) -> None:
-        self.sent.append(reply)
-
-
 async def test_a_bot_asked_inside_a_turn_does_not_answer_through_its_adapter(
         isolated_store: str) -> None:
     helper = BotRuntime(BotConfig(name="helper", llm=LLMConfig(provider="offline")),
@@ -148,7 +130,7 @@ async def test_a_bot_asked_inside_a_turn_does_not_answer_through_its_adapter(
 
     runtime = BotRuntime(BOT, llm=FunctionLLM(lambda request: "main answer"),
                          middleware=[AskHelper()], observability=Observability.disabled())
-    adapter = Recording(BOT)
+    adapter = RecordingAdapter(BOT)
     reply = await adapter.handle(message("hi", 1), runtime.dispatch)
     assert reply is not None and reply.text == "main answer"
     assert [(r.text, r.key) for r in adapter.sent] == [("main answer", KEY)]
@@ -171,7 +153,7 @@ async def test_a_failed_reply_from_a_middleware_fails_the_turn() -> None:
 
 
 async def test_a_reply_the_platform_refused_fails_the_session() -> None:
-    class Refusing(Recording):
+    class Refusing(RecordingAdapter):
         async def send(self, reply: Reply) -> None:
             raise RuntimeError("channel not found")
 
