@@ -2,10 +2,10 @@
 
 Run: python -m benchmarks.pipeline [--quick]
 
-The full path is ``BotRuntime.dispatch``: per-conversation ordering, errors, ignore_self,
-observability (session open/touch, ``message`` and ``llm_call`` records with redaction and
-pricing, into a real SQLite store by the writer thread), a rate limit, then the offline
-provider and the reply. The baseline, measured in the same run, is the bare handler
+The full path is ``BotRuntime.dispatch``: per-conversation ordering, the session layer
+(session open/touch, ``message`` and ``llm_call`` records with redaction and pricing, into a
+real SQLite store by the writer thread), errors, a rate limit, then the offline provider and
+the reply, filled in once. The baseline, measured in the same run, is the bare handler
 (``BotRuntime.handle``) with the same provider and no chain. The process is pinned to one
 core, so the writer thread competes with the chain as it would in production.
 """
