@@ -164,3 +164,26 @@ async def test_a_reply_the_platform_refused_fails_the_session() -> None:
     session = runtime.session_for(KEY)
     assert session is not None and session.last_failed and not session.busy
     await runtime.aclose()
+
+
+async def test_a_recorded_answer_keeps_every_field_and_carries_its_cost() -> None:
+    import dataclasses
+
+    from opencell.context import current_turn
+    from opencell.llm.base import LLMRequest, LLMResponse, ToolCall, Usage
+    from opencell.observability.instrument import RecordingLLM
+    from opencell.sessions import SessionTracker
+
+    original = LLMResponse(text="t", usage=Usage(3, 4), model="m",
+                           tool_calls=(ToolCall(id="c", name="n", arguments={"a": 1}),),
+                           stop_reason="tool_use", request_id="r", raw_finish={"x": 1})
+    wrapped = RecordingLLM(FunctionLLM(lambda request: original), Observability.disabled())
+    tracker = SessionTracker(history_turns=1, idle_timeout=60, bot_type="conversational")
+    ctx = TurnContext(message=message("q", 1), bot=BOT, session=tracker.acquire(KEY))
+    token = current_turn.set(ctx)
+    try:
+        answer = await wrapped.complete(LLMRequest(system="", messages=(), max_tokens=5))
+    finally:
+        current_turn.reset(token)
+    assert answer.priced and answer.cost_usd == 0.0
+    assert dataclasses.replace(answer, priced=False, cost_usd=None) == original
