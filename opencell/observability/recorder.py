@@ -46,7 +46,6 @@ log = logging.getLogger("opencell.recorder")
 
 BACKOFF_START = 0.05
 BACKOFF_CAP = 2.0
-_BACKOFF = Backoff(start=BACKOFF_START, cap=BACKOFF_CAP, jitter=0.5)
 DROP_LOG_INTERVAL = 10.0
 
 
@@ -287,7 +286,7 @@ class Recorder:
                         "and_retrying", self._last_error, self.stats.queued)
 
     def _backoff(self) -> float:
-        return _BACKOFF(self._attempt)
+        return Backoff(start=BACKOFF_START, cap=BACKOFF_CAP)(self._attempt)  # failures only
 
     def _report_drops(self) -> None:
         dropped = self._dropped
