@@ -33,6 +33,17 @@ async def until(predicate: Callable[[], object], what: str, timeout: float = WAI
         await asyncio.sleep(POLL)
 
 
+def poll(condition: Callable[[], object], timeout: float = WAIT) -> bool:
+    """True as soon as ``condition()`` is; False after ``timeout`` seconds (for asserts that
+    want their own message)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(POLL)
+    return True
+
+
 def until_sync(predicate: Callable[[], object], what: str, timeout: float = WAIT) -> None:
     """``until`` for threads and sync tests (the condition changes on another thread)."""
     deadline = time.monotonic() + timeout

@@ -7,7 +7,7 @@ import logging
 import math
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,6 @@ from opencell.config import BotConfig, LLMConfig, ObservabilityConfig, OpenCellC
 from opencell.dashboard import metrics
 from opencell.llm import create_llm
 from opencell.messages import ConversationKey, IncomingMessage
-from opencell.observability import recorder as recorder_module
 from opencell.observability.facade import AgentOpsFacade
 from opencell.observability.observer import Observability
 from opencell.observability.recorder import Recorder
@@ -27,35 +26,7 @@ from opencell.runtime import BotRuntime
 from opencell.store.store import Store
 from tests.fakes.function_llm import FunctionLLM
 from tests.fakes.llm_server import FakeLLMServer, reply
-
-WAIT = 10.0
-"""Upper bound for polls: never reached when things work; keeps a broken test from hanging."""
-
-
-@pytest.fixture(autouse=True)
-def quick_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(recorder_module, "BACKOFF_CAP", 0.1)
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "obs.db"
-
-
-@pytest.fixture
-def store(db: Path) -> Iterator[Store]:
-    opened = Store.open(f"sqlite:///{db}")
-    yield opened
-    opened.close()
-
-
-def poll(condition: Callable[[], bool]) -> bool:
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
+from tests.fakes.waiting import WAIT, poll
 
 
 def observability(url: str, **settings: Any) -> Observability:

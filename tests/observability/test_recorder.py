@@ -6,46 +6,17 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from opencell import guard as _guard
 from opencell.guard import guard
-from opencell.observability import recorder as recorder_module
 from opencell.observability.recorder import NullRecorder, Recorder, RecorderStats
 from opencell.records import Record, new_session_id
 from opencell.store.store import Store
-
-WAIT = 10.0
-"""Upper bound for polls: never reached when things work; keeps a broken test from hanging."""
-
-
-@pytest.fixture(autouse=True)
-def quick_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(recorder_module, "BACKOFF_CAP", 0.1)
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "obs.db"
-
-
-@pytest.fixture
-def store(db: Path) -> Iterator[Store]:
-    opened = Store.open(f"sqlite:///{db}")
-    yield opened
-    opened.close()
-
-
-def poll(condition: Callable[[], bool]) -> bool:
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
+from tests.fakes.waiting import WAIT, poll
 
 
 def stored_events(db: Path) -> int:
