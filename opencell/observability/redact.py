@@ -125,14 +125,22 @@ _DISCORD_GATE = re.compile(rf"\.{_TOKEN}{{6}}\.")
 def _maybe_secret(text: str) -> bool:
     """False only when no shape above can match: every match contains one of these literals
     (or the Discord gate). Most chat text has none, and plain ``in`` tests (C speed, no
-    generator) cost far less than running each shape — or one alternation — over it."""
-    if (":" in text or "=" in text  # the commonest first: text with them takes every pattern
-            or "sk-" in text or "xox" in text or "xapp-" in text or ("gh" in text and "_" in text)
+    generator) cost far less than running each shape — or one alternation — over it.
+
+    A ``:`` or ``=`` alone (model answers are full of them) is not enough: the shapes that need
+    one also need a credential word (``key``, ``token``, ``secret``, ``passw``, ``sig``,
+    ``auth``; ``aws_secret_access_key`` has ``secret``) or ``://`` (passwords in URLs).
+    """
+    if ("sk-" in text or "xox" in text or "xapp-" in text or ("gh" in text and "_" in text)
             or "github_pat_" in text or "AKIA" in text or "ASIA" in text or "AIza" in text
-            or "eyJ" in text or "-----BEGIN " in text):
+            or "eyJ" in text or "-----BEGIN " in text or "://" in text):
         return True
     folded = text.lower()
     if "bearer" in folded or "basic" in folded:
+        return True
+    if ("=" in text or ":" in text) and (
+            "key" in folded or "token" in folded or "secret" in folded or "passw" in folded
+            or "sig" in folded or "auth" in folded):
         return True
     return _DISCORD_GATE.search(text) is not None
 
