@@ -13,7 +13,8 @@ FRAGMENTS = ["sk-", "sk-ant-", "xox", "xoxb-", "xapp-1-", "ghp_", "github_pat_",
              "\"", "'", " ", "\t", "\n", "a1B2c3D4e5F6g7H8i9J0", "MTA5ODc2NTQzMjEwOTg3NjU0Mw",
              "GaBcDe", "x" * 40, "İ", "é", "apikey", "ApiKey", "access-key", "?key", "&sig",
              "?signature", "&auth", "clientSecret", "signingsecret", "passphrase", "PASSWD",
-             "bot_token", "refreshToken", "K", "\u212aey", "=x", ": ", "sig", "auth"]
+             "bot_token", "refreshToken", "K", "\u212aey", "=x", ": ", "sig", "auth",
+             "passphrase=", "Passphrase: "]
 
 
 def _matches_any_shape(text: str) -> bool:
@@ -44,3 +45,13 @@ def test_plain_chat_takes_the_shortcut_and_secrets_do_not() -> None:
                    "MTA5ODc2NTQzMjEwOTg3NjU0Mw.GaBcDe." + "d" * 38):
         assert _maybe_secret(f"look: {secret}") and _maybe_secret(secret), secret
         assert secret not in redactor.redact(f"here it is {secret} ok"), secret
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.sampled_from(FRAGMENTS) | st.text(max_size=6), max_size=14).map("".join))
+def test_every_match_of_a_shape_holds_one_of_its_needles(text: str) -> None:
+    lowered, folded = _lower(text), text.lower()
+    for shape in _SHAPES:
+        if shape.needles and shape.pattern.search(lowered if shape.lowered else text):
+            hay = folded if shape.lowered else text
+            assert any(needle in hay for needle in shape.needles), (shape.kind, text)
