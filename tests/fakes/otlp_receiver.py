@@ -11,6 +11,7 @@ The base class :class:`LoopbackServer` is shared with the fake AgentOps API.
 
 from __future__ import annotations
 
+import gzip
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -87,6 +88,8 @@ class Received:
     headers: dict[str, str]
     spans: list[ReceivedSpan]
     status: int
+    body: bytes = b""
+    """The body as it came over the wire (gzip-compressed when the client said so)."""
 
 
 class LoopbackServer:
@@ -184,8 +187,11 @@ class OTLPReceiver(LoopbackServer):
                body: bytes) -> tuple[int, str, bytes]:
         if path != "/v1/traces":
             return 404, "text/plain", b"not found"
+        wire = body
+        if headers.get("content-encoding") == "gzip":  # as a Collector does
+            body = gzip.decompress(body)
         spans = decode(body)
         with self.lock:
-            self.requests.append(Received(headers, spans, self.status))
+            self.requests.append(Received(headers, spans, self.status, wire))
         return (self.status, "application/x-protobuf",
                 ExportTraceServiceResponse().SerializeToString())
