@@ -20,8 +20,6 @@ ends.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
-
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.trace import SpanContext, SpanKind
@@ -181,13 +179,8 @@ class OTLPSpans(SpanBuilder):
             attributes["user.id"] = s.user_id
         return attributes
 
-    def llm(self, event: StoredEvent) -> ReadableSpan | None:
-        return None  # needs the outbox: built by llm_span
-
-    def span(self, event: StoredEvent, batch: Any, outbox: Outbox) -> ReadableSpan | None:
-        if event.kind == "llm_call":
-            return self.llm_span(event, outbox, None)
-        return super().span(event, batch, outbox)
+    def llm(self, event: StoredEvent, outbox: Outbox) -> ReadableSpan | None:
+        return self.llm_span(event, outbox, None)
 
     def llm_span(self, event: StoredEvent, outbox: Outbox, place: Place | None) -> ReadableSpan:
         data = event.data

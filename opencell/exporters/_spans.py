@@ -178,7 +178,7 @@ class SpanBuilder:
              outbox: Outbox) -> ReadableSpan | None:
         kind = event.kind
         if kind == "llm_call":
-            return self.llm(event)
+            return self.llm(event, outbox)
         if kind == "tool_call":
             partner = None
             if event.success is False:
@@ -195,7 +195,7 @@ class SpanBuilder:
             return self.root(event, outbox)
         return None
 
-    def llm(self, event: StoredEvent) -> ReadableSpan | None:
+    def llm(self, event: StoredEvent, outbox: Outbox) -> ReadableSpan | None:
         raise NotImplementedError
 
     def tool(self, event: StoredEvent, partner: StoredEvent | None) -> ReadableSpan | None:
