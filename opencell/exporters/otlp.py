@@ -44,7 +44,8 @@ from opencell.exporters.outbox import StoredEvent
 if TYPE_CHECKING:
     from opencell.config import OTLPConfig
 
-__all__ = ["PROVIDERS", "OTLPExporter", "OTLPTarget", "otlp_target", "traces_url"]
+__all__ = ["PROVIDERS", "OTLPExporter", "OTLPTarget", "otlp_target", "probe_body",
+           "traces_url"]
 
 
 def traces_url(endpoint: str) -> str:
@@ -88,6 +89,26 @@ def otlp_target(config: OTLPConfig, env: Mapping[str, str]) -> OTLPTarget:
     if service:
         attributes["service.name"] = service
     return OTLPTarget(url, headers, compression == "gzip", Resource(attributes))
+
+
+def probe_body(target: OTLPTarget, now: float) -> bytes:
+    """A minimal valid export for ``opencell doctor``: one zero-length span named
+    ``opencell doctor`` (some backends, MLflow for one, answer 400 to an export with none).
+    Gzip-compressed when the target says so (send ``Content-Encoding: gzip`` then)."""
+    import gzip
+    import os
+
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+    from opencell.exporters._spans import make_span, ns
+
+    at = ns(now)
+    span = make_span("opencell doctor", session_id=os.urandom(16).hex(),
+                     span=int.from_bytes(os.urandom(8), "big") or 1, parent=None,
+                     start=at, end=at, attributes={"opencell.probe": True},
+                     resource=target.resource)
+    body = encode_spans([span]).SerializeToString()
+    return gzip.compress(body) if target.gzip else body
 
 
 class OTLPExporter(OTLPSpans):

@@ -177,6 +177,8 @@ class OTLPReceiver(LoopbackServer):
         super().__init__()
         self.requests: list[Received] = []
         self.status = 200
+        self.reject_empty = False
+        """Answer 400 to an export holding no spans (MLflow does)."""
 
     @property
     def spans(self) -> list[ReceivedSpan]:
@@ -191,7 +193,8 @@ class OTLPReceiver(LoopbackServer):
         if headers.get("content-encoding") == "gzip":  # as a Collector does
             body = gzip.decompress(body)
         spans = decode(body)
+        status = 400 if self.reject_empty and not spans else self.status  # as MLflow does
         with self.lock:
-            self.requests.append(Received(headers, spans, self.status, wire))
-        return (self.status, "application/x-protobuf",
+            self.requests.append(Received(headers, spans, status, wire))
+        return (status, "application/x-protobuf",
                 ExportTraceServiceResponse().SerializeToString())
