@@ -43,8 +43,8 @@ from opencell.messages import ConversationKey, IncomingMessage  # noqa: E402
 from opencell.observability.observer import Observability  # noqa: E402
 from opencell.runtime import BotRuntime  # noqa: E402
 from opencell.store.tables import events, texts  # noqa: E402
-from opencell.transcript import rebuild  # noqa: E402
 from opencell.tools import tool  # noqa: E402
+from opencell.transcript import rebuild  # noqa: E402
 
 TURNS = 50
 TARGET_GROWTH = 2.0
