@@ -37,6 +37,9 @@ class ModelInput:
     """The call's number in its session (0: unknown)."""
     known: bool = field(default=True)
     """False when the record holds no input at all (content capture was off)."""
+    completion: str | None = None
+    """What this call answered (its record's ``completion``): the next call's input may
+    refer to it (``answer_of_previous``) instead of repeating it."""
 
 
 EMPTY = ModelInput(known=False)
@@ -57,14 +60,27 @@ def step(before: ModelInput | None, data: Mapping[str, Any]) -> ModelInput:
         return ModelInput((), system, tools, known=False)
     start, keep = _int(delta.get("from")), _int(delta.get("keep"))
     call = _int(delta.get("call"))
-    add = [dict(m) for m in delta.get("add") or () if isinstance(m, Mapping)]
     chained = before.known and (not call or not before.call or before.call == call - 1)
+    add = [_resolved(m, before.completion if chained else None)
+           for m in delta.get("add") or () if isinstance(m, Mapping)]
     kept: list[Message] = []
     if chained:  # before.messages is the previous input without its first `missing`
         low = max(start, before.missing) - before.missing
         kept = list(before.messages[low:max(low, start + keep - before.missing)])
     missing = keep - len(kept)
-    return ModelInput(tuple(kept + add), system, tools, missing=missing, call=call)
+    completion = data.get("completion")
+    return ModelInput(tuple(kept + add), system, tools, missing=missing, call=call,
+                      completion=completion if isinstance(completion, str) else None)
+
+
+def _resolved(message: Mapping[str, Any], previous_answer: str | None) -> Message:
+    """A stored message, with a reference to the previous call's answer replaced by its text
+    (or, when that record is missing, an empty content marked ``unresolved``)."""
+    if message.get("answer_of_previous") is not True:
+        return dict(message)
+    if previous_answer is None:
+        return {"role": "assistant", "content": "", "unresolved": True}
+    return {"role": "assistant", "content": previous_answer}
 
 
 def rebuild(calls: Iterable[Mapping[str, Any]]) -> list[ModelInput]:

@@ -12,6 +12,11 @@ session, the messages of its previous call (references to the history's own, imm
 - ``system``: the system prompt, only when it differs from the previous call's;
 - ``tools_offered``: the tools' definitions, only when they differ from the previous call's.
 
+An added assistant message that is exactly the previous call's answer (the usual case: the
+model's reply goes back into the history) is stored as ``{"role": "assistant",
+"answer_of_previous": true}``: its text is already in the previous record's ``completion``,
+so it is neither stored nor redacted twice.
+
 Readers rebuild the whole input with :func:`opencell.transcript.rebuild`. Finding the shared
 prefix compares object identities (the history keeps the very same message objects from one
 call to the next), so recording a call costs O(messages) pointer comparisons plus the
@@ -34,10 +39,11 @@ RedactValue = Callable[[Any], Any]
 class _Sent:
     """The previous call of one session: its messages, system prompt and tools."""
 
-    __slots__ = ("calls", "messages", "system", "tools")
+    __slots__ = ("answer", "calls", "messages", "system", "tools")
 
     def __init__(self) -> None:
         self.calls = 0
+        self.answer: str | None = None
         self.messages: tuple[ChatMessage, ...] = ()
         self.system: str | None = None
         self.tools: tuple[ToolSpec, ...] | None = None
@@ -57,17 +63,29 @@ class InputDeltas:
         return len(self._sessions)
 
     def fields(self, session_id: str, request: LLMRequest, redact: Redact,
-               redact_value: RedactValue) -> dict[str, Any]:
-        """The record fields for ``request`` (see the module docstring); updates the state."""
+               redact_value: RedactValue, answer: str | None = None) -> dict[str, Any]:
+        """The record fields for ``request`` (see the module docstring); updates the state.
+
+        ``answer`` is the text this call answered (with no tool calls), which the record keeps
+        as its ``completion``: the next call refers to it instead of storing it again.
+        """
         sent = self._sessions.get(session_id)
         if sent is None:
             sent = self._sessions[session_id] = _Sent()
         messages = tuple(request.messages)
         start, keep = _overlap(sent.messages, messages)
         sent.calls += 1
+        previous, sent.answer = sent.answer, answer
+        add = []
+        for message in islice(messages, keep, None):
+            if (previous is not None and message.role == "assistant" and not message.tool_calls
+                    and (message.content is previous or message.content == previous)):
+                add.append({"role": "assistant", "answer_of_previous": True})
+                previous = None  # one answer, referred to once
+            else:
+                add.append(encode(message, redact, redact_value))
         out: dict[str, Any] = {"input": {
-            "from": start, "keep": keep, "n": len(messages), "call": sent.calls,
-            "add": [encode(m, redact, redact_value) for m in islice(messages, keep, None)]}}
+            "from": start, "keep": keep, "n": len(messages), "call": sent.calls, "add": add}}
         system = request.system
         if sent.system is None or (system is not sent.system and system != sent.system):
             out["system"] = redact(system) if system else ""

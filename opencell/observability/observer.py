@@ -253,7 +253,8 @@ class Observability:
                     data["completion_calls"] = [call_dict(c, self._value)
                                                 for c in response.tool_calls]
         if request is not None and self.capture_content:
-            data |= self.inputs.fields(session_id, request, self.redact, self._value)
+            answer = response.text if response is not None and not response.tool_calls else None
+            data |= self.inputs.fields(session_id, request, self.redact, self._value, answer)
         if error is not None:
             data["error"] = valid_text(self.redactor.redact(f"{type(error).__name__}: {error}"))
             data["request_id"] = valid_value(getattr(error, "request_id", None))

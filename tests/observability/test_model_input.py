@@ -64,6 +64,12 @@ async def test_a_windowed_history_is_rebuilt_exactly_from_linear_deltas() -> Non
     # The window (2 turns) drops the oldest turn: later calls start further into the last one.
     assert [c["input"]["from"] for c in calls] == [0, 0, 0, 2, 2, 2]
     assert all(len(c["input"]["add"]) <= 2 for c in calls)  # what is new, never the history
+    # The previous reply, re-sent as history, is a reference to its record's completion.
+    assert [m for c in calls[1:] for m in c["input"]["add"] if m["role"] == "assistant"] == [
+        {"role": "assistant", "answer_of_previous": True}] * 5
+    # Without the previous record, the reply's text is unknown, not invented.
+    gapped = rebuild([calls[0], calls[2]])
+    assert {"role": "assistant", "content": "", "unresolved": True} in gapped[1].messages
     assert "system" in calls[0] and all("system" not in c for c in calls[1:])
     assert [m["turn"] for k, _, m in recorder.records if k == "llm_call"] == [1, 2, 3, 4, 5, 6]
     await runtime.aclose()
