@@ -27,6 +27,7 @@ from collections.abc import Iterable, Sequence
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.trace import SpanKind
 
+from opencell.exporters._inputs import ModelInputs
 from opencell.exporters._spans import (
     ROOT_LEAD_NS,
     Attributes,
@@ -42,7 +43,6 @@ from opencell.exporters._spans import (
     split_error,
     text,
 )
-from opencell.exporters._inputs import ModelInputs
 from opencell.exporters.outbox import Outbox, StoredEvent
 from opencell.llm.base import Usage
 from opencell.llm.pricing import PriceBook

@@ -20,6 +20,7 @@ ends.
 from __future__ import annotations
 
 from collections.abc import Sequence
+
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.trace import SpanContext, SpanKind
@@ -76,7 +77,7 @@ class OTLPSpans(SpanBuilder):
             turn = event.data.get("turn")
             if event.kind == "message":
                 if type(turn) is int:
-                    spans += self.turn(event, outbox.turn_events(event), outbox)
+                    spans += self.turn_spans(event, outbox.turn_events(event), outbox)
             elif type(turn) is int and event.kind in TURN_KINDS:
                 continue  # sent with its turn, when the turn's message arrives
             elif event.kind == "session_end":
@@ -89,7 +90,7 @@ class OTLPSpans(SpanBuilder):
 
     # ------------------------------------------------------------ a turn
 
-    def turn(self, message: StoredEvent | None, children: Sequence[StoredEvent],
+    def turn_spans(self, message: StoredEvent | None, children: Sequence[StoredEvent],
              outbox: Outbox, number: int | None = None) -> list[ReadableSpan]:
         """The spans of one turn: its root and every model and tool call in it."""
         first = message or children[0]
@@ -162,7 +163,7 @@ class OTLPSpans(SpanBuilder):
             for child in outbox.unfinished_turns(event.session.seq, event.id):
                 by_turn.setdefault(int(child.data["turn"]), []).append(child)
             for number, children in sorted(by_turn.items()):
-                spans += self.turn(None, children, outbox, number)
+                spans += self.turn_spans(None, children, outbox, number)
         if outbox.loose_events(event.session.seq, event.id):
             root = self.root(event, outbox)
             if root is not None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from opentelemetry.exporter.otlp.proto.http import Compression
@@ -83,7 +83,7 @@ def otlp_target(config: OTLPConfig, env: Mapping[str, str]) -> OTLPTarget:
                **key_values(env.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS", ""))}
     compression = (env.get("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "").strip()
                    or env.get("OTEL_EXPORTER_OTLP_COMPRESSION", "").strip()).lower()
-    attributes: dict[str, str | bool | int | float] = dict(RESOURCE.attributes)
+    attributes: dict[str, Any] = dict(RESOURCE.attributes)
     attributes |= key_values(env.get("OTEL_RESOURCE_ATTRIBUTES", ""))
     service = env.get("OTEL_SERVICE_NAME", "").strip()
     if service:

@@ -35,7 +35,7 @@ def share(data: Mapping[str, Any], found: dict[str, str]) -> Mapping[str, Any]:
 
     Strings are looked for up to ``MAX_DEPTH`` levels down, through dicts and lists (a
     model call's new messages sit at ``input.add[i].content``)."""
-    shared = _share(data, found, 0)
+    shared: Mapping[str, Any] = _share(data, found, 0)
     return data if shared is data else shared
 
 
