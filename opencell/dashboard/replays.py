@@ -123,7 +123,7 @@ def replay_page(request: Request, session_id: Id, replay_id: Id) -> Response:
         a = old.turns[index] if index < len(old.turns) else None
         b = new.turns[index] if index < len(new.turns) else None
         left, right = word_diff(a.reply or "" if a else "", b.reply or "" if b else "")
-        turns.append({"number": index + 1, "text": (a or b).text if (a or b) else "",
+        turns.append({"number": index + 1, "text": a.text if a else b.text if b else "",
                       "old": a, "new": b, "left": left, "right": right,
                       "changed": (a.reply if a else None) != (b.reply if b else None)})
     return render(request, "replay.html", {"source": source, "replay": replayed,
