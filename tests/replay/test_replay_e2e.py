@@ -55,6 +55,7 @@ async def test_replay_with_new_prompt_and_model(fake: FakeLLMServer, isolated_st
     assert result.changed_turns == 2 and result.ok
 
     # Totals match the store: the source's row, and the replay's own session row.
+    flushed(obs)
     source_row = store.get_session(source)
     replay_row = store.get_session(result.replay_id)
     for row, tally in ((source_row, result.recorded), (replay_row, result.new)):
