@@ -65,7 +65,31 @@ def what_if_cost(row: Mapping[str, Any], prices: PriceBook, model: WhatIfModel
     return None if cost is None else cost.total_usd * calls
 
 
+def flat_rates(prices: PriceBook, model: WhatIfModel) -> tuple[float, ...] | None:
+    """The model's four rates (USD per token) when its price is the same for a small and a
+    huge call (no tiers), else None: then each row is priced on its own."""
+    small = prices.price(model.provider, model.model, Usage(1000, 1000, 1000, 1000))
+    huge = prices.price(model.provider, model.model, Usage(10**7, 1000, 1000, 1000))
+    if small is None or huge is None or small.per_million != huge.per_million:
+        return None
+    r = small.per_million
+    return tuple(rate / 1_000_000 for rate in (r.input, r.output, r.cache_read, r.cache_write))
+
+
 def with_what_if(rows: Iterable[Mapping[str, Any]], prices: PriceBook, model: WhatIfModel
                  ) -> list[dict[str, Any]]:
-    """Each row with ``what_if_usd`` (None: unpriced) added."""
-    return [{**row, "what_if_usd": what_if_cost(row, prices, model)} for row in rows]
+    """Each row with ``what_if_usd`` (None: unpriced) added. A flat price is four
+    multiplications a row (linear in the tokens, so the totals need no averaging)."""
+    rates = flat_rates(prices, model)
+    if rates is None:
+        return [{**row, "what_if_usd": what_if_cost(row, prices, model)} for row in rows]
+    i, o, r, w = rates
+    out = []
+    for row in rows:
+        priced = dict(row)
+        priced["what_if_usd"] = ((row.get("input_tokens") or 0) * i
+                                 + (row.get("output_tokens") or 0) * o
+                                 + (row.get("cache_read_tokens") or 0) * r
+                                 + (row.get("cache_write_tokens") or 0) * w)
+        out.append(priced)
+    return out

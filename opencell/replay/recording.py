@@ -3,9 +3,10 @@ results the model was fed.
 
 Turns are the session's ``message`` events in order; a turn's model and tool calls are the
 events that carry its turn number (or, for records without one, that started after it and
-before the next). Tool results come from the model inputs the records rebuild
-(``opencell.transcript``): exactly what the model read back, redacted, keyed by tool name and
-arguments; a ``tool_call`` event fills in what the inputs do not hold.
+before the next). Tool results come from the model inputs on record (each call's new messages, see
+``opencell/observability/model_input.py``): exactly what the model read back, redacted, keyed
+by tool name and arguments; records without inputs fall back to the ``tool_call`` events
+(whose result may be cut at ``max_result_chars``).
 """
 
 from __future__ import annotations
@@ -136,7 +137,7 @@ def read_recording(session: Mapping[str, Any], events: Sequence[Mapping[str, Any
             by_number[event["turn"]] = turn
     calls = [e for e in events if e["kind"] == "llm_call"]
     answers: dict[tuple[str, str], deque[tuple[str, bool]]] = {}
-    served = _answers_from_inputs(calls, answers)
+    from_inputs = _answers_from_inputs(calls, answers)
     for event in events:
         kind = event["kind"]
         if kind not in ("llm_call", "tool_call"):
@@ -160,7 +161,7 @@ def read_recording(session: Mapping[str, Any], events: Sequence[Mapping[str, Any
                                                            or event.get("result"))
         if owner is not None:
             owner.tools.append(ToolUse(name, args, result, is_error))
-        if event.get("call_id") not in served and isinstance(result, str):
+        if not from_inputs and isinstance(result, str):
             answers.setdefault(arguments_key(name, args), deque()).append((result, is_error))
     inputs = rebuild(calls)
     system = next((i.system for i in inputs if i.system is not None), None)
@@ -168,23 +169,31 @@ def read_recording(session: Mapping[str, Any], events: Sequence[Mapping[str, Any
 
 
 def _answers_from_inputs(calls: Sequence[Mapping[str, Any]],
-                         answers: dict[tuple[str, str], deque[tuple[str, bool]]]) -> set[str]:
-    """Fill ``answers`` from the tool results the model was sent; the call ids served."""
+                         answers: dict[tuple[str, str], deque[tuple[str, bool]]]) -> bool:
+    """Fill ``answers`` from the tool results the model was sent: each call's new messages
+    (``input.add``) in order, so a result re-sent with the history counts once and a call id
+    a provider reuses across turns still pairs with its own result. True when the records
+    held the model inputs (then the ``tool_call`` events are not needed)."""
     asked: dict[str, tuple[str, Any]] = {}
-    served: set[str] = set()
-    for model_input in rebuild(calls):
-        for message in model_input.messages:
+    found = False
+    for data in calls:
+        delta = data.get("input")
+        if not isinstance(delta, Mapping):
+            continue
+        found = True
+        for message in delta.get("add") or ():
+            if not isinstance(message, Mapping):
+                continue
             for call in message.get("tool_calls") or ():
                 if isinstance(call, Mapping) and call.get("id"):
                     asked[str(call["id"])] = (str(call.get("name")), call.get("arguments"))
             call_id = str(message.get("tool_call_id") or "")
-            if message.get("role") != "tool" or call_id in served or call_id not in asked:
+            if message.get("role") != "tool" or call_id not in asked:
                 continue
-            served.add(call_id)
-            name, args = asked[call_id]
+            name, args = asked.pop(call_id)
             answers.setdefault(arguments_key(name, args), deque()).append(
                 (str(message.get("content") or ""), bool(message.get("is_error"))))
-    return served
+    return found
 
 
 def _turn_of(event: Mapping[str, Any], turns: list[RecordedTurn],

@@ -3,7 +3,9 @@
 ``recorded`` (the default) serves the recorded result of the same tool called with the same
 arguments (each recorded result once, in order) without running anything; a call the
 recording cannot answer gets an error result the model sees and is reported as
-``unanswered``. ``live`` runs the bot's tools under its tool policy; ``deny`` refuses all.
+``unanswered``. Neither a served error nor an unanswered call fails the turn (they are
+reported; a real tool crash in ``live`` mode does, as in production). ``live`` runs the
+bot's tools under its tool policy; ``deny`` refuses all.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Literal
 
-from opencell.errors import ToolExecutionError, ToolNotAllowedError
+from opencell.errors import ToolError, ToolNotAllowedError
 from opencell.llm.base import ToolCall, ToolSpec
 from opencell.replay.recording import ToolUse, arguments_key
 from opencell.tools import ToolInvoker, ToolResult
@@ -54,14 +56,14 @@ class ReplayTools:
             queue = self._answers.get(arguments_key(call.name, args))
             if queue:
                 content, is_error = queue.popleft()
-                error = ToolExecutionError(content, tool=call.name) if is_error else None
+                error = ToolError(content, tool=call.name) if is_error else None
                 result = ToolResult(call.id, call.name, content, is_error, error, 0.0)
                 served = "replayed"
             else:
                 message = (f"the recording has no result for {call.name} with these "
                            "arguments (replay with --tools recorded)")
                 result = ToolResult(call.id, call.name, message, True,
-                                    ToolExecutionError(message, tool=call.name), 0.0)
+                                    ToolError(message, tool=call.name), 0.0)
                 served = "unanswered"
         self.uses.append(ToolUse(call.name, args, result.content, result.is_error, served))
         return result
