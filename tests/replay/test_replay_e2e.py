@@ -114,3 +114,39 @@ async def test_unknown_session_and_content_not_captured(fake: FakeLLMServer,
         await runtime.replay(source)
     await runtime.aclose()
     obs.close()
+
+
+async def test_openai_compatible_provider(fake: FakeLLMServer, isolated_store: str) -> None:
+    from opencell.config import LLMConfig
+
+    obs = observability(isolated_store)
+    config = agent_config(fake.url).model_copy(update={"llm": LLMConfig(
+        provider="moonshot", model="kimi-k2-0711-preview", base_url=fake.openai_base_url,
+        api_key="sk-moon-test", max_retries=0)})
+    runtime = BotRuntime(config, observability=obs)
+    source = await record(runtime, "dan", "order status?")
+    flushed(obs)
+    before = len(fake.requests)
+    result = await runtime.replay(source, model="kimi-latest")
+    assert [r.json["model"] for r in fake.requests[before:]] == ["kimi-latest"] * 2
+    assert result.turns[0].reply == "[kimi-latest] order 42: shipped (lookup #1)"
+    assert RUNS == [42] and result.ok
+    await runtime.aclose()
+    obs.close()
+
+
+async def test_offline_demo_bot(isolated_store: str) -> None:
+    from opencell.loading import load_bot
+    from tests.conftest import REPO
+
+    obs = observability(isolated_store)
+    runtime = BotRuntime(load_bot(REPO / "bots" / "demo.yaml"), observability=obs)
+    source = await record(runtime, "erin", "hello", "what is 6*7?")
+    flushed(obs)
+    result = await runtime.replay(source, system_prompt="Be terse.", model="offline-next")
+    assert [t.changed for t in result.turns] == [False, False]
+    assert result.turns[1].tools[0].served == "replayed"
+    assert result.turns[1].reply == "[offline] calculator returned: 42"
+    assert result.version != result.source_version and result.ok
+    await runtime.aclose()
+    obs.close()
