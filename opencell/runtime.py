@@ -26,7 +26,7 @@ from opencell.observability.observer import Observability
 from opencell.observability.versions import definition
 from opencell.records import valid_text
 from opencell.replay import Overrides, ReplayResult, Spend, ToolMode, run_replay
-from opencell.replay.engine import replay_of
+from opencell.replay.runner import replay_of
 from opencell.sessions import Session, SessionTracker
 from opencell.tools import Toolbox, ToolInvoker
 from opencell.types import Clock, Middleware

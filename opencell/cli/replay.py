@@ -262,8 +262,10 @@ def what_if_costs(model_text: str, by: str, period: str, as_json: bool,
         prices = PriceBook(load_config(config).pricing)
     except ConfigError as exc:
         fail(exc.located(), code=2)
+    from opencell.store.cost_totals import cost_totals
+
     with opened_store(config) as store:
-        rows = with_what_if(store.costs(by=by, period=period), prices, model)
+        rows = with_what_if(cost_totals(store, by, period), prices, model)
     if as_json:
         priced = [r["what_if_usd"] for r in rows if r["what_if_usd"] is not None]
         print_json({"by": by, "period": period, "what_if": str(model),

@@ -8,10 +8,10 @@ with tool calls answered per :mod:`.tools`, metered per :mod:`.meter`, and retur
 source (``replay_of``) and stamped with the bot version it ran.
 """
 
-from opencell.replay.engine import Overrides, run_replay
 from opencell.replay.meter import Spend
 from opencell.replay.recording import Recording, Tally, ToolUse, read_recording
 from opencell.replay.result import ReplayResult, TurnComparison
+from opencell.replay.runner import Overrides, run_replay
 from opencell.replay.tools import TOOL_MODES, ToolMode
 
 __all__ = ["TOOL_MODES", "Overrides", "Recording", "ReplayResult", "Spend", "Tally",

@@ -30,7 +30,7 @@ CHANNEL_PREFIX = "replay:"
 
 
 class Replaying(Protocol):
-    """What the engine needs of the runtime it builds (``BotRuntime``)."""
+    """What a replay needs of the runtime it builds (``BotRuntime``)."""
 
     llm: LLMClient
     sessions: SessionTracker
