@@ -205,7 +205,7 @@ class Outbox:
         stmt = (sa.select(*_EVENT_COLUMNS).join_from(events, sessions, e.session_seq ==
                                                       sessions.c.seq)
                 .where(e.session_seq == message.session.seq, e.id < message.id,
-                       e.ts >= message.ts - 0.001, e.kind != "message")
+                       e.ts >= message.ts - 2.0, e.kind != "message")
                 .order_by(e.id))
         with self.store.reading() as conn:
             found = [event for event in _events(conn, conn.execute(stmt))
