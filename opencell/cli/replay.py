@@ -244,6 +244,10 @@ class _progress:
         self._bar.advance(self._task)
 
 
+WHAT_IF_ROWS = 100
+"""``costs --what-if`` lists the most expensive keys; its totals cover them all."""
+
+
 def what_if_costs(model_text: str, by: str, period: str, as_json: bool,
                   config: Path | None) -> None:
     """``opencell costs --what-if MODEL``: the rollups' tokens priced under another model."""
@@ -251,7 +255,8 @@ def what_if_costs(model_text: str, by: str, period: str, as_json: bool,
     from opencell.config import load_config
     from opencell.errors import ConfigError
     from opencell.llm.pricing import PriceBook
-    from opencell.llm.what_if import parse_model, with_what_if
+    from opencell.llm.what_if import parse_model, total_what_if, with_what_if
+    from opencell.store.cost_totals import cost_totals
 
     if by not in ("bot", "user", "platform", "provider", "model"):
         fail(f"--by: '{by}' is not one of bot, user, platform, provider, model", code=2)
@@ -262,16 +267,18 @@ def what_if_costs(model_text: str, by: str, period: str, as_json: bool,
         prices = PriceBook(load_config(config).pricing)
     except ConfigError as exc:
         fail(exc.located(), code=2)
-    from opencell.store.cost_totals import cost_totals
-
     with opened_store(config) as store:
-        rows = with_what_if(cost_totals(store, by, period), prices, model)
+        top, sums = cost_totals(store, by, period, limit=WHAT_IF_ROWS)
+        complete = sums["keys"] <= len(top)
+        if not complete and total_what_if(top, sums, prices, model, complete=False) is None:
+            top, sums = cost_totals(store, by, period)  # a tiered price: every row priced
+            complete = True
+    rows = with_what_if(top, prices, model)
+    total = total_what_if(rows, sums, prices, model, complete=complete)
     if as_json:
-        priced = [r["what_if_usd"] for r in rows if r["what_if_usd"] is not None]
-        print_json({"by": by, "period": period, "what_if": str(model),
-                    "total_usd": sum(r.get("cost_usd") or 0.0 for r in rows),
-                    "what_if_usd": sum(priced),
-                    "what_if_unpriced": sum(1 for r in rows if r["what_if_usd"] is None),
+        print_json({"by": by, "period": period, "what_if": str(model), "keys": sums["keys"],
+                    "total_usd": sums["cost_usd"], "what_if_usd": total, "totals": sums,
                     "rows": rows})
     else:
-        console().print(what_if_table(rows, by=by, period=period, model=str(model)))
+        console().print(what_if_table(rows, by=by, period=period, model=str(model),
+                                      sums=sums, what_if_total=total))

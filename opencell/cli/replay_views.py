@@ -154,17 +154,19 @@ def batch_summary(results: Sequence[ReplayResult], errors: Sequence[str],
 
 
 def what_if_table(rows: Sequence[Mapping[str, Any]], *, by: str, period: str,
-                  model: str) -> Table:
+                  model: str, sums: Mapping[str, Any], what_if_total: float | None) -> Table:
     table = Table(title=f"cost by {by}, this {period}, and as if {model} had answered",
                   title_justify="left", show_footer=bool(rows))
-    actual = sum(r.get("cost_usd") or 0.0 for r in rows)
-    priced = [r["what_if_usd"] for r in rows if r.get("what_if_usd") is not None]
-    table.add_column(by, footer="total", overflow="fold", min_width=12)
-    table.add_column("calls", justify="right", footer=str(sum(r["calls"] for r in rows)))
+    keys = int(sums.get("keys") or 0)
+    if keys > len(rows):
+        table.caption = f"the {len(rows)} most expensive of {keys:,}; totals cover all"
+        table.caption_justify = "left"
+    table.add_column(by, footer=f"total ({keys:,})", overflow="fold", min_width=12)
+    table.add_column("calls", justify="right", footer=f"{int(sums.get('calls') or 0):,}")
     table.add_column("tokens in/out", justify="right")
     table.add_column("cache r/w", justify="right")
-    table.add_column("cost", justify="right", footer=money(actual))
-    table.add_column(f"what-if {model}", justify="right", footer=money(sum(priced)))
+    table.add_column("cost", justify="right", footer=money(float(sums.get("cost_usd") or 0)))
+    table.add_column(f"what-if {model}", justify="right", footer=money(what_if_total))
     for row in rows:
         what_if = row.get("what_if_usd")
         table.add_row(Text(str(row["key"])), str(row["calls"]),

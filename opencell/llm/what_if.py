@@ -93,3 +93,18 @@ def with_what_if(rows: Iterable[Mapping[str, Any]], prices: PriceBook, model: Wh
                                  + (row.get("cache_write_tokens") or 0) * w)
         out.append(priced)
     return out
+
+
+def total_what_if(rows: Iterable[Mapping[str, Any]], sums: Mapping[str, Any],
+                  prices: PriceBook, model: WhatIfModel, *, complete: bool) -> float | None:
+    """What all keys would have cost: a flat price applied to ``sums``; a tiered one summed
+    over ``rows`` (then ``complete`` must say the rows are all the keys, else None)."""
+    rates = flat_rates(prices, model)
+    if rates is not None:
+        return sum((sums.get(name) or 0) * rate for name, rate in zip(
+            ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"),
+            rates, strict=True))
+    if not complete:
+        return None
+    costs = [what_if_cost(row, prices, model) for row in rows]
+    return None if any(c is None for c in costs) else sum(c or 0.0 for c in costs)

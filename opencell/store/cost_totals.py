@@ -23,11 +23,35 @@ if TYPE_CHECKING:
 DIMENSIONS = ("bot", "user", "platform", "provider", "model")
 
 
-def cost_totals(store: Store, by: str, period: str, now: float | None = None
-                ) -> list[dict[str, Any]]:
+def cost_totals(store: Store, by: str, period: str, now: float | None = None, *,
+                limit: int | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Cost totals per ``by`` over the UTC day, ISO week or month holding ``now``, most
-    expensive first (``key`` None for calls with no known user/provider/model)."""
-    first, last = period_days(period, time.time() if now is None else now)
+    expensive first (``key`` None for calls with no known user/provider/model), at most
+    ``limit`` of them; and the sums over all keys (``keys``: how many there are)."""
+    stmt = _grouped(by, period, time.time() if now is None else now)
+    grouped = stmt.subquery()
+    g = grouped.c
+    top = sa.select(grouped).order_by(g.cost_usd.desc(), g.key)
+    if limit is not None:
+        top = top.limit(limit)
+    sums = sa.select(*(sa.func.coalesce(sa.func.sum(g[n]), 0).label(n) for n in COST_SUMS),
+                     sa.func.count().label("keys")).select_from(grouped)
+    names = ("key", *COST_SUMS)
+    with store.reading() as conn:
+        found = conn.execute(top).all()
+        summed = dict(conn.execute(sums).mappings().one())
+    rows: list[dict[str, Any]] = []
+    for values in found:  # sums of NOT NULL columns: ints and a float already
+        row = dict(zip(names, values, strict=True))
+        row["key"] = row["key"] or None
+        row["cost_usd"] = float(row["cost_usd"] or 0.0)
+        rows.append(row)
+    summed["cost_usd"] = float(summed["cost_usd"] or 0.0)
+    return rows, summed
+
+
+def _grouped(by: str, period: str, now: float) -> sa.Select[Any]:
+    first, last = period_days(period, now)
     if by == "user":
         if period == "day":
             r = cost_rollups.c
@@ -43,17 +67,7 @@ def cost_totals(store: Store, by: str, period: str, now: float | None = None
                 .where(d.day >= first, d.day <= last).group_by(d[by]))
     else:
         raise ValueError(f"cannot break costs down by '{by}'; use one of {', '.join(DIMENSIONS)}")
-    names = ("key", *COST_SUMS)
-    with store.reading() as conn:
-        found = conn.execute(stmt).all()
-    rows: list[dict[str, Any]] = []
-    for values in found:  # sums of NOT NULL columns: ints and a float already
-        row = dict(zip(names, values, strict=True))
-        row["key"] = row["key"] or None
-        row["cost_usd"] = float(row["cost_usd"] or 0.0)
-        rows.append(row)
-    rows.sort(key=lambda row: (-row["cost_usd"], str(row["key"])))
-    return rows
+    return stmt
 
 
 def _sums(table: sa.Table) -> list[sa.Label[Any]]:
