@@ -22,7 +22,7 @@ from opencell.dashboard import queries
 from opencell.dashboard.state import state_of
 from opencell.errors import ConfigError, StoreError
 from opencell.llm.pricing import PriceBook
-from opencell.llm.what_if import WhatIfModel, parse_model, what_if_cost
+from opencell.llm.what_if import WhatIfModel, parse_model, what_if_cost, with_what_if
 from opencell.replay import read_recording
 from opencell.store.versions import replays_of, version_stats, version_text
 
@@ -73,8 +73,9 @@ def add_what_if(request: Request, breakdowns: dict[str, Any], model: WhatIfModel
     """Price every breakdown row and total of the costs page under ``model``, in place."""
     prices = prices_of(request)
     for breakdown in breakdowns.values():
-        for row in [*breakdown["rows"], breakdown["total"]]:
-            row["what_if_usd"] = what_if_cost(row, prices, model)
+        rows = [*breakdown["rows"], breakdown["total"]]
+        for row, priced in zip(rows, with_what_if(rows, prices, model), strict=True):
+            row["what_if_usd"] = priced["what_if_usd"]
 
 
 def session_extras(request: Request, session: dict[str, Any],
