@@ -184,3 +184,32 @@ async def test_otel_endpoint_variable_enables_the_exporter(isolated_store: str,
     await two_turns(obs)
     obs.close(export_timeout=WAIT)  # delivered, however busy the machine
     wait_for(lambda: len(otlp_receiver.spans) == 6)
+
+
+async def test_a_failed_model_call_is_one_error_span_and_fails_its_turn(
+        isolated_store: str, otlp_receiver: OTLPReceiver) -> None:
+    from opencell.config import BotConfig, LLMConfig
+    from opencell.llm.base import LLMRequest
+    from opencell.runtime import BotRuntime
+    from tests.exporters._conversation import message
+    from tests.fakes.function_llm import FunctionLLM
+
+    def explode(request: LLMRequest) -> None:
+        raise RuntimeError("provider exploded")
+
+    obs = Observability.from_config(otlp_config(isolated_store, otlp_receiver),
+                                    export_tuning=FAST)
+    bot = BotConfig(name="shop", llm=LLMConfig(provider="claude", model=MODEL))
+    runtime = BotRuntime(bot, llm=FunctionLLM(explode, provider="claude", model=MODEL),
+                         observability=obs)
+    await runtime.dispatch(message("hello?"))
+    await runtime.aclose()
+    obs.close(export_timeout=WAIT)
+    spans = otlp_receiver.spans
+    assert sorted(s.name for s in spans) == [f"chat {MODEL}", "invoke_agent shop"]
+    (root,) = [s for s in spans if s.parent_span_id == ""]
+    (chat,) = [s for s in spans if s is not root]
+    assert chat.status_code == 2 and chat.attrs["error.type"] == "RuntimeError"
+    assert root.status_code == 2  # the turn failed, with the stack on its exception event
+    ((name, event),) = root.events
+    assert name == "exception" and "provider exploded" in event["exception.stacktrace"]
