@@ -68,6 +68,16 @@ async def test_replay_with_new_prompt_and_model(fake: FakeLLMServer, isolated_st
     # Both record the bot version they ran; the replay's differs (prompt and model).
     assert source_row["bot_version"] == result.source_version
     assert replay_row["bot_version"] == result.version != result.source_version
+    # Budgets do not count the replay: its spend is its own scope (max_usd).
+    import time
+
+    from opencell.budgets._store import BudgetStore
+
+    for start, end in ((0.0, time.time() + 60), (time.time() - 1, time.time() + 60)):
+        spent = BudgetStore(store).spend(start, end)  # whole UTC days; then a partial day
+        assert {row.platform for row in spent} <= {"console"}
+    whole = BudgetStore(store).spend(0.0, time.time() + 86_400 * 2)
+    assert sum(row.cost_usd for row in whole) == pytest.approx(result.recorded.cost_usd)
     obs.close()
 
 
