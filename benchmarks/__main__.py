@@ -92,6 +92,12 @@ def _transcript(quick: bool) -> list[Figure]:
     return transcript.run(quick)
 
 
+def _replay(quick: bool) -> list[Figure]:
+    from benchmarks import replay
+
+    return replay.run(quick)
+
+
 BENCHMARKS: dict[str, Callable[[bool], list[Figure]]] = {
     "recorder": _recorder,
     "pipeline": _pipeline,
@@ -102,6 +108,7 @@ BENCHMARKS: dict[str, Callable[[bool], list[Figure]]] = {
     "redact": _redact,
     "startup": _startup,
     "transcript": _transcript,
+    "replay": _replay,
 }
 
 

@@ -4,7 +4,9 @@ A record is what ``Recorder.record()`` queues and the writer thread stores. Its 
 the kind's own fields (JSON-serialisable, already redacted):
 
 - ``session_start``: bot, bot_type, platform, workspace, channel, thread, user_id, user_name,
-  tags (list), key (the conversation key as text)
+  tags (list), key (the conversation key as text); ``bot_definition`` (the bot's version
+  text, the first session of a version) or ``bot_version`` (its digest, later sessions);
+  ``replay_of`` (a replay's source session)
 - ``message``: input (text or None), output (text or None), input_chars, output_chars,
   user_id, turn (its number in the session); ``duration_ms`` = processing time; ``success``
 - ``llm_call``: provider, model (requested), response_model, input_tokens, output_tokens,

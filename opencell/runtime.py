@@ -23,13 +23,17 @@ from opencell.middleware import (
 )
 from opencell.observability.instrument import RecordingLLM, RecordingTools
 from opencell.observability.observer import Observability
+from opencell.observability.versions import definition
 from opencell.records import valid_text
+from opencell.replay import Overrides, ReplayResult, Spend, ToolMode, run_replay
+from opencell.replay.runner import replay_of
 from opencell.sessions import Session, SessionTracker
 from opencell.tools import Toolbox, ToolInvoker
 from opencell.types import Clock, Middleware
 
 if TYPE_CHECKING:
     from opencell.budgets import BudgetLedger
+    from opencell.store.store import Store
 
 EMPTY_ANSWER = "(the model returned an empty answer)"
 
@@ -69,8 +73,10 @@ class BotRuntime:
         env: Mapping[str, str] | None = None,
         clock: Clock | None = None,
         budgets: BudgetLedger | None = None,
+        version: str | None = None,
     ) -> None:
         self.config = config
+        self._env = env
         if observability is None:
             from opencell.observability.facade import default_observability
 
@@ -84,12 +90,15 @@ class BotRuntime:
         raw_tools = tools if tools is not None else Toolbox.from_entries(config.tools,
                                                                          bot=config.name)
         self.tools: ToolInvoker = RecordingTools(raw_tools, observability)
+        self.version = version if version is not None else definition(config,
+                                                                       raw_tools.specs())
+        """The bot's version text, recorded with each session (``observability.versions``)."""
         session = config.session
         tracker_clock = {"clock": clock} if clock is not None else {}
         self.sessions = SessionTracker(
             history_turns=session.history_turns, idle_timeout=session.idle_timeout,
             bot_type=config.type, tags=(*observability.default_tags, *config.tags),
-            on_open=observability.session_opened, on_close=observability.session_closed,
+            on_open=self._opened, on_close=observability.session_closed,
             **tracker_clock)
         # The bot's own messages (and other bots', per each platform's ignore_bots) are
         # dropped by the adapters, before a turn exists.
@@ -106,6 +115,10 @@ class BotRuntime:
     @property
     def name(self) -> str:
         return self.config.name
+
+    def _opened(self, session: Session, user_name: str) -> None:
+        self.observability.session_opened(session, user_name, version=self.version,
+                                          replay_of=replay_of(session.key))
 
     # ------------------------------------------------------------ dispatch
 
@@ -235,6 +248,31 @@ class BotRuntime:
             if session is not None:
                 self.sessions.close(session, "explicit", success=success)
             self._api_key = None
+
+    async def replay(self, session_id: str, *, config: BotConfig | None = None,
+                     model: str | None = None, system_prompt: str | None = None,
+                     tools: ToolMode = "recorded", llm: LLMClient | None = None,
+                     max_usd: float | None = None, spend: Spend | None = None,
+                     store: Store | None = None) -> ReplayResult:
+        """Rerun a recorded session's user turns against this bot, or a changed one.
+
+        ``config`` replaces the bot's YAML, ``model`` its model, ``system_prompt`` its
+        prompt; ``tools`` answers tool calls from the recording (``recorded``), runs them
+        (``live``, under the bot's tool policy) or refuses them (``deny``). The replay is a
+        session of its own (platform ``replay``, linked to its source) and is capped at
+        ``max_usd`` (or shares ``spend`` with other replays). Returns per-turn comparisons
+        and totals; raises ``StoreError`` for an unknown session or one recorded without
+        content.
+        """
+        def make(cfg: BotConfig, invoker: ToolInvoker, client: LLMClient | None,
+                 version: str) -> BotRuntime:
+            return BotRuntime(cfg, llm=client, tools=invoker, observability=self.observability,
+                              env=self._env, version=version)
+
+        overrides = Overrides(config=config, model=model, system_prompt=system_prompt,
+                              tools=tools, llm=llm)
+        return await run_replay(self.config, self.observability, make, session_id, overrides,
+                                store=store, spend=spend or Spend(max_usd))
 
     async def aclose(self) -> None:
         """Close open sessions as ``shutdown`` and release the model client."""

@@ -22,6 +22,9 @@ from sqlalchemy import Connection
 from opencell.budgets.periods import utc_days
 from opencell.store.tables import budget_alerts, cost_rollups, events, sessions
 
+REPLAY = "replay"
+"""The platform of replays (``opencell.replay``), which budgets do not count."""
+
 if TYPE_CHECKING:
     from opencell.store import Store
 
@@ -60,7 +63,8 @@ class BudgetStore:
     # ------------------------------------------------------------ spend
 
     def spend(self, start: float, end: float) -> list[SpendRow]:
-        """Spend per (bot, user, platform) over ``[start, end)`` (epoch seconds)."""
+        """Spend per (bot, user, platform) over ``[start, end)`` (epoch seconds); replays
+        (platform ``replay``) are left out: their spend is their own scope (``--max-usd``)."""
         whole, edges = utc_days(start, end)
         totals: dict[tuple[str, str, str], list[float]] = {}
         r = cost_rollups.c
@@ -69,7 +73,7 @@ class BudgetStore:
                 rows = conn.execute(
                     sa.select(r.bot, r.user_id, r.platform, sa.func.sum(r.cost_usd),
                               sa.func.sum(r.unpriced_calls))
-                    .where(r.day >= whole[0], r.day <= whole[-1])
+                    .where(r.day >= whole[0], r.day <= whole[-1], r.platform != REPLAY)
                     .group_by(r.bot, r.user_id, r.platform))
                 for bot, user, platform, cost, unpriced in rows:
                     into = totals.setdefault((bot or "", user or "", platform or ""), [0.0, 0])
@@ -103,7 +107,8 @@ class BudgetStore:
         e, s = events.c, sessions.c
         stmt = (sa.select(s.bot, s.user_id, s.platform, e.ts, e.data)
                 .join_from(events, sessions, e.session_seq == s.seq)
-                .where(e.kind == "llm_call", e.ts >= start, e.ts < end))
+                .where(e.kind == "llm_call", e.ts >= start, e.ts < end,
+                       sa.func.coalesce(s.platform, "") != REPLAY))
         out = []
         for bot, user, platform, ts, data in conn.execute(stmt):
             has_usage, cost = _cost(data)

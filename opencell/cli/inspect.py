@@ -56,10 +56,18 @@ def session(
 def costs(
     by: Annotated[str, typer.Option(help="bot, user, platform, provider or model.")] = "bot",
     period: Annotated[str, typer.Option(help="day, week or month.")] = "day",
+    what_if: Annotated[str | None, typer.Option(
+        "--what-if", help="Also price the same tokens as if this model (provider:model) "
+        "had answered.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
     config: ConfigOption = None,
 ) -> None:
     """Cost breakdown for the current day, week or month (UTC)."""
+    if what_if is not None:
+        from opencell.cli.replay import what_if_costs
+
+        what_if_costs(what_if, by, period, as_json, config)
+        return
     from opencell.cli.views import costs_table
 
     if by not in ("bot", "user", "platform", "provider", "model"):

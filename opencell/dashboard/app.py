@@ -50,6 +50,7 @@ def create_app(store: Store, *, token: str | None = None,
     from opencell.dashboard.budgets import install as install_budgets
     from opencell.dashboard.pages import error_page, setup_templates
     from opencell.dashboard.pages import router as pages_router
+    from opencell.dashboard.replays import router as replays_router
 
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     setup_templates(templates)
@@ -65,6 +66,7 @@ def create_app(store: Store, *, token: str | None = None,
     app.include_router(api.router)
     app.include_router(api_docs.router)
     app.include_router(pages_router)
+    app.include_router(replays_router)
     install_budgets(app, templates, budgets)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 

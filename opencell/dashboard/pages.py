@@ -21,6 +21,7 @@ from fastapi.templating import Jinja2Templates
 from opencell.calendar import DIMENSIONS, Period, period_bounds
 from opencell.dashboard import queries
 from opencell.dashboard.api import MAX_RANGE_DAYS
+from opencell.dashboard.replays import add_what_if, session_extras, what_if_model
 from opencell.dashboard.state import NAV, state_of
 from opencell.dashboard.views import (
     FIRST_DAY,
@@ -142,9 +143,11 @@ def sessions_page(request: Request,
 
 @router.get("/sessions/{session_id}")
 def session_page(request: Request,
-                 session_id: Annotated[str, PathParam(min_length=1, max_length=64)]) -> Response:
+                 session_id: Annotated[str, PathParam(min_length=1, max_length=64)],
+                 what_if: Annotated[str | None, Query(max_length=200)] = None) -> Response:
     detail = session_detail(state_of(request), session_id)
-    return render(request, "session.html", _session_context(detail))
+    return render(request, "session.html", {
+        **_session_context(detail), **session_extras(request, detail["session"], what_if)})
 
 
 @router.get("/sessions/{session_id}/live")
@@ -215,8 +218,10 @@ def analytics_page(request: Request,
 @router.get("/costs")
 def costs_page(request: Request,
                period: Annotated[Period, Query()] = "month",
-               at: Annotated[str | None, Query(max_length=40)] = None) -> Response:
+               at: Annotated[str | None, Query(max_length=40)] = None,
+               what_if: Annotated[str | None, Query(max_length=200)] = None) -> Response:
     state = state_of(request)
+    model, problem = what_if_model(what_if)
     day = _day(at, "at") or queries.today()
     first, last = period_bounds(period, day)
 
@@ -230,10 +235,14 @@ def costs_page(request: Request,
                 "tick": queries.tick(conn)}
 
     data = state.read(read)
+    if model is not None:
+        add_what_if(request, data["breakdowns"], model)
     return render(request, "costs.html", {
+        "what_if": what_if or "", "what_if_model": str(model) if model else None,
+        "what_if_error": problem,
         "period": period, "first": first.isoformat(), "last": last.isoformat(),
         "at": day.isoformat(), "total": data["breakdowns"]["bot"]["total"], **data,
-        "period_links": {p: link("/costs", {"at": at}, period=p)
+        "period_links": {p: link("/costs", {"at": at, "what_if": what_if}, period=p)
                          for p in ("day", "week", "month")},
     })
 

@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 NAV: tuple[tuple[str, str], ...] = (("/sessions", "Sessions"), ("/analytics", "Analytics"),
-                                    ("/costs", "Costs"), ("/budgets", "Budgets"))
+                                    ("/costs", "Costs"), ("/versions", "Versions"),
+                                    ("/budgets", "Budgets"))
 """The top navigation (path, label), in the order it is shown."""
 
 

@@ -27,6 +27,7 @@ from opencell.llm.pricing import PriceBook
 from opencell.observability.model_input import InputDeltas, call_dict
 from opencell.observability.recorder import NullRecorder, Recorder
 from opencell.observability.redact import Redactor, use_for_logs
+from opencell.observability.versions import digest, stamp
 from opencell.records import (
     MAX_COUNT,
     MAX_NUMBER,
@@ -73,6 +74,7 @@ class Observability:
         self._recent: tuple[tuple[str, str], ...] = ()
         self.inputs = InputDeltas()
         """Each session's previous model input: calls are recorded as what is new."""
+        self._versions: dict[str, str] = {}  # version texts recorded → their digest
 
     @classmethod
     def disabled(cls) -> Observability:
@@ -173,13 +175,23 @@ class Observability:
 
     # ------------------------------------------------------------ session lifecycle
 
-    def session_opened(self, session: Session, user_name: str) -> None:
+    def session_opened(self, session: Session, user_name: str, *, version: str | None = None,
+                       replay_of: str | None = None) -> None:
+        """``version``: the bot's version text (``versions.definition``); ``replay_of``: the
+        session a replay re-runs."""
         key = session.key
-        self._emit("session_start", session.id, key.bot, valid_value({
+        data = {
             "bot": key.bot, "bot_type": session.bot_type, "platform": key.platform,
             "workspace": key.workspace, "channel": key.channel, "thread": key.thread,
             "user_id": key.user, "user_name": user_name, "tags": list(session.tags),
-            "key": str(key)}), ts=session.started_at)
+            "key": str(key)}
+        stamp(data, version, replay_of, self._versions, self.redact)
+        self._emit("session_start", session.id, key.bot, valid_value(data),
+                   ts=session.started_at)
+
+    def version_of(self, version: str) -> str:
+        """The id (digest of the redacted text) a version text is stored under."""
+        return self._versions.get(version) or digest(self.redact(version))
 
     def session_closed(self, session: Session, reason: EndReason, success: bool,
                        metadata: dict[str, Any]) -> None:

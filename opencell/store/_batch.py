@@ -19,7 +19,7 @@ from opencell.calendar import utc_day
 from opencell.records import Record, valid_text
 from opencell.store._json import to_json as to_json
 from opencell.store.losses import quarantine_row
-from opencell.store.texts import SHARED_MIN_CHARS, share
+from opencell.store.texts import SHARED_MIN_CHARS, share, version_digest
 
 EventRow = tuple[str, float, str, str, float | None, bool | None, str]
 """(session id, ts, kind, name, duration_ms, success, data as JSON text)."""
@@ -161,7 +161,10 @@ def _plan_one(plan: BatchPlan, record: Record, owner: str) -> None:
         plan.ends.append(ending)
         return
     # Everything that could still fail on odd values happens before the event is planned.
-    start = _session_row(session_id, ts, name, data, owner) if kind == "session_start" else None
+    start = None
+    if kind == "session_start":
+        data, version = version_digest(data, plan.texts)  # the bot's definition, stored once
+        start = _session_row(session_id, ts, name, data, owner, version)
     plan.events.append((session_id, ts, kind, name, duration_ms, success,
                         _event_json(data, plan)))
     totals = plan.totals.get(session_id)
@@ -219,7 +222,7 @@ def _plan_llm_call(plan: BatchPlan, totals: Totals, session_id: str, ts: float,
 
 
 def _session_row(session_id: str, ts: float, name: str, data: Mapping[str, Any],
-                 owner: str) -> dict[str, Any]:
+                 owner: str, version: str | None = None) -> dict[str, Any]:
     tags = data.get("tags") or []
     if isinstance(tags, str) or not isinstance(tags, Sequence):
         tags = [tags]
@@ -232,4 +235,5 @@ def _session_row(session_id: str, ts: float, name: str, data: Mapping[str, Any],
         "conversation_key": text(data.get("key"), 2000), "owner": owner, "status": "open",
         "started_at": ts, "last_activity": ts, "tags": to_json([str(t) for t in tags]),
         "metadata": to_json(data.get("metadata") or {}),
+        "bot_version": version, "replay_of": text(data.get("replay_of"), 64),
     }

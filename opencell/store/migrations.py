@@ -221,11 +221,24 @@ def _v8_texts(conn: Connection, dialect: Dialect) -> None:
     md.create_all(conn)
 
 
+def _v9_bot_versions_and_replays(conn: Connection, dialect: Dialect) -> None:
+    """Per session, the bot version it ran (a digest; the version's text is the ``texts``
+    row of that digest, stored once) and, for a replay, the session it re-ran."""
+    for column in ("bot_version", "replay_of"):
+        conn.execute(sa.text(f"ALTER TABLE sessions ADD COLUMN {column} VARCHAR(64)"))
+    md = sa.MetaData()
+    s = sa.Table("sessions", md, sa.Column("bot"), sa.Column("bot_version"),
+                 sa.Column("replay_of"), sa.Column("started_at"))
+    sa.Index("ix_sessions_version", s.c.bot, s.c.bot_version, s.c.started_at).create(conn)
+    sa.Index("ix_sessions_replay_of", s.c.replay_of).create(conn)
+
+
 Migration = Callable[[Connection, Dialect], None]
 
 MIGRATIONS: list[Migration] = [_v1_base_tables, _v2_cache_tokens_and_sort_indexes,
                                _v3_export_cursors, _v4_activity_rollups, _v5_budget_alerts,
-                               _v6_estimated_calls, _v7_quarantine, _v8_texts]
+                               _v6_estimated_calls, _v7_quarantine, _v8_texts,
+                               _v9_bot_versions_and_replays]
 """Step *n* (1-based) upgrades a version *n-1* database to version *n*."""
 
 LATEST = len(MIGRATIONS)

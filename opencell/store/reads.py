@@ -44,6 +44,7 @@ SESSION_COLUMNS = (
     _s.duration_ms, _s.messages, _s.llm_calls, _s.tool_calls, _s.errors, _s.input_tokens,
     _s.output_tokens, _s.cache_read_tokens, _s.cache_write_tokens, _s.cost_usd,
     _s.unpriced_calls, _s.tags, _s.metadata, _s.last_activity, _s.last_turn_failed,
+    _s.bot_version, _s.replay_of,
     _s.conversation_key, _s.owner,
 )
 EVENT_COLUMNS = (events.c.id, events.c.ts, events.c.kind, events.c.name, events.c.duration_ms,

@@ -52,6 +52,10 @@ sessions = sa.Table(
     # v2
     sa.Column("cache_read_tokens", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("cache_write_tokens", sa.BigInteger, nullable=False, server_default="0"),
+    # v9: the bot version the session ran (its definition is the ``texts`` row of that
+    # digest), and the session a replay re-ran (see opencell/replay/)
+    sa.Column("bot_version", sa.String(64)),
+    sa.Column("replay_of", sa.String(64)),
 )
 
 events = sa.Table(

@@ -72,6 +72,22 @@ def _share(value: Any, found: dict[str, str], depth: int) -> Any:
     return value
 
 
+def version_digest(data: Mapping[str, Any], found: dict[str, str]
+                   ) -> tuple[Mapping[str, Any], str | None]:
+    """A ``session_start``'s bot version: its ``bot_definition`` text (whatever its size)
+    goes into ``found`` and is referred to by digest; the digest is the version. A record
+    that names only its ``bot_version`` (the definition went with an earlier session) keeps
+    that name. Returns (data as stored, version or None)."""
+    definition = data.get("bot_definition")
+    if type(definition) is str and "\x00" not in definition:
+        ref = _ref(definition, found)
+        return {**data, "bot_definition": ref}, ref[_KEY]
+    version = data.get("bot_version")
+    if type(version) is str and len(version) == 64 and version.isalnum():
+        return data, version
+    return data, None
+
+
 def _ref(text: str, found: dict[str, str]) -> dict[str, str]:
     digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
     found[digest] = text
