@@ -104,7 +104,7 @@ class Observability:
             redactor=Redactor.from_env(env, secrets=secrets, rules=obs.redact),
             capture_content=obs.capture_content, max_result_chars=obs.max_result_chars,
             max_message_chars=obs.max_message_chars, store=store,
-            default_tags=_comma_list(env.get("AGENTOPS_TAGS", "")))
+            default_tags=[t.strip() for t in env.get("AGENTOPS_TAGS", "").split(",") if t.strip()])
         use_for_logs(observability.redactor)  # log lines now hide the bots' YAML secrets too
         with guard("starting exporters"):
             observability.exporters = start_exporters(config, store, env=env,
@@ -364,10 +364,6 @@ def bot_secrets(bot: BotConfig) -> list[str]:
         if platform is not None:
             values += [str(getattr(platform, name, "") or "") for name in SECRET_FIELDS]
     return [v for v in values if v]
-
-
-def _comma_list(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 _TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
