@@ -60,10 +60,11 @@ def main() -> None:
 def _register() -> None:
     """Every command, in the order ``--help`` lists them. Explicit: importing a module never
     adds a command as a side effect."""
-    from opencell.cli import bots, budgets, dashboard, doctor, inspect, validate
+    from opencell.cli import bots, budgets, dashboard, doctor, inspect, lifecycle, validate
 
     for command in (bots.run, bots.chat, validate.validate, inspect.sessions, inspect.session,
-                    inspect.costs, budgets.budgets, dashboard.dashboard, doctor.doctor):
+                    inspect.costs, budgets.budgets, dashboard.dashboard, doctor.doctor,
+                    lifecycle.forget, lifecycle.export, lifecycle.prune):
         app.command()(command)
 
 

@@ -42,6 +42,7 @@ from opencell.sessions import EndReason, Session
 if TYPE_CHECKING:
     from opencell.config import BotConfig, OpenCellConfig
     from opencell.exporters import Exporters, ExportTuning
+    from opencell.store.retention import Pruner
     from opencell.store.store import Store
     from opencell.tools import ToolResult
 
@@ -69,6 +70,8 @@ class Observability:
         self.store = store
         self.exporters: Exporters | None = None
         """The exporters this instance started and stops (``from_config``)."""
+        self.pruner: Pruner | None = None
+        """The background retention pruner this instance started and stops."""
         self._recent: tuple[tuple[str, str], ...] = ()
 
     @classmethod
@@ -105,6 +108,14 @@ class Observability:
             observability.exporters = start_exporters(config, store, env=env,
                                                       prices=observability.prices,
                                                       tuning=export_tuning)
+        retention = obs.retention
+        if retention.enabled and (retention.events or retention.content):
+            with guard("starting the pruner"):
+                from opencell.store.retention import Pruner, policy_from
+
+                observability.pruner = Pruner(store, policy_from(retention),
+                                              interval_s=retention.interval)
+                observability.pruner.start()
         return observability
 
     def close(self, timeout: float = 5.0, *, export_timeout: float = 5.0) -> bool:
@@ -112,6 +123,9 @@ class Observability:
         exporters ``export_timeout`` seconds to deliver (what they cannot stays pending in
         the store for the next start) and stop them."""
         flushed = self.recorder.close(timeout)
+        if self.pruner is not None:
+            with guard("stopping the pruner"):
+                self.pruner.stop(timeout)
         if self.exporters is not None:
             with guard("stopping exporters"):
                 self.exporters.stop(export_timeout)

@@ -1,0 +1,136 @@
+"""What of a stored event is *content* and what is *structure*, and how each is removed.
+
+Content is what people and tools said: message text, prompts and completions, tool
+arguments and results, error messages, stacks and context, session-end metadata, and the
+whole data of a custom event. Structure is everything that counts: kinds, names, times,
+durations, success, lengths (``input_chars``, ``result_chars``), tokens, costs, models.
+
+Retention expires content earlier than structure (:func:`strip_content`); erasure strips
+content and also replaces the user's id and name in what remains (:func:`anonymise`).
+Both leave ``content_expired: true`` (and erasure ``erased: true``) in the data so a
+timeline says why a field is empty.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+CONTENT_FIELDS: Mapping[str, tuple[str, ...]] = {
+    "message": ("input", "output"),
+    "llm_call": ("completion", "prompt_last", "error"),
+    "tool_call": ("args", "result", "error"),
+    "error": ("message", "stack", "context"),
+    "session_end": ("metadata",),
+}
+"""Per kind, the data fields that hold content; a ``custom`` event's data is all content."""
+
+_TEXT_HOLDING = frozenset(("key", "scope", "message", "alert_key"))
+"""Fields whose text may hold the user id inside it: a conversation key
+(``bot/platform/user``), an alert's ``user:alice`` scope and its message."""
+
+EXPIRED = "content_expired"
+ERASED = "erased"
+TEXT_REF = '"$text"'
+"""How a reference to a shared large text looks inside stored JSON (see ``texts.py``)."""
+
+
+def loads(text: str | None) -> Any:
+    try:
+        return json.loads(text) if text else {}
+    except ValueError:
+        return {}
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def strip_content(kind: str, data: Any) -> dict[str, Any] | None:
+    """``data`` without its content fields (set to None) and marked expired, or None when
+    there is nothing to strip (no content, or stripped before)."""
+    if not isinstance(data, dict):
+        return {EXPIRED: True}
+    if data.get(EXPIRED) is True and (kind != "custom" or len(data) <= 2):
+        return None
+    if kind == "custom":
+        return {EXPIRED: True} if data else None
+    fields = CONTENT_FIELDS.get(kind, ())
+    # Any other field long enough to have been stored as a shared text goes too: nothing
+    # below the content mark may refer to a text (the collector does not look there).
+    present = [name for name, value in data.items()
+               if (name in fields and value is not None) or _is_ref(value)
+               or (isinstance(value, dict) and any(_is_ref(v) for v in value.values()))]
+    if not present:
+        return None
+    out = dict(data)
+    for name in present:
+        out[name] = None
+    out[EXPIRED] = True
+    return out
+
+
+def _is_ref(value: Any) -> bool:
+    return isinstance(value, dict) and len(value) == 1 and isinstance(value.get("$text"), str)
+
+
+def erase(kind: str, data: Any, needles: Iterable[str], pseudonym: str) -> dict[str, Any]:
+    """``data`` with its content gone and the user's id and name replaced by ``pseudonym``.
+
+    The id and name are replaced wherever they stand as a whole value (``user_id``,
+    ``user_name``, ``key`` …) and, in alerts, inside text too (``user:alice`` scopes).
+    """
+    stripped = strip_content(kind, data)
+    out: dict[str, Any] = dict(stripped if stripped is not None else
+                               (data if isinstance(data, dict) else {}))
+    wanted = tuple(sorted({n for n in needles if n}, key=len, reverse=True))
+    for key, value in list(out.items()):
+        out[key] = anonymise(value, wanted, pseudonym, inside=key in _TEXT_HOLDING)
+    out[EXPIRED] = True
+    out[ERASED] = True
+    return out
+
+
+def anonymise(value: Any, needles: tuple[str, ...], pseudonym: str, *,
+              inside: bool = False) -> Any:
+    """``value`` with every string equal to one of ``needles`` replaced by ``pseudonym``
+    (and, when ``inside``, every occurrence within a longer string too)."""
+    if isinstance(value, str):
+        if value in needles:
+            return pseudonym
+        if inside:
+            for needle in needles:
+                if needle in value:
+                    value = value.replace(needle, pseudonym)
+        return value
+    if isinstance(value, dict):
+        return {key: anonymise(item, needles, pseudonym, inside=inside)
+                for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [anonymise(item, needles, pseudonym, inside=inside) for item in value]
+    return value
+
+
+def digests_in(data_text: str | None) -> set[str]:
+    """The shared texts (digests) a stored data JSON refers to, at the two levels
+    ``texts.share`` uses."""
+    if not data_text or TEXT_REF not in data_text:
+        return set()
+    found: set[str] = set()
+    data = loads(data_text)
+    if not isinstance(data, dict):
+        return found
+    for value in data.values():
+        _collect(value, found)
+        if isinstance(value, dict):
+            for inner in value.values():
+                _collect(inner, found)
+    return found
+
+
+def _collect(value: Any, found: set[str]) -> None:
+    if isinstance(value, dict) and len(value) == 1:
+        digest = value.get("$text")
+        if isinstance(digest, str):
+            found.add(digest)
