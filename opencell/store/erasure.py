@@ -138,9 +138,12 @@ def _checkpoint(store: Store) -> bool:
     is then overwritten as the store goes on."""
     if store.dialect_name != "sqlite":
         return True
-    with store.engine.connect() as conn:
-        busy, _log, _done = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
-        conn.commit()
+    raw = store.engine.raw_connection()  # outside any transaction of its own
+    try:
+        busy = raw.driver_connection.execute(  # type: ignore[union-attr]
+            "PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+    finally:
+        raw.close()
     return not busy
 
 

@@ -253,9 +253,13 @@ def full_vacuum(store: Store) -> None:
     (autovacuum reuses the space)."""
     if store.dialect_name != "sqlite":
         return
-    with store._lock, store.engine.connect() as conn:
-        conn.exec_driver_sql("PRAGMA auto_vacuum = INCREMENTAL")
-        conn.exec_driver_sql("VACUUM")
+    with store._lock:
+        raw = store.engine.raw_connection()  # VACUUM runs outside any transaction
+        try:
+            raw.driver_connection.execute("PRAGMA auto_vacuum = INCREMENTAL")  # type: ignore[union-attr]
+            raw.driver_connection.execute("VACUUM")  # type: ignore[union-attr]
+        finally:
+            raw.close()
 
 
 class Pruner:
