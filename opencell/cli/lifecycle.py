@@ -112,7 +112,7 @@ def export(
         target = sys.stdout if output is None or str(output) == "-" else \
             output.open("w", encoding="utf-8", newline="\n")
         try:
-            stats = _with_progress(store, target, selection, redactor.redact_value, total)
+            stats = _with_progress(store, target, selection, redactor, total)
         finally:
             if target is not sys.stdout:
                 target.close()
@@ -135,7 +135,7 @@ def _with_progress(store: Any, target: IO[str], selection: Any, redact: Any, tot
             if sessions % 50 == 0 or sessions == total:
                 bar.update(task, completed=sessions, events=events)
 
-        return export_jsonl(store, target, selection, redact=redact, progress=advance)
+        return export_jsonl(store, target, selection, redactor=redact, progress=advance)
 
 
 def prune(

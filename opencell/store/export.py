@@ -18,20 +18,26 @@ expired or was erased carry ``content_expired`` / ``erased``.
 Streaming: sessions are read a page at a time by key, their events through a streaming
 cursor in chunks, and each line is written as it is built — a session's events are never
 all in memory at once, so memory stays flat however much is exported. The caller's
-``redact`` (the configured redactor) is applied to every line.
+``redactor`` (the configured one) is applied again to everything written: an event's stored
+JSON is redacted as text and, if that changes anything, re-encoded with value-level
+redaction (see :func:`_event_json`).
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from opencell.store.reads import EVENT_COLUMNS, SESSION_COLUMNS, event_dicts, session_dict
+from opencell.store.scrub import TEXT_REF
 from opencell.store.store import Store
 from opencell.store.tables import events, sessions
 
@@ -41,7 +47,16 @@ PAGE = 200
 CHUNK = 2000
 """Events per fetch from the streaming cursor."""
 
-Redact = Callable[[Any], Any]
+
+
+class Redactor(Protocol):
+    """What the export needs of ``observability.redact.Redactor``."""
+
+    json_safe: bool
+
+    def redact(self, text: str) -> str: ...
+
+    def redact_value(self, value: Any) -> Any: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,15 +102,15 @@ def count(store: Store, selection: Selection) -> int:
 
 
 def export_jsonl(store: Store, out: IO[str], selection: Selection = Selection(), *,
-                 redact: Redact | None = None,
+                 redactor: Redactor | None = None,
                  progress: Callable[[int, int], None] | None = None) -> ExportStats:
     """Write the selected sessions to ``out`` as JSON Lines; ``progress(sessions, events)``
     is called after each session."""
     stats = ExportStats()
     for page in _pages(store, selection):
         with store.reading() as conn:
-            for session, timeline in _timelines(conn, page):
-                written = _write(out, session, timeline, redact)
+            for session, timeline in _timelines(conn, page, redactor):
+                written = _write(out, session, timeline, redactor)
                 stats.sessions += 1
                 stats.events += written
                 if progress is not None:
@@ -118,20 +133,20 @@ def _pages(store: Store, selection: Selection) -> Iterator[list[dict[str, Any]]]
         after = int(rows[-1]["seq"])
 
 
-def _timelines(conn: Connection, page: list[dict[str, Any]]
-               ) -> Iterator[tuple[dict[str, Any], Iterator[dict[str, Any]]]]:
-    """Each session of the page with an iterator over its events (consumed in order)."""
+def _timelines(conn: Connection, page: list[dict[str, Any]], redactor: Redactor | None
+               ) -> Iterator[tuple[dict[str, Any], Iterator[str]]]:
+    """Each session of the page with an iterator over its events as JSON (consumed in
+    order)."""
     e = events.c
     by_seq = {int(row["seq"]): row for row in page}
     stmt = (sa.select(e.session_seq, *EVENT_COLUMNS).where(e.session_seq.in_(list(by_seq)))
             .order_by(e.session_seq, e.ts, e.id))
-    result = conn.execution_options(yield_per=CHUNK).execute(stmt).mappings()
+    result = conn.execution_options(yield_per=CHUNK).execute(stmt)
 
-    def stream() -> Iterator[tuple[int, dict[str, Any]]]:
+    def stream() -> Iterator[tuple[int, str]]:
         for part in result.partitions():
-            for seq, event in zip([r["session_seq"] for r in part], event_dicts(conn, part),
-                                  strict=True):
-                yield int(seq), event
+            for row in part:
+                yield row[0], _event_json(conn, row, redactor)
 
     grouped = _Grouped(stream())
     for seq, row in by_seq.items():
@@ -141,28 +156,89 @@ def _timelines(conn: Connection, page: list[dict[str, Any]]
             pass
 
 
+_CLASH = re.compile(r'"(?:id|ts|kind|name|duration_ms|success)":')
+"""A data key that would collide with an event field (``event_dict`` moves it)."""
+_CREDENTIAL_HINT = re.compile(r'(?i)(?:key|token|secret|passw|passphrase|authorization|cookie)'
+                              r'":"')
+"""A key the redactor treats as a credential wherever its value is (value-level rule)."""
+
+
+def _event_json(conn: Connection, row: Any, redactor: Redactor | None) -> str:
+    """One timeline event as JSON: what ``event_dict`` gives, re-encoded.
+
+    The common event is spliced from its stored JSON without decoding it: the event's fields,
+    then the stored data's keys (under ``data`` for a custom event). Events that need more —
+    a shared text to put back, a key to move, or anything the redactor would change in the
+    text — go through ``event_dicts`` and value-level redaction.
+    """
+    _seq, event_id, ts, kind, name, duration, success, data = row  # EVENT_COLUMNS' order
+    data = data or "{}"
+    if data[:1] == "{" and TEXT_REF not in data and (kind == "custom"
+                                                      or _CLASH.search(data) is None):
+        head = (f'{{"id":{int(event_id)},"ts":"{_iso(ts)}","kind":{_string(kind)},'
+                f'"name":{_string(name)},"duration_ms":'
+                f'{"null" if duration is None else float.__repr__(float(duration))},'
+                f'"success":{"null" if success is None else "true" if success else "false"}')
+        if kind == "custom":
+            text = head + ',"data":' + data + "}"
+        else:
+            body = data[1:-1]
+            text = head + ("," + body if body else "") + "}"
+        if redactor is None:
+            return text
+        if redactor.json_safe and _CREDENTIAL_HINT.search(text) is None:
+            redacted = redactor.redact(text)
+            if redacted is text or redacted == text:
+                return text
+    [event] = event_dicts(conn, [row._mapping])
+    return _dumps(redactor.redact_value(event) if redactor is not None else event)
+
+
+def _iso(ts: float) -> str:
+    """``reads.iso`` without a datetime per call: the same rounding (to the microsecond,
+    half to even, as ``datetime.fromtimestamp``), then milliseconds cut, as ``isoformat``."""
+    frac, whole = math.modf(ts)
+    micros = round(frac * 1e6)
+    if micros >= 1_000_000:
+        whole, micros = whole + 1, micros - 1_000_000
+    elif micros < 0:
+        whole, micros = whole - 1, micros + 1_000_000
+    second = int(whole)
+    cached, text = _last_second[0]
+    if second != cached:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _last_second[0] = (second, text)  # one tuple: threads never see half an update
+    return f"{text}.{micros // 1000:03d}Z"
+
+
+_last_second: list[tuple[int | None, str]] = [(None, "")]
+_string = json.encoder.encode_basestring
+"""A JSON string as ``json.dumps(..., ensure_ascii=False)`` writes it."""
+
+
 class _Grouped:
     """One ordered stream of (session seq, event), handed out a session at a time."""
 
-    def __init__(self, stream: Iterator[tuple[int, dict[str, Any]]]) -> None:
+    def __init__(self, stream: Iterator[tuple[int, str]]) -> None:
         self._stream = stream
         self._head = next(stream, None)
 
-    def take(self, seq: int) -> Iterator[dict[str, Any]]:
+    def take(self, seq: int) -> Iterator[str]:
         while self._head is not None and self._head[0] == seq:
             yield self._head[1]
             self._head = next(self._stream, None)
 
 
-def _write(out: IO[str], session: dict[str, Any], timeline: Iterator[dict[str, Any]],
-           redact: Redact | None) -> int:
-    head = {"schema": SCHEMA, "session": redact(session) if redact else session}
+def _write(out: IO[str], session: dict[str, Any], timeline: Iterator[str],
+           redactor: Redactor | None) -> int:
+    head = {"schema": SCHEMA,
+            "session": redactor.redact_value(session) if redactor is not None else session}
     out.write(_dumps(head)[:-1] + ',"timeline":[')
     written = 0
     for event in timeline:
         if written:
             out.write(",")
-        out.write(_dumps(redact(event) if redact else event))
+        out.write(event)
         written += 1
     out.write("]}\n")
     return written

@@ -150,12 +150,13 @@ class _Run:
         with self.store.reading() as conn:
             holds = _prune.cursors(conn)
             state = _prune.read_state(conn)
+        # Deleting first: what goes anyway is not rewritten to lose its content before.
+        if policy.events_s is not None:
+            self.delete_events(self.now - policy.events_s, holds)
         content_s = policy.content_after_s
         if content_s is not None:
             self.expire_content(self.now - content_s, holds, int(state.get("content_through", 0)))
             self.collect_texts(self.now - content_s)
-        if policy.events_s is not None:
-            self.delete_events(self.now - policy.events_s, holds)
         with self.write() as conn:
             _prune.write_state(conn, self.store._dialect, {"last_run": self.now})
             _prune.write_state(conn, self.store._dialect, {

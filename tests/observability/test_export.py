@@ -37,10 +37,10 @@ def fill(store: Store, now: float) -> list[str]:
     return ids
 
 
-def exported(store: Store, selection: Selection = Selection(), **kwargs: Any
+def exported(store: Store, selection: Selection | None = None, **kwargs: Any
              ) -> list[dict[str, Any]]:
     out = io.StringIO()
-    export_jsonl(store, out, selection, **kwargs)
+    export_jsonl(store, out, selection or Selection(), **kwargs)
     return [json.loads(line) for line in out.getvalue().splitlines()]
 
 
@@ -77,7 +77,7 @@ def test_redaction_is_applied(store: Store) -> None:
     sid, records = session_records("alice", now, "sk-live-SECRET123")
     store.write_batch(records)
     redactor = Redactor(["sk-live-SECRET123"])
-    text = json.dumps(exported(store, redact=redactor.redact_value))
+    text = json.dumps(exported(store, redactor=redactor))
     assert "sk-live-SECRET123" not in text
     assert "[REDACTED" in text
 
