@@ -224,9 +224,10 @@ def _rollup_rows(conn: Connection, user_id: str, platform: str | None) -> int:
     return int(conn.execute(by_user).scalar() or 0) + int(conn.execute(per_period).scalar() or 0)
 
 
-def _rewrite_events(conn: Connection, seqs: list[int], needles: set[str],
+def _rewrite_events(conn: Connection, seqs: list[int], names: set[str],
                     pseudonym: str) -> None:
     e = events.c
+    needles = tuple(sorted((n for n in names if n), key=len, reverse=True))
     changes = []
     for row in conn.execute(sa.select(e.id, e.kind, e.data).where(e.session_seq.in_(seqs))):
         data = loads(row.data)

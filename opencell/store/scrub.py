@@ -14,7 +14,7 @@ timeline says why a field is empty.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 CONTENT_FIELDS: Mapping[str, tuple[str, ...]] = {
@@ -75,18 +75,36 @@ def _is_ref(value: Any) -> bool:
     return isinstance(value, dict) and len(value) == 1 and isinstance(value.get("$text"), str)
 
 
-def erase(kind: str, data: Any, needles: Iterable[str], pseudonym: str) -> dict[str, Any]:
+def erase(kind: str, data: Any, needles: tuple[str, ...], pseudonym: str) -> dict[str, Any]:
     """``data`` with its content gone and the user's id and name replaced by ``pseudonym``.
 
-    The id and name are replaced wherever they stand as a whole value (``user_id``,
-    ``user_name``, ``key`` …) and, in alerts, inside text too (``user:alice`` scopes).
+    ``needles`` (the id and name, longest first) are replaced wherever they stand as a whole
+    value (``user_id``, ``user_name`` …) and, in the few fields whose text may hold them
+    (a conversation key ``bot/platform/user``, an alert's ``user:alice`` scope), inside text.
     """
-    stripped = strip_content(kind, data)
-    out: dict[str, Any] = dict(stripped if stripped is not None else
-                               (data if isinstance(data, dict) else {}))
-    wanted = tuple(sorted({n for n in needles if n}, key=len, reverse=True))
-    for key, value in list(out.items()):
-        out[key] = anonymise(value, wanted, pseudonym, inside=key in _TEXT_HOLDING)
+    if kind == "custom" or not isinstance(data, dict):
+        return {EXPIRED: True, ERASED: True}
+    content = CONTENT_FIELDS.get(kind, ())
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        kind_of = type(value)
+        if key in content:
+            value = None
+        elif kind_of is str:
+            if value in needles:
+                value = pseudonym
+            elif key in _TEXT_HOLDING:
+                for needle in needles:
+                    if needle in value:
+                        value = value.replace(needle, pseudonym)
+        elif kind_of is dict:
+            if _is_ref(value) or any(_is_ref(inner) for inner in value.values()):
+                value = None  # a shared large text: content
+            else:
+                value = anonymise(value, needles, pseudonym)
+        elif kind_of is list:
+            value = anonymise(value, needles, pseudonym)
+        out[key] = value
     out[EXPIRED] = True
     out[ERASED] = True
     return out
