@@ -234,3 +234,34 @@ def test_an_older_sqlite_file_is_converted_once(tmp_path: Path) -> None:
     full_vacuum(store)
     assert facts(store)["auto_vacuum"] == "incremental"
     store.close()
+
+
+def test_doctor_shows_size_oldest_event_and_retention(store_url: str, tmp_path: Path) -> None:
+    store = Store.open(store_url)
+    fill(store, time.time() - 3 * DAY, sessions=1)
+    prune(store, POLICY)
+    store.close()
+    config = tmp_path / "opencell.yaml"
+    config.write_text("observability:\n  retention: {events: 120d, content: 12h}\n")
+    result = opencell("doctor", "--config", str(config),
+                      env=clean_env(OPENCELL_DATABASE_URL=store_url))
+    [line] = [line for line in result.stdout.splitlines() if line.startswith("✓ data:")]
+    assert "MB" in line and "oldest event" in line and "(3 days)" in line
+    assert "retention: events 120d, content 12h, exporter grace 7d" in line
+    assert "last pruned" in line
+
+
+def test_retention_settings_are_checked() -> None:
+    from pydantic import ValidationError
+
+    from opencell.config import RetentionConfig
+    from opencell.store.retention import policy_from
+
+    with pytest.raises(ValidationError, match="at least 32d"):
+        RetentionConfig(events="7d")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="at least 1h"):
+        RetentionConfig(content="10m")  # type: ignore[arg-type]
+    forever = policy_from(RetentionConfig(events="never", content="never"))  # type: ignore[arg-type]
+    assert forever.events_s is None and forever.content_after_s is None
+    longer = policy_from(RetentionConfig(events="400d", content="500d"))  # type: ignore[arg-type]
+    assert longer.content_after_s == 400 * DAY  # content never outlives its event
