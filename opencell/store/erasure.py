@@ -35,7 +35,7 @@ from sqlalchemy import Connection
 from opencell.errors import StoreError
 from opencell.store import textgc
 from opencell.store._prune import read_state
-from opencell.store.scrub import ERASED, digests_in, dumps, erase, loads
+from opencell.store.scrub import ERASED, anonymise, digests_in, dumps, erase, in_text, loads
 from opencell.store.store import Store
 from opencell.store.tables import (
     budget_alerts,
@@ -94,13 +94,8 @@ def forget(store: Store, user_id: str, *, platform: str | None = None, dry_run: 
     report.exporters = _delivered(store, found)
     with store.reading() as conn:
         report.cost_rows = _rollup_rows(conn, user_id, platform)
-        report.alerts = int(conn.execute(sa.select(sa.func.count()).select_from(budget_alerts)
-                                         .where(budget_alerts.c.scope == f"user:{user_id}"))
-                            .scalar() or 0)
-        report.quarantined = sum(int(conn.execute(
-            sa.select(sa.func.count()).select_from(quarantine).where(
-                quarantine.c.session_id.in_(ids))).scalar() or 0)
-            for ids in _chunks(report.session_ids))
+        report.alerts = len(_alert_rows(conn, user_id))
+        report.quarantined = len(_quarantined(conn, report.session_ids, user_id))
         mark = int(read_state(conn).get("content_through", 0))
     used, scanned = textgc.referenced(store.reading, mark, exclude_seqs=seqs)
     unused = candidates - used
@@ -153,7 +148,7 @@ def _sessions(store: Store, user_id: str, platform: str | None) -> dict[int, dic
     owned = sa.select(s.seq, s.id, s.user_name).where(s.user_id == user_id)
     if platform is not None:
         owned = owned.where(s.platform == platform)
-    needle = '"user_id":' + json.dumps(user_id, ensure_ascii=False)
+    needle = _user_needle(user_id)
     took_part = (sa.select(s.seq, s.id, s.user_name).distinct()
                  .join_from(events, sessions, e.session_seq == s.seq)
                  .where(e.kind == "message", e.data.contains(needle, autoescape=True)))
@@ -271,19 +266,48 @@ def _finish(conn: Connection, report: ErasureReport, found: dict[int, dict[str, 
     conn.execute(user_cost_rollups.update().where(user_cost_rollups.c.user_id == user_id)
                  .values(user_id=pseudonym))
     _alerts(conn, user_id, pseudonym)
-    for ids in _chunks(report.session_ids):
-        conn.execute(quarantine.delete().where(quarantine.c.session_id.in_(ids)))
+    for ids in _chunks(_quarantined(conn, report.session_ids, user_id)):
+        conn.execute(quarantine.delete().where(quarantine.c.id.in_(ids)))
     return audit_id
+
+
+def _quarantined(conn: Connection, session_ids: list[str], user_id: str) -> list[int]:
+    """Quarantined records of these sessions, or whose record names the user (one refused
+    before its session had a row)."""
+    q = quarantine.c
+    found = {int(i) for i in conn.execute(sa.select(q.id).where(
+        q.record.contains(_user_needle(user_id), autoescape=True))).scalars()}
+    for ids in _chunks(session_ids):
+        found.update(int(i) for i in conn.execute(
+            sa.select(q.id).where(q.session_id.in_(ids))).scalars())
+    return sorted(found)
+
+
+def _user_needle(user_id: str) -> str:
+    """How a record's data names its user in stored JSON: ``"user_id":"…"``."""
+    return '"user_id":' + json.dumps(user_id, ensure_ascii=False)
+
+
+def _alert_rows(conn: Connection, user_id: str) -> list[Any]:
+    """Budget alerts about this user: scope ``user:ID`` or ``bot:B/user:ID``."""
+    a = budget_alerts.c
+    scope = f"user:{user_id}"
+    return list(conn.execute(sa.select(a.id, a.scope, a.alert_key, a.data).where(
+        sa.or_(a.scope == scope, a.scope.endswith("/" + scope, autoescape=True)))).all())
 
 
 def _alerts(conn: Connection, user_id: str, pseudonym: str) -> None:
     a = budget_alerts.c
-    scope = f"user:{user_id}"
-    for row in conn.execute(sa.select(a.id, a.alert_key, a.data).where(a.scope == scope)).all():
+    needles = (user_id,)
+    for row in _alert_rows(conn, user_id):
+        data = loads(row.data)
+        if isinstance(data, dict):
+            data = {key: in_text(value, needles, pseudonym) if isinstance(value, str)
+                    else anonymise(value, needles, pseudonym) for key, value in data.items()}
         conn.execute(budget_alerts.update().where(a.id == row.id).values(
-            scope=f"user:{pseudonym}",
-            alert_key=row.alert_key.replace(scope, f"user:{pseudonym}"),
-            data=(row.data or "{}").replace(user_id, pseudonym)))
+            scope=in_text(row.scope, needles, pseudonym),
+            alert_key=in_text(row.alert_key, needles, pseudonym),
+            data=dumps(data)))
 
 
 def _actor() -> str:

@@ -94,9 +94,7 @@ def erase(kind: str, data: Any, needles: tuple[str, ...], pseudonym: str) -> dic
             if value in needles:
                 value = pseudonym
             elif key in _TEXT_HOLDING:
-                for needle in needles:
-                    if needle in value:
-                        value = value.replace(needle, pseudonym)
+                value = in_text(value, needles, pseudonym)
         elif kind_of is dict:
             if _is_ref(value) or any(_is_ref(inner) for inner in value.values()):
                 value = None  # a shared large text: content
@@ -108,6 +106,33 @@ def erase(kind: str, data: Any, needles: tuple[str, ...], pseudonym: str) -> dic
     out[EXPIRED] = True
     out[ERASED] = True
     return out
+
+
+def in_text(text: str, needles: tuple[str, ...], pseudonym: str) -> str:
+    """The user inside a longer text: a ``/``-separated segment of a conversation key, or a
+    budget scope as written in alerts (``user:alice``, ``user alice``)."""
+    if "/" in text:
+        text = "/".join(pseudonym if part in needles else part for part in text.split("/"))
+    for needle in needles:
+        for form in (f"user:{needle}", f"user {needle}"):
+            if form in text:
+                text = _replace_whole(text, form, form[:5] + pseudonym)
+    return text
+
+
+def _replace_whole(text: str, form: str, by: str) -> str:
+    """``form`` replaced where it is not followed by more of a name (``user:al`` must not
+    match ``user:alice``)."""
+    out, start = [], 0
+    while (found := text.find(form, start)) >= 0:
+        end = found + len(form)
+        if end < len(text) and (text[end].isalnum() or text[end] in "_-."):
+            out.append(text[start:end])
+        else:
+            out.append(text[start:found] + by)
+        start = end
+    out.append(text[start:])
+    return "".join(out)
 
 
 def anonymise(value: Any, needles: tuple[str, ...], pseudonym: str, *,

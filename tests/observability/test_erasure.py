@@ -54,7 +54,13 @@ def fill(store: Store, now: float) -> dict[str, list[str]]:
                              scope=f"user:{ALICE}", window="day:x", limit_id="l1",
                              threshold=0.8, ts=now, session_id=ids["alice"][0],
                              data={"message": f"user:{ALICE} spent $1"})
+    BudgetStore(store).claim(f"threshold|bot:support/user:{ALICE}|month:x|l2|1.0",
+                             kind="threshold", scope=f"bot:support/user:{ALICE}",
+                             window="month:x", limit_id="l2", threshold=1.0, ts=now,
+                             session_id=None, data={"message": f"user {ALICE} on bot support"})
     store.quarantine(Record("message", ids["alice"][0], now, "turn", {"input": MARK}), "test")
+    store.quarantine(Record("message", "no-such-session", now, "turn",
+                            {"input": MARK, "user_id": ALICE}), "test")
     return ids
 
 
@@ -80,7 +86,7 @@ def test_after_forget_no_row_holds_the_users_text_or_id_and_totals_stay(
 
     assert report.sessions == 4  # three of hers, and Bob's session she spoke in
     assert sorted(report.session_ids) == sorted([*ids["alice"], ids["bob"][1]])
-    assert report.texts == 1 and report.quarantined == 1 and report.alerts == 1
+    assert report.texts == 1 and report.quarantined == 2 and report.alerts == 2
     assert scan_tables(store, MARK) == []
     assert scan_tables(store, ALICE) == []
     assert scan_tables(store, "MARKER-BOB") != []  # Bob's own session is untouched
