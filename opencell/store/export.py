@@ -29,8 +29,10 @@ import json
 import math
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import groupby
+from operator import itemgetter
 from typing import IO, Any, Protocol
 
 import sqlalchemy as sa
@@ -101,21 +103,68 @@ def count(store: Store, selection: Selection) -> int:
                                 .where(*selection.conditions())).scalar() or 0)
 
 
-def export_jsonl(store: Store, out: IO[str], selection: Selection = Selection(), *,
+def export_jsonl(store: Store, out: IO[str], selection: Selection | None = None, *,
                  redactor: Redactor | None = None,
                  progress: Callable[[int, int], None] | None = None) -> ExportStats:
     """Write the selected sessions to ``out`` as JSON Lines; ``progress(sessions, events)``
     is called after each session."""
-    stats = ExportStats()
-    for page in _pages(store, selection):
+    lines = _Lines(out, redactor, progress)
+    for page in _pages(store, selection or Selection()):
         with store.reading() as conn:
-            for session, timeline in _timelines(conn, page, redactor):
-                written = _write(out, session, timeline, redactor)
-                stats.sessions += 1
-                stats.events += written
-                if progress is not None:
-                    progress(stats.sessions, stats.events)
-    return stats
+            lines.page(page)
+            for part in _event_parts(conn, page):
+                texts = [(row[0], _event_json(conn, row, redactor)) for row in part]
+                for seq, group in groupby(texts, key=itemgetter(0)):
+                    lines.events(seq, [text for _, text in group])
+            lines.finish_page()
+    return lines.stats
+
+
+class _Lines:
+    """Writes sessions' lines as their events arrive in (session, time) order: a line is
+    opened at the session's first event (or when a later session's events come) and closed
+    when the next one opens."""
+
+    def __init__(self, out: IO[str], redactor: Redactor | None,
+                 progress: Callable[[int, int], None] | None) -> None:
+        self.out, self.redactor, self.progress = out, redactor, progress
+        self.stats = ExportStats()
+        self._pending: list[dict[str, Any]] = []
+        self._open: int | None = None
+        self._written = 0
+
+    def page(self, page: list[dict[str, Any]]) -> None:
+        self._pending = list(reversed(page))
+
+    def events(self, seq: int, texts: list[str]) -> None:
+        while self._open != seq:
+            self._close()
+            self._start(self._pending.pop())
+        self.out.write(("," if self._written else "") + ",".join(texts))
+        self._written += len(texts)
+
+    def finish_page(self) -> None:
+        self._close()
+        while self._pending:
+            self._start(self._pending.pop())
+            self._close()
+
+    def _start(self, row: dict[str, Any]) -> None:
+        session = session_dict({k: v for k, v in row.items() if k != "seq"})
+        if self.redactor is not None:
+            session = self.redactor.redact_value(session)
+        self.out.write(_dumps({"schema": SCHEMA, "session": session})[:-1] + ',"timeline":[')
+        self._open, self._written = int(row["seq"]), 0
+
+    def _close(self) -> None:
+        if self._open is None:
+            return
+        self.out.write("]}\n")
+        self.stats.sessions += 1
+        self.stats.events += self._written
+        self._open = None
+        if self.progress is not None:
+            self.progress(self.stats.sessions, self.stats.events)
 
 
 def _pages(store: Store, selection: Selection) -> Iterator[list[dict[str, Any]]]:
@@ -133,27 +182,13 @@ def _pages(store: Store, selection: Selection) -> Iterator[list[dict[str, Any]]]
         after = int(rows[-1]["seq"])
 
 
-def _timelines(conn: Connection, page: list[dict[str, Any]], redactor: Redactor | None
-               ) -> Iterator[tuple[dict[str, Any], Iterator[str]]]:
-    """Each session of the page with an iterator over its events as JSON (consumed in
-    order)."""
+def _event_parts(conn: Connection, page: list[dict[str, Any]]) -> Iterator[Sequence[Any]]:
+    """The page's events in (session, time, id) order, a streamed chunk at a time."""
     e = events.c
-    by_seq = {int(row["seq"]): row for row in page}
-    stmt = (sa.select(e.session_seq, *EVENT_COLUMNS).where(e.session_seq.in_(list(by_seq)))
+    stmt = (sa.select(e.session_seq, *EVENT_COLUMNS)
+            .where(e.session_seq.in_([int(row["seq"]) for row in page]))
             .order_by(e.session_seq, e.ts, e.id))
-    result = conn.execution_options(yield_per=CHUNK).execute(stmt)
-
-    def stream() -> Iterator[tuple[int, str]]:
-        for part in result.partitions():
-            for row in part:
-                yield row[0], _event_json(conn, row, redactor)
-
-    grouped = _Grouped(stream())
-    for seq, row in by_seq.items():
-        session = session_dict({k: v for k, v in row.items() if k != "seq"})
-        yield session, grouped.take(seq)
-        for _ in grouped.take(seq):  # a caller that stopped early: skip the rest
-            pass
+    yield from conn.execution_options(yield_per=CHUNK).execute(stmt).partitions()
 
 
 _CLASH = re.compile(r'"(?:id|ts|kind|name|duration_ms|success)":')
@@ -214,34 +249,6 @@ def _iso(ts: float) -> str:
 _last_second: list[tuple[int | None, str]] = [(None, "")]
 _string = json.encoder.encode_basestring
 """A JSON string as ``json.dumps(..., ensure_ascii=False)`` writes it."""
-
-
-class _Grouped:
-    """One ordered stream of (session seq, event), handed out a session at a time."""
-
-    def __init__(self, stream: Iterator[tuple[int, str]]) -> None:
-        self._stream = stream
-        self._head = next(stream, None)
-
-    def take(self, seq: int) -> Iterator[str]:
-        while self._head is not None and self._head[0] == seq:
-            yield self._head[1]
-            self._head = next(self._stream, None)
-
-
-def _write(out: IO[str], session: dict[str, Any], timeline: Iterator[str],
-           redactor: Redactor | None) -> int:
-    head = {"schema": SCHEMA,
-            "session": redactor.redact_value(session) if redactor is not None else session}
-    out.write(_dumps(head)[:-1] + ',"timeline":[')
-    written = 0
-    for event in timeline:
-        if written:
-            out.write(",")
-        out.write(event)
-        written += 1
-    out.write("]}\n")
-    return written
 
 
 def _dumps(value: Any) -> str:

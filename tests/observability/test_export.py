@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from opencell.observability.redact import Redactor
 from opencell.records import Record
 from opencell.store.export import CHUNK, SCHEMA, Selection, count, export_jsonl
 from opencell.store.store import Store
+from opencell.store.tables import events, sessions
 from tests.conftest import clean_env, opencell
 from tests.observability._lifecycle_data import session_records
 
@@ -113,3 +115,14 @@ def test_the_export_command_writes_a_file(store_url: str, tmp_path: Path) -> Non
     assert json.loads(one.stdout)["session"]["id"] == ids[1]
     bad = opencell("export", "--format", "csv", env=env)
     assert bad.returncode == 2 and "jsonl" in bad.stderr
+
+
+def test_a_session_whose_events_were_pruned_is_exported_with_an_empty_timeline(
+        store: Store) -> None:
+    ids = fill(store, time.time())
+    with store.writing() as conn:
+        seq = conn.execute(sa.select(sessions.c.seq).where(sessions.c.id == ids[1])).scalar()
+        conn.execute(events.delete().where(events.c.session_seq == seq))
+    lines = exported(store)
+    assert [line["session"]["id"] for line in lines] == ids
+    assert lines[1]["timeline"] == [] and len(lines[2]["timeline"]) == 9
