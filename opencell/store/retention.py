@@ -67,6 +67,9 @@ class RetentionPolicy:
     """Largest share of time the pruner holds the write lock."""
     vacuum_pages: int = 2000
     """Pages one SQLite ``incremental_vacuum`` step hands back."""
+    texts_every_s: float = DAY
+    """How often shared texts are collected: it reads the events still holding content,
+    so it runs daily rather than every run."""
 
     @property
     def content_after_s(self) -> float | None:
@@ -161,7 +164,10 @@ class _Run:
         content_s = policy.content_after_s
         if content_s is not None:
             self.expire_content(self.now - content_s, holds, int(state.get("content_through", 0)))
-            self.collect_texts(self.now - content_s)
+            if self.now - state.get("texts_collected", 0.0) >= policy.texts_every_s:
+                self.collect_texts(self.now - content_s)
+                with self.write() as conn:
+                    _prune.write_state(conn, self.store._dialect, {"texts_collected": self.now})
         with self.write() as conn:
             _prune.write_state(conn, self.store._dialect, {"last_run": self.now})
             _prune.write_state(conn, self.store._dialect, {
