@@ -102,7 +102,7 @@ def expire_content(conn: Connection, win: Window, after: int, limit: int
     rows = conn.execute(sa.select(_e.id, _e.ts, _e.kind, _e.data)
                         .where(_e.id > after, _e.id <= win.upper)
                         .order_by(_e.id).limit(limit)).all()
-    changes = []
+    changes: list[tuple[str, int]] = []
     mark = after
     stopped = False
     for row in rows:
@@ -111,11 +111,11 @@ def expire_content(conn: Connection, win: Window, after: int, limit: int
             break
         stripped = strip_content(row.kind, loads(row.data))
         if stripped is not None:
-            changes.append({"b_id": row.id, "b_data": dumps(stripped)})
+            changes.append((dumps(stripped), int(row.id)))
         mark = int(row.id)
     if changes:
-        conn.execute(events.update().where(_e.id == sa.bindparam("b_id"))
-                     .values(data=sa.bindparam("b_data")), changes)
+        param = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+        conn.exec_driver_sql(f"UPDATE events SET data = {param} WHERE id = {param}", changes)
     return mark, len(changes), stopped or len(rows) < limit
 
 

@@ -223,16 +223,21 @@ def _rewrite_events(conn: Connection, seqs: list[int], names: set[str],
                     pseudonym: str) -> None:
     e = events.c
     needles = tuple(sorted((n for n in names if n), key=len, reverse=True))
-    changes = []
+    changes: list[tuple[str, int]] = []
     for row in conn.execute(sa.select(e.id, e.kind, e.data).where(e.session_seq.in_(seqs))):
         data = loads(row.data)
         if isinstance(data, dict) and data.get(ERASED) is True:
             continue
-        changes.append({"b_id": row.id,
-                        "b_data": dumps(erase(row.kind, data, needles, pseudonym))})
+        changes.append((dumps(erase(row.kind, data, needles, pseudonym)), int(row.id)))
     if changes:
-        conn.execute(events.update().where(e.id == sa.bindparam("b_id"))
-                     .values(data=sa.bindparam("b_data")), changes)
+        set_data(conn, changes)
+
+
+def set_data(conn: Connection, changes: list[tuple[str, int]]) -> None:
+    """``UPDATE events SET data = ? WHERE id = ?`` for many (data, id) pairs, straight to
+    the driver: SQLAlchemy's per-row parameter handling was a third of a large erasure."""
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    conn.exec_driver_sql(f"UPDATE events SET data = {mark} WHERE id = {mark}", changes)
 
 
 def _finish(conn: Connection, report: ErasureReport, found: dict[int, dict[str, Any]],

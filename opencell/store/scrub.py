@@ -14,8 +14,11 @@ timeline says why a field is empty.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
+
+from opencell.store._json import to_json
 
 CONTENT_FIELDS: Mapping[str, tuple[str, ...]] = {
     "message": ("input", "output"),
@@ -44,7 +47,8 @@ def loads(text: str | None) -> Any:
 
 
 def dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    """Data as the store writes it (compact JSON, one C encoder built once)."""
+    return to_json(value)
 
 
 def strip_content(kind: str, data: Any) -> dict[str, Any] | None:
@@ -155,25 +159,15 @@ def anonymise(value: Any, needles: tuple[str, ...], pseudonym: str, *,
     return value
 
 
+_DIGEST = re.compile(r'"\$text":"([0-9a-f]{64})"')
+
+
 def digests_in(data_text: str | None) -> set[str]:
-    """The shared texts (digests) a stored data JSON refers to, at the two levels
-    ``texts.share`` uses."""
+    """The shared texts (digests) a stored data JSON refers to.
+
+    Read from the JSON text without decoding it: a reference is ``{"$text":"<sha-256>"}``,
+    and the same characters inside a string value are escaped (``\\"$text\\"``), so they
+    never match. (A match anywhere only keeps a text longer: the safe side.)"""
     if not data_text or TEXT_REF not in data_text:
         return set()
-    found: set[str] = set()
-    data = loads(data_text)
-    if not isinstance(data, dict):
-        return found
-    for value in data.values():
-        _collect(value, found)
-        if isinstance(value, dict):
-            for inner in value.values():
-                _collect(inner, found)
-    return found
-
-
-def _collect(value: Any, found: set[str]) -> None:
-    if isinstance(value, dict) and len(value) == 1:
-        digest = value.get("$text")
-        if isinstance(digest, str):
-            found.add(digest)
+    return set(_DIGEST.findall(data_text))
