@@ -6,7 +6,7 @@ whole data of a custom event. Structure is everything that counts: kinds, names,
 durations, success, lengths (``input_chars``, ``result_chars``), tokens, costs, models.
 
 Retention expires content earlier than structure (:func:`strip_content`); erasure strips
-content and also replaces the user's id and name in what remains (:func:`anonymise`).
+content and also replaces the user's id and name in what remains (:func:`erase`).
 Both leave ``content_expired: true`` (and erasure ``erased: true``) in the data so a
 timeline says why a field is empty.
 """
@@ -139,23 +139,14 @@ def _replace_whole(text: str, form: str, by: str) -> str:
     return "".join(out)
 
 
-def anonymise(value: Any, needles: tuple[str, ...], pseudonym: str, *,
-              inside: bool = False) -> Any:
-    """``value`` with every string equal to one of ``needles`` replaced by ``pseudonym``
-    (and, when ``inside``, every occurrence within a longer string too)."""
+def anonymise(value: Any, needles: tuple[str, ...], pseudonym: str) -> Any:
+    """``value`` with every string equal to one of ``needles`` replaced by ``pseudonym``."""
     if isinstance(value, str):
-        if value in needles:
-            return pseudonym
-        if inside:
-            for needle in needles:
-                if needle in value:
-                    value = value.replace(needle, pseudonym)
-        return value
+        return pseudonym if value in needles else value
     if isinstance(value, dict):
-        return {key: anonymise(item, needles, pseudonym, inside=inside)
-                for key, item in value.items()}
+        return {key: anonymise(item, needles, pseudonym) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [anonymise(item, needles, pseudonym, inside=inside) for item in value]
+        return [anonymise(item, needles, pseudonym) for item in value]
     return value
 
 
