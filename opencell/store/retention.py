@@ -103,6 +103,15 @@ def policy_from(config: RetentionConfig) -> RetentionPolicy:
                            batch_rows=config.batch_rows)
 
 
+def start_pruner(store: Store, config: RetentionConfig) -> Pruner | None:
+    """The background pruner ``observability.retention`` asks for, started (None: off)."""
+    if not config.enabled or (config.events is None and config.content is None):
+        return None
+    pruner = Pruner(store, policy_from(config), interval_s=config.interval)
+    pruner.start()
+    return pruner
+
+
 class _Stop(Exception):
     pass
 

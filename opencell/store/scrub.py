@@ -22,7 +22,10 @@ from opencell.store._json import to_json
 
 CONTENT_FIELDS: Mapping[str, tuple[str, ...]] = {
     "message": ("input", "output"),
-    "llm_call": ("completion", "prompt_last", "error"),
+    # What the model was sent (``input`` as the change since the previous call, ``system``,
+    # ``tools_offered``; ``prompt_last`` in stores written before those) and what it said.
+    "llm_call": ("completion", "completion_calls", "input", "system", "tools_offered",
+                 "prompt_last", "error"),
     "tool_call": ("args", "result", "error"),
     "error": ("message", "stack", "context"),
     "session_end": ("metadata",),

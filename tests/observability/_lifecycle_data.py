@@ -39,7 +39,11 @@ def session_records(user: str, ts: float, marker: str, *, platform: str = "disco
             "cache_write_tokens": 0, "cost_usd": cost, "price_source": "genai-prices",
             "stop_reason": "end_turn", "request_id": "req_1", "tool_calls": ["lookup"],
             "completion": f"completion {marker}",
-            "prompt_last": {"role": "user", "content": long_text}}, 400.0, True),
+            "completion_calls": [{"id": "c1", "name": "lookup", "arguments": {"q": marker}}],
+            "input": {"from": 0, "keep": 0, "n": 1, "call": 1,
+                      "add": [{"role": "user", "content": long_text}]},
+            "system": f"You help {marker}", "tools_offered": [{"name": "lookup"}]},
+            400.0, True),
         Record("tool_call", sid, ts + 4, "lookup", {
             "tool": "lookup", "call_id": "c1", "args": {"q": marker},
             "result": f"result {marker}", "result_chars": 20, "truncated": False,

@@ -115,7 +115,8 @@ def test_content_expires_before_the_structure(store: Store) -> None:
     assert message["input"] is None and message["output"] is None
     assert message["input_chars"] == 30 and message["content_expired"] is True
     call = by_kind["llm_call"]
-    assert call["completion"] is None and call["prompt_last"] is None
+    assert call["completion"] is None and call["input"] is None and call["system"] is None
+    assert call["completion_calls"] is None and call["tool_calls"] == ["lookup"]
     assert (call["input_tokens"], call["output_tokens"], call["cost_usd"]) == (1000, 200, 0.25)
     tool = by_kind["tool_call"]
     assert tool["args"] is None and tool["result"] is None and tool["result_chars"] == 20
