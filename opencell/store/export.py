@@ -183,12 +183,29 @@ def _pages(store: Store, selection: Selection) -> Iterator[list[dict[str, Any]]]
 
 
 def _event_parts(conn: Connection, page: list[dict[str, Any]]) -> Iterator[Sequence[Any]]:
-    """The page's events in (session, time, id) order, a streamed chunk at a time."""
+    """The page's events in (session, time, id) order, a streamed chunk at a time, as
+    ``(session_seq, *EVENT_COLUMNS)`` tuples. SQLite: straight from the driver's cursor
+    (it streams by itself; SQLAlchemy's rows were a seventh of an export); PostgreSQL: a
+    server-side cursor."""
+    seqs = [int(row["seq"]) for row in page]
+    if conn.dialect.name == "sqlite":
+        cursor = conn.connection.cursor()
+        try:
+            cursor.execute("SELECT session_seq, id, ts, kind, name, duration_ms, success, data "
+                           f"FROM events WHERE session_seq IN ({','.join('?' * len(seqs))}) "
+                           "ORDER BY session_seq, ts, id", seqs)
+            while rows := cursor.fetchmany(CHUNK):
+                yield rows
+        finally:
+            cursor.close()
+        return
     e = events.c
-    stmt = (sa.select(e.session_seq, *EVENT_COLUMNS)
-            .where(e.session_seq.in_([int(row["seq"]) for row in page]))
+    stmt = (sa.select(e.session_seq, *EVENT_COLUMNS).where(e.session_seq.in_(seqs))
             .order_by(e.session_seq, e.ts, e.id))
     yield from conn.execution_options(yield_per=CHUNK).execute(stmt).partitions()
+
+
+_FIELDS = tuple(column.name for column in EVENT_COLUMNS)
 
 
 _CLASH = re.compile(r'"(?:id|ts|kind|name|duration_ms|success)":')
@@ -225,7 +242,7 @@ def _event_json(conn: Connection, row: Any, redactor: Redactor | None) -> str:
             redacted = redactor.redact(text)
             if redacted is text or redacted == text:
                 return text
-    [event] = event_dicts(conn, [row._mapping])
+    [event] = event_dicts(conn, [dict(zip(_FIELDS, row[1:], strict=True))])
     return _dumps(redactor.redact_value(event) if redactor is not None else event)
 
 
