@@ -60,11 +60,22 @@ def main() -> None:
 def _register() -> None:
     """Every command, in the order ``--help`` lists them. Explicit: importing a module never
     adds a command as a side effect."""
-    from opencell.cli import bots, budgets, dashboard, doctor, inspect, replay, validate, versions
+    from opencell.cli import (
+        bots,
+        budgets,
+        dashboard,
+        doctor,
+        inspect,
+        lifecycle,
+        replay,
+        validate,
+        versions,
+    )
 
     for command in (bots.run, bots.chat, validate.validate, inspect.sessions, inspect.session,
                     inspect.costs, replay.replay, versions.versions, budgets.budgets,
-                    dashboard.dashboard, doctor.doctor):
+                    dashboard.dashboard, doctor.doctor, lifecycle.forget, lifecycle.export,
+                    lifecycle.prune):
         app.command()(command)
 
 

@@ -14,7 +14,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from opencell.config import AgentOpsConfig, BotConfig, OpenCellConfig, OTLPConfig
+    from opencell.config import (
+        AgentOpsConfig,
+        BotConfig,
+        OpenCellConfig,
+        OTLPConfig,
+        RetentionConfig,
+    )
     from opencell.exporters.otlp import OTLPTarget
 
 
@@ -37,7 +43,7 @@ def run_checks(config_path: Path | None, bots: Sequence[Path],
     for path in bots:
         checks.extend(check_bot(path, env))
     if config is not None:
-        checks.extend(check_store(config.store.url))
+        checks.extend(check_store(config.store.url, config.observability.retention))
         from opencell.exporters import effective_settings
 
         agentops, otlp = effective_settings(config, env)
@@ -105,8 +111,9 @@ def check_secrets(bot: BotConfig, env: Mapping[str, str]) -> list[Check]:
     return checks
 
 
-def check_store(url: str) -> list[Check]:
-    """The store opens, its schema is current, and it takes a write."""
+def check_store(url: str, retention: RetentionConfig | None = None) -> list[Check]:
+    """The store opens, its schema is current, and it takes a write; then what it holds
+    (size, oldest event) and how long it keeps it."""
     import sqlalchemy as sa
 
     from opencell.errors import StoreError
@@ -126,6 +133,7 @@ def check_store(url: str) -> list[Check]:
         backlog = ", ".join(f"{row['exporter']}: {row['pending_events']} event(s) pending"
                             for row in cursor_rows(store))
         recording = check_recording(store.losses())
+        data = check_data(store, retention)
     except (sa.exc.SQLAlchemyError, OSError) as exc:
         reason = str(getattr(exc, "orig", None) or exc).replace("\n", " ")
         return [Check("store", False, f"{store.url} cannot be written: {reason}", fix)]
@@ -133,7 +141,52 @@ def check_store(url: str) -> list[Check]:
         store.close()
     detail = f"{store.url} (schema v{version}/{LATEST}, writable)"
     return [Check("store", True, detail + (f"; outbox {backlog}" if backlog else "")),
-            recording]
+            recording, data]
+
+
+def check_data(store: Any, retention: RetentionConfig | None) -> Check:
+    """The store's size, its oldest event, the retention settings and the last prune."""
+    import time
+
+    from opencell.store.facts import facts
+    from opencell.store.reads import iso
+
+    found = facts(store)
+    parts = []
+    if found["size_bytes"] is not None:
+        parts.append(f"size {found['size_bytes'] / 1e6:,.1f} MB")
+    oldest = found["oldest_event_ts"]
+    if oldest is None:
+        parts.append("no events")
+    else:
+        parts.append(f"oldest event {iso(oldest)} ({(time.time() - oldest) / 86400:,.0f} days)")
+    if retention is None or not retention.enabled:
+        parts.append("retention off: events are kept forever")
+    else:
+        parts.append(f"retention: events {_days(retention.events)}, content "
+                     f"{_days(retention.content)}, exporter grace "
+                     f"{_days(retention.exporter_grace)}")
+    state = found["state"]
+    if state.get("last_run"):
+        parts.append(f"last pruned {iso(state['last_run'])} (so far "
+                     f"{int(state.get('events_deleted', 0)):,} events deleted, "
+                     f"{int(state.get('content_expired', 0)):,} emptied)")
+    lost = {key[5:]: int(v) for key, v in state.items() if key.startswith("lost:") and v}
+    if lost:
+        parts.append("undelivered events pruned: " + ", ".join(f"{k} {v}"
+                                                               for k, v in lost.items()))
+    if found["auto_vacuum"] not in (None, "incremental"):
+        return Check("data", False, "; ".join(parts) + f"; auto_vacuum is {found['auto_vacuum']}"
+                     ": pruned space stays in the file",
+                     "stop the bots and run `opencell prune --vacuum` once")
+    return Check("data", True, "; ".join(parts))
+
+
+def _days(seconds: float | None) -> str:
+    if seconds is None:
+        return "forever"
+    days = seconds / 86400
+    return f"{days:g}d" if days >= 1 else f"{seconds / 3600:g}h"
 
 
 def check_recording(losses: Mapping[str, Any]) -> Check:

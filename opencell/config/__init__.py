@@ -40,6 +40,7 @@ from opencell.config.settings import (
     OpenCellConfig,
     OTLPConfig,
     RedactRule,
+    RetentionConfig,
     StoreConfig,
 )
 from opencell.config.source import YamlSource, format_loc, read_yaml
@@ -270,7 +271,7 @@ __all__ = [
     "AgentOpsConfig", "AlertsConfig", "BotBudget", "BotConfig", "BudgetLimit", "BudgetsConfig",
     "CommaList", "ConsoleConfig", "DashboardConfig", "DiscordConfig", "Duration", "LLMConfig",
     "MiddlewareEntry", "Model", "OTLPConfig", "ObservabilityConfig", "OpenCellConfig",
-    "PlatformsConfig", "RateLimitConfig", "RedactRule", "SessionConfig", "SlackConfig",
-    "StoreConfig", "ToolEntry", "claim_name", "each_error", "format_loc", "load_config",
-    "parse_duration", "parse_rate", "read_bot", "validate_source",
+    "PlatformsConfig", "RateLimitConfig", "RedactRule", "RetentionConfig", "SessionConfig",
+    "SlackConfig", "StoreConfig", "ToolEntry", "claim_name", "each_error", "format_loc",
+    "load_config", "parse_duration", "parse_rate", "read_bot", "validate_source",
 ]

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
+    BeforeValidator,
     Field,
     field_validator,
 )
 
-from opencell.config.fields import CommaList, Model
+from opencell.config.fields import CommaList, Duration, Model, parse_duration
 
 
 class StoreConfig(Model):
@@ -46,11 +47,55 @@ class OTLPConfig(Model):
     headers: dict[str, str] = {}
 
 
+def _window(value: Any) -> float | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("never", "")):
+        return None
+    return parse_duration(value)
+
+
+RetentionWindow = Annotated[float | None, BeforeValidator(_window)]
+"""A retention window: a duration (``30d``, ``12h``) or ``never``."""
+
+
+class RetentionConfig(Model):
+    """How long the store keeps events and their content (see README, "Data lifecycle")."""
+
+    enabled: bool = True
+    events: RetentionWindow = 90 * 86400.0
+    """Events older than this are deleted (sessions and cost rollups are kept)."""
+    content: RetentionWindow = 30 * 86400.0
+    """Message text, tool arguments/results, error context and custom data older than
+    this are removed; lengths, tokens and costs stay."""
+    exporter_grace: Duration = 7 * 86400.0
+    """How long past the window an exporter's undelivered events are still kept."""
+    interval: Duration = 600.0
+    """How often the background pruner runs."""
+    batch_rows: int = Field(2000, ge=10, le=100_000)
+    """Rows per pruning transaction (each is short; the pruner pauses between them)."""
+
+    @field_validator("events")
+    @classmethod
+    def _long_enough(cls, value: float | None) -> float | None:
+        if value is not None and value < 32 * 86400.0:
+            raise ValueError("events must be kept at least 32d: budgets read the first and "
+                             "last day of a month from them (content can expire sooner)")
+        return value
+
+    @field_validator("content")
+    @classmethod
+    def _content_window(cls, value: float | None) -> float | None:
+        if value is not None and value < 3600.0:
+            raise ValueError("content must be kept at least 1h (or use capture_content: "
+                             "false to store none)")
+        return value
+
+
 class ObservabilityConfig(Model):
     capture_content: bool = True
     redact: list[RedactRule] = []
     agentops: AgentOpsConfig = AgentOpsConfig()
     otlp: OTLPConfig = OTLPConfig()
+    retention: RetentionConfig = RetentionConfig()
     max_result_chars: int = Field(4000, ge=0)
     max_message_chars: int = Field(100_000, ge=1)
     """Characters of message text (input, reply, prompt, completion) kept per stored field;

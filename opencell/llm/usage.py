@@ -12,12 +12,15 @@ can say so and budgets settle it at no less than its reservation.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
 from collections.abc import Mapping
+from typing import Any
 
 from opencell.llm.base import LLMRequest, Usage
+from opencell.records import MAX_COUNT, valid_count
 
 log = logging.getLogger("opencell.llm")
 
@@ -140,3 +143,22 @@ def _describe(value: object) -> str:
         return "missing"
     text = repr(value)
     return text if len(text) <= 24 else text[:23] + "…"
+
+
+TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
+
+
+def storable_usage(usage: Usage) -> tuple[Usage, dict[str, object]]:
+    """``usage`` with every count a valid one (a bad count becomes 0), and the bad values:
+    what a record may hold, whoever built the ``Usage`` (the facade's ``track_cost`` too)."""
+    invalid: dict[str, object] = {}
+    changes: dict[str, Any] = {}
+    for name in TOKEN_FIELDS:
+        value = getattr(usage, name)
+        if type(value) is int and 0 <= value <= MAX_COUNT:
+            continue
+        checked = valid_count(value)
+        if checked is None:
+            invalid[name] = value
+        changes[name] = checked or 0
+    return (dataclasses.replace(usage, **changes) if changes else usage), invalid

@@ -12,7 +12,6 @@ in the record's ``invalid`` field). The store still isolates a record it cannot 
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import os
@@ -24,17 +23,16 @@ from typing import TYPE_CHECKING, Any
 from opencell.guard import guard
 from opencell.llm.base import LLMRequest, LLMResponse, ToolCall, Usage
 from opencell.llm.pricing import PriceBook
+from opencell.llm.usage import storable_usage
 from opencell.observability.model_input import InputDeltas, call_dict
 from opencell.observability.recorder import NullRecorder, Recorder
 from opencell.observability.redact import Redactor, use_for_logs
 from opencell.observability.versions import digest, stamp
 from opencell.records import (
-    MAX_COUNT,
     MAX_NUMBER,
     Kind,
     capped,
     new_session_id,
-    valid_count,
     valid_number,
     valid_text,
     valid_value,
@@ -44,6 +42,7 @@ from opencell.sessions import EndReason, Session
 if TYPE_CHECKING:
     from opencell.config import BotConfig, OpenCellConfig
     from opencell.exporters import Exporters, ExportTuning
+    from opencell.store.retention import Pruner
     from opencell.store.store import Store
     from opencell.tools import ToolResult
 
@@ -71,6 +70,7 @@ class Observability:
         self.store = store
         self.exporters: Exporters | None = None
         """The exporters this instance started and stops (``from_config``)."""
+        self.pruner: Pruner | None = None  # retention, started and stopped here
         self._recent: tuple[tuple[str, str], ...] = ()
         self.inputs = InputDeltas()
         """Each session's previous model input: calls are recorded as what is new."""
@@ -110,6 +110,10 @@ class Observability:
             observability.exporters = start_exporters(config, store, env=env,
                                                       prices=observability.prices,
                                                       tuning=export_tuning)
+        with guard("starting the pruner"):
+            from opencell.store.retention import start_pruner
+
+            observability.pruner = start_pruner(store, obs.retention)
         return observability
 
     def close(self, timeout: float = 5.0, *, export_timeout: float = 5.0) -> bool:
@@ -117,6 +121,8 @@ class Observability:
         exporters ``export_timeout`` seconds to deliver (what they cannot stays pending in
         the store for the next start) and stop them."""
         flushed = self.recorder.close(timeout)
+        if self.pruner is not None:
+            self.pruner.stop(timeout)  # never raises: it only sets an event and joins
         if self.exporters is not None:
             with guard("stopping exporters"):
                 self.exporters.stop(export_timeout)
@@ -285,7 +291,7 @@ class Observability:
 
     def _usage_fields(self, provider: str, model: str, answered: str, usage: Usage,
                       cost_usd: float | None) -> dict[str, Any]:
-        usage, invalid = _checked_usage(usage)
+        usage, invalid = storable_usage(usage)
         if cost_usd is not None and valid_number(cost_usd) is None:
             invalid["cost_usd"] = cost_usd
             cost_usd = None  # priced from the book instead
@@ -364,24 +370,6 @@ def bot_secrets(bot: BotConfig) -> list[str]:
         if platform is not None:
             values += [str(getattr(platform, name, "") or "") for name in SECRET_FIELDS]
     return [v for v in values if v]
-
-
-_TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
-
-
-def _checked_usage(usage: Usage) -> tuple[Usage, dict[str, object]]:
-    """``usage`` with every count a valid one (a bad count becomes 0), and the bad values."""
-    invalid: dict[str, object] = {}
-    changes: dict[str, Any] = {}
-    for name in _TOKEN_FIELDS:
-        value = getattr(usage, name)
-        if type(value) is int and 0 <= value <= MAX_COUNT:
-            continue
-        checked = valid_count(value)
-        if checked is None:
-            invalid[name] = value
-        changes[name] = checked or 0
-    return (dataclasses.replace(usage, **changes) if changes else usage), invalid
 
 
 def _optional_text(value: object) -> str | None:

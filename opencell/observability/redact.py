@@ -33,6 +33,7 @@ tool result: the matcher then tries every branch at every position.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import re
 from collections.abc import Iterable, Mapping
@@ -187,6 +188,11 @@ class Redactor:
                 raise ValueError(f"redact rule {rule.pattern!r}: bad replacement "
                                  f"{rule.replacement!r}: {exc}") from None
             self._rules.append((compiled, rule.replacement))
+        self.json_safe = not self._rules and all(
+            json.dumps(secret, ensure_ascii=False)[1:-1] == secret for secret in self._secrets)
+        """Whether redacting a value's JSON text finds what redacting the value finds: no
+        custom rules (they may be anchored to a whole value) and no secret that JSON escapes.
+        The export uses it to redact stored JSON without decoding it."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], extra_secret_names: Iterable[str] = (), *,

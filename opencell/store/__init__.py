@@ -10,6 +10,8 @@ Public API (everything outside ``opencell.store`` uses only these):
   query builders and row shapes; :mod:`opencell.store.dialect` — SQLite/PostgreSQL seam.
 - ``owner_is_alive`` / ``process_owner`` — which process wrote a session or holds a lease.
 - ``count`` / ``money`` — how a stored token count or cost is read back (one reader for all).
+- The data lifecycle: ``prune`` / ``RetentionPolicy`` (:mod:`opencell.store.retention`),
+  ``forget`` (:mod:`opencell.store.erasure`), ``export_jsonl`` (:mod:`opencell.store.export`).
 
 Names are loaded lazily: importing ``opencell.store.tables`` must not pull in the writer.
 """
@@ -27,14 +29,22 @@ _EXPORTS = {
     "money": "opencell.store._batch",
     "COST_SUMS": "opencell.store._activity",
     "bucket_ms": "opencell.store._activity",
+    "forget": "opencell.store.erasure",
+    "export_jsonl": "opencell.store.export",
+    "prune": "opencell.store.retention",
+    "RetentionPolicy": "opencell.store.retention",
 }
 
-__all__ = ["COST_SUMS", "Store", "bucket_ms", "count", "money", "owner_is_alive", "process_owner"]
+__all__ = ["COST_SUMS", "RetentionPolicy", "Store", "bucket_ms", "count", "export_jsonl", "forget",
+           "money", "owner_is_alive", "process_owner", "prune"]
 
 if TYPE_CHECKING:
     from opencell.store._activity import COST_SUMS, bucket_ms
     from opencell.store._batch import count, money
     from opencell.store._owner import owner_is_alive, process_owner
+    from opencell.store.erasure import forget
+    from opencell.store.export import export_jsonl
+    from opencell.store.retention import RetentionPolicy, prune
     from opencell.store.store import Store
 
 

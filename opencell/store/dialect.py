@@ -187,6 +187,10 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        # Takes effect only in a file with no tables yet (a new store): retention can then
+        # hand freed pages back with PRAGMA incremental_vacuum. An older file keeps its mode
+        # until a full VACUUM (`opencell prune --vacuum`); see store/retention.py.
+        cursor.execute("PRAGMA auto_vacuum = INCREMENTAL")
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")
     finally:

@@ -233,12 +233,33 @@ def _v9_bot_versions_and_replays(conn: Connection, dialect: Dialect) -> None:
     sa.Index("ix_sessions_replay_of", s.c.replay_of).create(conn)
 
 
+def _v10_lifecycle(conn: Connection, dialect: Dialect) -> None:
+    """The pruner's progress (``retention_state``) and the erasure audit trail (``erasures``)."""
+    md = sa.MetaData()
+    sa.Table(
+        "retention_state", md,
+        sa.Column("key", sa.String(64), primary_key=True),
+        sa.Column("value", sa.Float, nullable=False, server_default="0"),
+    )
+    sa.Table(
+        "erasures", md,
+        sa.Column("id", Id, primary_key=True, autoincrement=True),
+        sa.Column("ts", sa.Float, nullable=False),
+        sa.Column("actor", sa.String(300), nullable=False, server_default=""),
+        sa.Column("platform", sa.String(40)),
+        sa.Column("pseudonym", sa.String(64), nullable=False),
+        sa.Column("counts", sa.Text, nullable=False, server_default="{}"),
+        sa.Column("exporters", sa.Text, nullable=False, server_default="{}"),
+    )
+    md.create_all(conn)
+
+
 Migration = Callable[[Connection, Dialect], None]
 
 MIGRATIONS: list[Migration] = [_v1_base_tables, _v2_cache_tokens_and_sort_indexes,
                                _v3_export_cursors, _v4_activity_rollups, _v5_budget_alerts,
                                _v6_estimated_calls, _v7_quarantine, _v8_texts,
-                               _v9_bot_versions_and_replays]
+                               _v9_bot_versions_and_replays, _v10_lifecycle]
 """Step *n* (1-based) upgrades a version *n-1* database to version *n*."""
 
 LATEST = len(MIGRATIONS)

@@ -201,5 +201,27 @@ texts = sa.Table(
 )
 """Large texts, once each by SHA-256 (see ``texts.py``); records refer to them."""
 
+# v10: the data lifecycle (see retention.py, erasure.py).
+retention_state = sa.Table(
+    "retention_state", METADATA,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Float, nullable=False, server_default="0"),
+)
+"""Progress of the background pruner: e.g. ``content_through`` (the last event id whose
+content has been expired), ``last_run``, running counts of what was pruned."""
+erasures = sa.Table(
+    "erasures", METADATA,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("ts", sa.Float, nullable=False),
+    sa.Column("actor", sa.String(300), nullable=False, server_default=""),
+    sa.Column("platform", sa.String(40)),
+    sa.Column("pseudonym", sa.String(64), nullable=False),
+    sa.Column("counts", sa.Text, nullable=False, server_default="{}"),
+    sa.Column("exporters", sa.Text, nullable=False, server_default="{}"),
+)
+"""The audit trail of ``forget``: who ran it, when, how many rows of what it changed, which
+exporters had already sent the data; never the user's id, name or text. ``pseudonym`` is
+the id the user's cost rows now carry (random, not derived from the user id)."""
+
 DURATION_SORT = sa.func.coalesce(sessions.c.duration_ms, sa.literal_column("-1"))
 """How sessions sort by duration: open sessions (no duration yet) come last when descending."""

@@ -1,0 +1,147 @@
+"""The pruner's SQL steps, each one bounded batch inside the caller's write transaction.
+
+Events are found by id, never by a scan of ``ts``: ids grow with time, so the last id
+stamped before a cutoff is found by a binary search over the primary key (about thirty
+indexed probes), and a batch is a primary-key range. Events stamped out of order (an
+interrupted session's ``session_end`` carries its last activity) are caught by a later run,
+once the boundary has moved past them.
+
+The exporters hold what they have not delivered: an event above the lowest exporter cursor
+is kept past its window, for at most ``grace_s`` more (see ``retention.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy import Connection
+
+from opencell.store.dialect import Dialect
+from opencell.store.scrub import dumps, loads, strip_content
+from opencell.store.tables import events, export_cursors, retention_state
+
+_e = events.c
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """Which events one step may touch: stamped before ``cutoff`` and either delivered by
+    every exporter (id at most ``hold_id``) or older than ``cutoff - grace_s``."""
+
+    cutoff: float
+    hold_id: int | None
+    grace_s: float
+    upper: int
+    """The highest id the step looks at."""
+
+    def condition(self) -> sa.ColumnElement[bool]:
+        cond = _e.ts < self.cutoff
+        if self.hold_id is not None:
+            cond = sa.and_(cond, sa.or_(_e.id <= self.hold_id,
+                                        _e.ts < self.cutoff - self.grace_s))
+        return cond
+
+    def allows(self, event_id: int, ts: float) -> bool:
+        if ts >= self.cutoff:
+            return False
+        return self.hold_id is None or event_id <= self.hold_id \
+            or ts < self.cutoff - self.grace_s
+
+
+def cursors(conn: Connection) -> dict[str, int]:
+    """Every exporter's cursor: the last event id it delivered."""
+    c = export_cursors.c
+    return {row.exporter: int(row.last_event_id)
+            for row in conn.execute(sa.select(c.exporter, c.last_event_id))}
+
+
+def id_span(conn: Connection) -> tuple[int, int]:
+    """(lowest, highest) event id; (0, 0) when there are none."""
+    low, high = conn.execute(sa.select(sa.func.min(_e.id), sa.func.max(_e.id))).one()
+    return int(low or 0), int(high or 0)
+
+
+def boundary(conn: Connection, cutoff: float, low: int, high: int) -> int:
+    """The id just before the first event (in id order) stamped at or after ``cutoff``,
+    searching ``[low, high]``; ``high`` when every event there is older."""
+    lo, hi = low, high + 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        row = conn.execute(sa.select(_e.id, _e.ts).where(_e.id >= mid)
+                           .order_by(_e.id).limit(1)).first()
+        if row is None or row.ts >= cutoff:
+            hi = mid
+        else:
+            lo = int(row.id) + 1
+    return lo - 1
+
+
+def window(conn: Connection, cutoff: float, grace_s: float, holds: dict[str, int],
+           span: tuple[int, int], *, keep_newest: bool) -> Window:
+    """The window of one step, its upper id found by :func:`boundary`. With
+    ``keep_newest`` (deleting) the newest event is never in it: SQLite hands out
+    max(id) + 1, so deleting it would reuse ids below the exporters' cursors."""
+    low, high = span
+    hold = min(holds.values()) if holds else None
+    if high == 0:
+        return Window(cutoff, hold, grace_s, 0)
+    upper = boundary(conn, cutoff, low, high)
+    if hold is not None and upper > hold:
+        upper = max(hold, boundary(conn, cutoff - grace_s, low, high))
+    return Window(cutoff, hold, grace_s, min(upper, high - 1) if keep_newest else upper)
+
+
+def expire_content(conn: Connection, win: Window, after: int, limit: int
+                   ) -> tuple[int, int, bool]:
+    """Strip the content of up to ``limit`` events above ``after``.
+
+    Returns (the new ``content_through`` mark, events changed, whether the step is done).
+    The mark stops before the first event the window does not allow (a held or out-of-order
+    one), so no event is ever skipped."""
+    rows = conn.execute(sa.select(_e.id, _e.ts, _e.kind, _e.data)
+                        .where(_e.id > after, _e.id <= win.upper)
+                        .order_by(_e.id).limit(limit)).all()
+    changes: list[tuple[str, int]] = []
+    mark = after
+    stopped = False
+    for row in rows:
+        if not win.allows(int(row.id), float(row.ts)):
+            stopped = True
+            break
+        stripped = strip_content(row.kind, loads(row.data))
+        if stripped is not None:
+            changes.append((dumps(stripped), int(row.id)))
+        mark = int(row.id)
+    if changes:
+        param = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+        conn.exec_driver_sql(f"UPDATE events SET data = {param} WHERE id = {param}", changes)
+    return mark, len(changes), stopped or len(rows) < limit
+
+
+def delete_events(conn: Connection, win: Window, after: int, limit: int
+                  ) -> tuple[list[int], bool]:
+    """Delete up to ``limit`` events of the window above ``after``, as one id range.
+    Returns (their ids, whether the step is done)."""
+    ids = [int(i) for i in conn.execute(
+        sa.select(_e.id).where(_e.id > after, _e.id <= win.upper, win.condition())
+        .order_by(_e.id).limit(limit)).scalars()]
+    if ids:
+        conn.execute(events.delete().where(_e.id >= ids[0], _e.id <= ids[-1],
+                                           win.condition()))
+    return ids, len(ids) < limit
+
+
+def read_state(conn: Connection) -> dict[str, float]:
+    r = retention_state.c
+    return {row.key: float(row.value) for row in conn.execute(sa.select(r.key, r.value))}
+
+
+def write_state(conn: Connection, dialect: Dialect, values: dict[str, float], *,
+                add: bool = False) -> None:
+    """Set (or, with ``add``, add to) the pruner's state values."""
+    if not values:
+        return
+    stmt = dialect.upsert(retention_state, ("key",), lambda new: {
+        "value": retention_state.c.value + new.value if add else new.value})
+    conn.execute(stmt, [{"key": key, "value": value} for key, value in values.items()])
