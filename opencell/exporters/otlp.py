@@ -173,6 +173,9 @@ class OTLPExporter(SpanBuilder):
                          "gen_ai.tool.type": "function"}
         if data.get("call_id"):
             a["gen_ai.tool.call.id"] = str(data["call_id"])
+        if data.get("server"):  # a tool of an MCP server
+            a["gen_ai.tool.type"] = "extension"
+            a["opencell.tool.server"] = str(data["server"])
         self._common(event, a)
         if self.content:
             a["gen_ai.tool.call.arguments"] = as_json(data.get("args") or {})
