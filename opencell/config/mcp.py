@@ -70,7 +70,7 @@ class McpServerConfig(Model):
             return _tidy(host.split(":")[0])
         words = [a for a in self.args if not a.startswith("-")]
         if "-m" in self.args and self.args.index("-m") + 1 < len(self.args):
-            words = [self.args[self.args.index("-m") + 1]]
+            return _tidy(self.args[self.args.index("-m") + 1].split(".")[-1])
         return _tidy(PurePath(words[0] if words else self.command or "mcp").stem)
 
     def secrets(self) -> list[str]:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
+from opencell.config.mcp import SERVER_NAME
 from opencell.config.source import suggest
 from opencell.tools.builtin import BUILTINS
 from opencell.tools.mcp.options import McpOptions
@@ -80,9 +81,9 @@ def _mcp_problems(entry: ToolEntry) -> tuple[McpOptions | None, list[Located]]:
     if importlib.util.find_spec("mcp") is None:
         return None, [(("mcp",), "MCP servers need the mcp package: pip install "
                                  "'opencell[mcp]'")]
-    if not NAME_PATTERN.match(entry.name):
+    if not SERVER_NAME.match(entry.name):
         return None, [(("name",), f"'{entry.name}' is not a valid server name; use 1-64 "
-                                  "letters, digits, _ or -")]
+                                  "letters, digits, '.', _ or -")]
     found = replace(_MCP_ENTRY, name=entry.name)
     options, errors = _check_options(found, entry)
     if "allow" in entry.options or errors:

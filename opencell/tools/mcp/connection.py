@@ -8,7 +8,7 @@ and leaves it in that same task (the SDK's anyio scopes require it). The supervi
   a notification on handshake-era connections, a ``subscriptions/listen`` stream on
   2026-era ones);
 - notices the connection ending — a stdio process that exits closes its stdout; a call that
-  finds the connection closed; a failed ping — and reconnects with exponential back-off;
+  finds the connection closed; a failed probe — and reconnects with exponential back-off;
 - stops on ``aclose()``, which closes the session and stops the process.
 
 Calls come from other tasks and go straight to the connected client; while the server is down
@@ -42,7 +42,8 @@ from opencell.retry import Backoff
 log = logging.getLogger("opencell.tools.mcp")
 
 PING_INTERVAL = 15.0
-"""Seconds between liveness pings of an idle connection (HTTP servers give no EOF)."""
+"""Seconds between liveness probes (a tool listing) of an idle connection (an HTTP server
+that went away gives no end-of-stream)."""
 
 
 class _Watched:
@@ -188,7 +189,7 @@ class McpConnection:
             if exc.code != CONNECTION_CLOSED:
                 raise
             self._mark_broken(client, "the connection closed")
-            raise ToolUnavailableError(f"MCP server '{self.name}' went away during the call "
+            raise ToolUnavailableError(f"the connection to MCP server '{self.name}' closed "
                                        "(it is being restarted; try again shortly)",
                                        tool=tool) from exc
         except (httpx2.TransportError, anyio.BrokenResourceError,
@@ -288,10 +289,12 @@ class McpConnection:
                     return
 
     async def _ping(self, client: Client) -> None:
+        # Listing the tools is the probe: ``ping`` is gone from 2026-era servers, and a
+        # listing also catches a change whose announcement was lost.
         try:
-            await client.send_ping()
+            await self._list(client)
         except Exception as exc:  # noqa: BLE001 - no answer: reconnect
-            self._mark_broken(client, f"it did not answer a ping: {_describe(exc)}")
+            self._mark_broken(client, f"it did not answer: {_describe(exc)}")
 
     async def _list(self, client: Client) -> None:
         tools: list[types.Tool] = []
@@ -314,14 +317,19 @@ class McpConnection:
             return None
 
         async def listen() -> None:
+            listening = False
             try:
                 async with client.listen(tools_list_changed=True) as subscription:
+                    listening = True
                     async for _event in subscription:
                         self.refresh()
-            except Exception as exc:  # noqa: BLE001 - the listing stays as it was
-                if not self._stopping and self._client is client:
-                    log.info("mcp %s: change notifications ended: %s", self.name,
-                             _describe(exc))
+            except Exception as exc:  # noqa: BLE001 - see below
+                if self._stopping or self._client is not client:
+                    return
+                if listening:  # the stream broke: the server went away (or restarted)
+                    self._mark_broken(client, f"the change stream ended: {_describe(exc)}")
+                else:
+                    log.info("mcp %s: no change notifications: %s", self.name, _describe(exc))
 
         return asyncio.create_task(listen(), name=f"mcp {self.name} listen")
 

@@ -51,9 +51,10 @@ class McpTool(Tool):
         kwargs = self.validate_arguments(arguments)
         try:
             result = await self.connection.call(self.name, kwargs, self.call_timeout)
-        except MCPError as exc:  # the server refused the call itself (unknown tool, params)
-            raise ToolExecutionError(f"MCP server '{self.connection.name}' refused the call: "
-                                     f"{exc.message} (code {exc.code})", tool=self.name) from exc
+        except MCPError as exc:  # a protocol error: unknown tool, bad params, a server fault
+            raise ToolExecutionError(f"MCP server '{self.connection.name}' answered the call "
+                                     f"with an error: {exc.message} (code {exc.code})",
+                                     tool=self.name) from exc
         output = to_output(result, max_chars=self.max_chars)
         if result.is_error:
             error = ToolResultError(output.text or f"tool '{self.name}' reported an error",
