@@ -15,6 +15,8 @@ from pydantic import Field, field_validator, model_validator
 from opencell.config.fields import Duration, Model
 
 SERVER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|AUTH|CREDENTIAL|COOKIE|SESSION",
+                          re.IGNORECASE)
 
 
 class McpServerConfig(Model):
@@ -24,7 +26,8 @@ class McpServerConfig(Model):
     """stdio: the program to start, e.g. ``python`` or ``npx``."""
     args: list[str] = []
     env: dict[str, str] = {}
-    """Extra environment for the process (on top of PATH, HOME, USER, …; not the whole env)."""
+    """Extra environment for the process (on top of PATH, HOME, USER, …; not the whole env).
+    Values whose names look secret (``ACME_TOKEN``, ``API_KEY``, …) are redacted in records."""
     cwd: str | None = None
     url: str | None = None
     """Streamable HTTP: the server's endpoint, e.g. ``https://mcp.example.com/mcp``."""
@@ -74,8 +77,16 @@ class McpServerConfig(Model):
         return _tidy(PurePath(words[0] if words else self.command or "mcp").stem)
 
     def secrets(self) -> list[str]:
-        """Values that must never reach the store or an exporter (env values, headers)."""
-        return [v for v in (*self.env.values(), *self.headers.values()) if v]
+        """Values that must never reach the store or an exporter: every header value (and
+        the credential after ``Bearer``/``Basic``), and the ``env`` values whose names say
+        they are secret (``…TOKEN``, ``…KEY``, ``…SECRET``, ``…PASSWORD``, ``…AUTH…``)."""
+        values = [v for k, v in self.env.items() if _SECRET_NAME.search(k)]
+        for value in self.headers.values():
+            values.append(value)
+            scheme, _, credential = value.strip().partition(" ")
+            if credential and scheme.isalpha():
+                values.append(credential.strip())
+        return [v for v in values if v]
 
 
 def _tidy(text: str) -> str:

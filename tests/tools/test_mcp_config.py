@@ -73,11 +73,15 @@ def test_an_entry_is_named_after_its_module_script_or_host(tmp_path: Path) -> No
 def test_env_values_and_headers_are_secrets_and_expanded_from_the_environment(
         tmp_path: Path) -> None:
     bot = load_bot(write_bot(tmp_path, (
-        "  - mcp: {command: x, env: {TOKEN: '${ACME_TOKEN}'}}\n    allow: [a]\n"
+        "  - mcp: {command: x, env: {TOKEN: '${ACME_TOKEN}', CONFIG: /etc/acme/acme.yaml}}\n"
+        "    allow: [a]\n"
         "  - mcp: {url: 'https://h/mcp', headers: {Authorization: 'Bearer ${MCP_KEY}'}}\n"
         "    allow: [a]\n")), {"ACME_TOKEN": "t-123456789", "MCP_KEY": "k-987654321"})
-    assert bot.tools[0].mcp is not None and bot.tools[0].mcp.env == {"TOKEN": "t-123456789"}
-    assert {"t-123456789", "Bearer k-987654321"} <= set(bot_secrets(bot))
+    assert bot.tools[0].mcp is not None
+    assert bot.tools[0].mcp.env == {"TOKEN": "t-123456789", "CONFIG": "/etc/acme/acme.yaml"}
+    secrets = set(bot_secrets(bot))
+    assert {"t-123456789", "Bearer k-987654321", "k-987654321"} <= secrets
+    assert "/etc/acme/acme.yaml" not in secrets  # a setting, not a secret
 
 
 async def test_a_name_offered_twice_is_a_config_error_at_start_naming_both(

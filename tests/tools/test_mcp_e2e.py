@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from opencell.app import App
 from opencell.config import OpenCellConfig, StoreConfig
 from opencell.errors import ToolNotAllowedError, ToolTimeoutError, ToolUnavailableError
 from opencell.llm.base import LLMRequest, ToolCall
@@ -24,6 +25,7 @@ from opencell.observability.observer import Observability
 from opencell.runtime import BotRuntime
 from opencell.store.store import Store
 from tests.conftest import REPO
+from tests.fakes.adapter import RecordingAdapter
 from tests.fakes.function_llm import FunctionLLM, answer
 from tests.fakes.mcp_server import McpHttpServer
 from tests.fakes.waiting import until
@@ -255,3 +257,32 @@ async def test_allowed_users_limit_who_may_call_the_servers_tools(
     text = await bot.turn(call("echo", text="hi"), user="mallory")
     assert "may not use tool 'echo'" in text
     assert not bot.llm.requests[-1].tools  # nothing offered to mallory
+
+
+async def test_the_app_starts_the_server_with_the_bot_and_stops_it_on_stop(
+        tmp_path: Path, isolated_store: str) -> None:
+    path = tmp_path / "agent.yaml"
+    path.write_text("name: agent\ntype: agent\nllm: {provider: offline}\ntools:\n"
+                    f"  - mcp: {server_yaml('stdio', None)}\n    name: acme\n"
+                    "    allow: [whoami]\n")
+    bot = load_bot(path, {"ACME_TOKEN": MCP_TOKEN})
+    config = OpenCellConfig(store=StoreConfig(url=isolated_store))
+    obs = Observability.from_config(config, [bot], {})
+
+    def play(req: LLMRequest) -> Any:
+        if req.messages[-1].role == "user":
+            return answer(calls=[call("whoami")])
+        return req.messages[-1].content
+
+    runtime = BotRuntime(bot, llm=FunctionLLM(play), observability=obs)
+    app = App([bot], config, runtimes={"agent": runtime}, observability=obs,
+              adapter_factory=lambda b, _platform: RecordingAdapter(b))
+    await app.start()
+    key = ConversationKey(bot="agent", platform="test", channel="c", user="alice")
+    reply = await app.dispatch(IncomingMessage(key=key, text="who?", user_id="alice"))
+    assert reply is not None and reply.text.isdigit()
+    pid = int(reply.text)
+    os.kill(pid, 0)  # alive while the bot runs
+    await app.stop()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)

@@ -141,7 +141,7 @@ class McpConnection:
     def start(self) -> None:
         """Start the supervisor (idempotent); ``wait_settled`` waits for the first outcome."""
         if self._task is None:
-            self._stopping = False
+            self._stopping, self.error = False, None
             self._task = asyncio.create_task(self._supervise(), name=f"mcp {self.name}")
 
     async def wait_settled(self, timeout: float) -> bool:
