@@ -157,8 +157,7 @@ class Toolbox:
             if server is None and isinstance(exc, ToolNotAllowedError):
                 server = self._refused_by(call.name)
             return ToolResult(call_id=call.id, name=call.name, content=str(exc), is_error=True,
-                              error=exc, duration_ms=elapsed, server=server,
-                              parts=getattr(exc, "parts", ()))
+                              error=exc, duration_ms=elapsed, server=server)
         elapsed = (time.perf_counter() - started) * 1000
         if isinstance(output, ToolOutput):
             return ToolResult(call_id=call.id, name=call.name, content=output.text,

@@ -57,10 +57,8 @@ class McpTool(Tool):
                                      tool=self.name) from exc
         output = to_output(result, max_chars=self.max_chars)
         if result.is_error:
-            error = ToolResultError(output.text or f"tool '{self.name}' reported an error",
-                                    tool=self.name)
-            error.parts = output.parts  # type: ignore[attr-defined]
-            raise error
+            raise ToolResultError(output.text or f"tool '{self.name}' reported an error",
+                                  tool=self.name)
         return output
 
 
