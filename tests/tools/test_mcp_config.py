@@ -17,7 +17,7 @@ from opencell.errors import ConfigError, ConfigErrors
 from opencell.llm.anthropic import to_anthropic_messages
 from opencell.llm.base import Attachment, ChatMessage
 from opencell.loading import load_bot
-from opencell.observability.observer import bot_secrets
+from opencell.observability.observer import Observability, bot_secrets
 from opencell.runtime import BotRuntime
 from opencell.tools.mcp.results import b64_size, to_output
 from tests.conftest import REPO
@@ -90,7 +90,8 @@ async def test_a_name_offered_twice_is_a_config_error_at_start_naming_both(
         "  - name: echo\n    python: tests.tools.sample_tools:shout\n"
         f"  - mcp: {STDIO}\n    name: first\n    allow: [echo, add]\n"
         f"  - mcp: {STDIO}\n    name: second\n    allow: [add]\n")), {})
-    runtime = BotRuntime(bot, llm=FunctionLLM(lambda request: "ok"))
+    runtime = BotRuntime(bot, llm=FunctionLLM(lambda request: "ok"),
+                         observability=Observability.disabled())
     with pytest.raises(ConfigErrors) as caught:
         await runtime.start()
     await runtime.aclose()
@@ -165,5 +166,6 @@ def test_anthropic_gets_a_tool_results_images_as_image_blocks() -> None:
 def test_a_bot_without_mcp_entries_needs_no_mcp_import() -> None:
     bot = BotConfig.model_validate({"name": "a", "type": "agent", "llm": {"provider": "offline"},
                                     "tools": ["calculator"]})
-    runtime = BotRuntime(bot, llm=FunctionLLM(lambda request: "ok"))
+    runtime = BotRuntime(bot, llm=FunctionLLM(lambda request: "ok"),
+                         observability=Observability.disabled())
     assert runtime.toolbox is not None and runtime.toolbox.sources == []
