@@ -286,3 +286,31 @@ async def test_the_app_starts_the_server_with_the_bot_and_stops_it_on_stop(
     await app.stop()
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+async def test_a_server_down_at_start_makes_its_tools_answer_with_an_error(
+        tmp_path: Path, isolated_store: str) -> None:
+    path = tmp_path / "agent.yaml"
+    path.write_text("name: agent\ntype: agent\nllm: {provider: offline}\ntools:\n"
+                    "  - mcp: {command: /nonexistent/acme-mcp, connect_timeout: 5s}\n"
+                    "    name: gone\n    allow: [echo]\n")
+    bot = load_bot(path, {})
+
+    def play(req: LLMRequest) -> Any:
+        if req.messages[-1].role == "user":
+            return answer(calls=[call("echo", text="anyone?")])
+        return f"sorry: {req.messages[-1].content}"
+
+    llm = FunctionLLM(play)
+    runtime = BotRuntime(bot, llm=llm, observability=Observability.disabled())
+    await runtime.start()  # the bot starts anyway
+    try:
+        key = ConversationKey(bot="agent", platform="test", channel="c", user="alice")
+        reply = await runtime.dispatch(IncomingMessage(key=key, text="echo", user_id="alice"))
+    finally:
+        await runtime.aclose()
+    (offered,) = llm.requests[0].tools  # the allowed name, marked unavailable
+    assert offered.name == "echo" and "has not been reached yet" in offered.description
+    assert reply is not None and reply.text.startswith(
+        "sorry: MCP server 'gone' is not connected: cannot start the server")
+    assert "/nonexistent/acme-mcp" in reply.text

@@ -74,8 +74,13 @@ class McpSource:
         self.allowed_users = (None if entry.allowed_users is None
                               else frozenset(entry.allowed_users))
         self.connection = McpConnection(entry.name, entry.mcp, on_tools=self._listed)
-        self._enabled: dict[str, EnabledTool] = {}
         self._offered: frozenset[str] = frozenset()
+        # Until the server is first reached, the names allow lists are offered with an open
+        # schema: the model can still try them, and reads why they are unavailable.
+        self._enabled = {name: self._enabled_tool(
+            name, f"(unavailable: MCP server '{self.name}' has not been reached yet; "
+                  "calling it returns the reason)", {"type": "object", "properties": {}})
+            for name in options.allow if name != "*" and NAME_PATTERN.match(name)}
 
     # ------------------------------------------------------------ ToolSource
 
@@ -107,6 +112,15 @@ class McpSource:
 
     # ------------------------------------------------------------ listing
 
+    def _enabled_tool(self, name: str, description: str, schema: dict[str, Any]
+                      ) -> EnabledTool:
+        tool = McpTool(name=name, description=description, parameters=schema,
+                       function=_unused, is_async=True, timeout=self.timeout,
+                       connection=self.connection, max_chars=self.options.max_result_chars,
+                       call_timeout=self.timeout)
+        return EnabledTool(tool=tool, options=None, timeout=self.timeout,
+                           allowed_users=self.allowed_users, server=self.name)
+
     def _listed(self, connection: McpConnection) -> None:
         enabled: dict[str, EnabledTool] = {}
         for listed in connection.tools:
@@ -120,13 +134,8 @@ class McpSource:
             schema = dict(listed.input_schema or {})
             schema.setdefault("type", "object")
             schema.setdefault("properties", {})
-            tool = McpTool(name=listed.name, description=listed.description or "",
-                           parameters=schema, function=_unused, is_async=True,
-                           timeout=self.timeout, connection=connection,
-                           max_chars=self.options.max_result_chars, call_timeout=self.timeout)
-            enabled[listed.name] = EnabledTool(tool=tool, options=None, timeout=self.timeout,
-                                               allowed_users=self.allowed_users,
-                                               server=self.name)
+            enabled[listed.name] = self._enabled_tool(listed.name, listed.description or "",
+                                                      schema)
         missing = [n for n in self.options.allow if n != "*" and n not in enabled]
         if missing:
             log.warning("bot %s: MCP server '%s' does not offer %s (named in allow)",
