@@ -22,6 +22,7 @@ from opencell.runtime import BotRuntime
 from opencell.tools.mcp.results import b64_size, to_output
 from tests.conftest import REPO
 from tests.fakes.function_llm import FunctionLLM
+from tests.fakes.mcp_server import McpHttpServer
 
 STDIO = (f"{{command: {json.dumps(sys.executable)}, args: [-m, tests.fakes.mcp_server], "
          f"cwd: {json.dumps(str(REPO))}}}")
@@ -169,3 +170,18 @@ def test_a_bot_without_mcp_entries_needs_no_mcp_import() -> None:
     runtime = BotRuntime(bot, llm=FunctionLLM(lambda request: "ok"),
                          observability=Observability.disabled())
     assert runtime.toolbox is not None and runtime.toolbox.sources == []
+
+
+def test_doctor_says_when_an_http_server_rejects_the_credentials(tmp_path: Path) -> None:
+    server = McpHttpServer(token="right-token-123").start()
+    try:
+        path = write_bot(tmp_path, (
+            f"  - mcp: {{url: '{server.url}', headers: {{Authorization: 'Bearer wrong-token-9'}},"
+            " connect_timeout: 5s}\n    name: acme\n    allow: ['*']\n"))
+        checks = {c.name: c for c in check_bot(path, {})}
+    finally:
+        server.stop()
+    check = checks["bot agent MCP server acme"]
+    assert check.ok is False
+    assert "HTTP 401 from POST" in check.detail and "rejected the credentials" in check.detail
+    assert "wrong-token-9" not in check.detail

@@ -84,9 +84,18 @@ class _Watched:
         return result
 
 
-def transport(config: McpServerConfig, ended: asyncio.Event
+def transport(config: McpServerConfig, ended: asyncio.Event,
+              http_errors: list[str] | None = None
               ) -> AbstractAsyncContextManager[tuple[Any, Any]]:
-    """The SDK transport for ``config`` whose read side reports its end on ``ended``."""
+    """The SDK transport for ``config`` whose read side reports its end on ``ended``; HTTP
+    error statuses are noted in ``http_errors`` (the SDK reports them only as -32603)."""
+
+    async def note(response: httpx2.Response) -> None:
+        if response.status_code >= 400 and http_errors is not None:
+            url = response.request.url  # without userinfo or query: they may hold a token
+            port = f":{url.port}" if url.port else ""
+            http_errors.append(f"HTTP {response.status_code} from {response.request.method} "
+                               f"{url.scheme}://{url.host}{port}{url.path}")
 
     @asynccontextmanager
     async def stdio() -> AsyncIterator[tuple[Any, Any]]:
@@ -98,7 +107,8 @@ def transport(config: McpServerConfig, ended: asyncio.Event
     @asynccontextmanager
     async def http() -> AsyncIterator[tuple[Any, Any]]:
         timeout = httpx2.Timeout(config.connect_timeout, read=300.0)
-        async with httpx2.AsyncClient(headers=dict(config.headers), timeout=timeout) as client, \
+        async with httpx2.AsyncClient(headers=dict(config.headers), timeout=timeout,
+                                      event_hooks={"response": [note]}) as client, \
                 streamable_http_client(config.url or "", http_client=client) as (read, write):
             yield _Watched(read, ended), write
 
@@ -133,6 +143,7 @@ class McpConnection:
         """Set on every connection or failure: ``wait_settled`` waits for it."""
         self._backoff = Backoff(start=0.5, cap=config.max_restart_delay)
         self._retry_at: float | None = None
+        self._http_errors: list[str] = []
 
     @property
     def connected(self) -> bool:
@@ -222,6 +233,8 @@ class McpConnection:
                 await self._session()
             except Exception as exc:  # noqa: BLE001 - any failure means: retry later
                 self.error = _describe(exc)
+                if self._http_errors:
+                    self.error += f" ({self._http_errors[-1]}{_hint(self._http_errors[-1])})"
                 log.warning("mcp %s: %s", self.name, self.error)
             finally:
                 self._client = None
@@ -240,7 +253,9 @@ class McpConnection:
     async def _session(self) -> None:
         self._ended = asyncio.Event()
         self._broken = False
-        client = Client(transport(self.config, self._ended), mode="auto", cache=None,
+        self._http_errors.clear()
+        client = Client(transport(self.config, self._ended, self._http_errors), mode="auto",
+                        cache=None,
                         read_timeout_seconds=self.config.connect_timeout,
                         message_handler=self._on_message,
                         client_info=types.Implementation(name="opencell", version="0.1.0"))
@@ -336,6 +351,14 @@ class McpConnection:
     async def _on_message(self, message: Any) -> None:
         if isinstance(message, types.ToolListChangedNotification):
             self.refresh()
+
+
+def _hint(http_error: str) -> str:
+    if http_error.startswith(("HTTP 401", "HTTP 403")):
+        return ": the server rejected the credentials; check the entry's headers"
+    if http_error.startswith("HTTP 404"):
+        return ": check the entry's url (often it ends in /mcp)"
+    return ""
 
 
 def _describe(exc: BaseException) -> str:
