@@ -54,6 +54,10 @@ def problems(tmp_path: Path, tools: str) -> str:
     ("  - mcp: {command: x}\n    python: a.b:c\n    allow: [a]\n", "not both"),
     ("  - mcp: {command: x, args: [srv.py]}\n    allow: [a]\n"
      "  - mcp: {command: y, args: [srv.py]}\n    allow: [b]\n", "tool listed twice: srv"),
+    ("  - calculator\n  - mcp: {command: x}\n    allow: [calculator]\n",
+     "tool 'calculator' of MCP server 'x' clashes with tool 'calculator'"),
+    ("  - mcp: {command: x}\n    allow: [a]\n  - mcp: {command: y}\n    allow: [b, a]\n",
+     "tool 'a' of MCP server 'y' clashes with tool 'a' of MCP server 'x'"),
 ])
 def test_a_wrong_mcp_entry_is_a_located_config_error(tmp_path: Path, tools: str,
                                                       expected: str) -> None:
@@ -77,7 +81,7 @@ def test_env_values_and_headers_are_secrets_and_expanded_from_the_environment(
         "  - mcp: {command: x, env: {TOKEN: '${ACME_TOKEN}', CONFIG: /etc/acme/acme.yaml}}\n"
         "    allow: [a]\n"
         "  - mcp: {url: 'https://h/mcp', headers: {Authorization: 'Bearer ${MCP_KEY}'}}\n"
-        "    allow: [a]\n")), {"ACME_TOKEN": "t-123456789", "MCP_KEY": "k-987654321"})
+        "    allow: [b]\n")), {"ACME_TOKEN": "t-123456789", "MCP_KEY": "k-987654321"})
     assert bot.tools[0].mcp is not None
     assert bot.tools[0].mcp.env == {"TOKEN": "t-123456789", "CONFIG": "/etc/acme/acme.yaml"}
     secrets = set(bot_secrets(bot))
@@ -87,10 +91,11 @@ def test_env_values_and_headers_are_secrets_and_expanded_from_the_environment(
 
 async def test_a_name_offered_twice_is_a_config_error_at_start_naming_both(
         tmp_path: Path) -> None:
+    """With allow: ['*'] the names are known only once the servers list them."""
     bot = load_bot(write_bot(tmp_path, (
         "  - name: echo\n    python: tests.tools.sample_tools:shout\n"
-        f"  - mcp: {STDIO}\n    name: first\n    allow: [echo, add]\n"
-        f"  - mcp: {STDIO}\n    name: second\n    allow: [add]\n")), {})
+        f"  - mcp: {STDIO}\n    name: first\n    allow: ['*']\n"
+        f"  - mcp: {STDIO}\n    name: second\n    allow: ['*']\n")), {})
     runtime = BotRuntime(bot, llm=FunctionLLM(lambda request: "ok"),
                          observability=Observability.disabled())
     with pytest.raises(ConfigErrors) as caught:
