@@ -245,6 +245,8 @@ class McpConnection:
             delay = self._backoff(attempt)
             self._retry_at = time.monotonic() + delay
             self._wake.clear()
+            if self._stopping:  # aclose() came between the check above and the clear
+                break
             with suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self._wake.wait()
@@ -280,28 +282,35 @@ class McpConnection:
             self.error = "the server closed the connection"
 
     async def _watch(self, client: Client) -> None:
-        while not self._stopping and not self._broken:
+        while True:
+            self._wake.clear()  # then look: anything set before the clear is seen below
+            if self._stopping or self._broken:
+                return
             if self._ended.is_set():
                 self.error = "the server closed the connection (a stdio server exited)"
                 return
-            self._wake.clear()
-            ended = asyncio.ensure_future(self._ended.wait())
-            woke = asyncio.ensure_future(self._wake.wait())
-            try:
-                done, _ = await asyncio.wait((ended, woke), timeout=PING_INTERVAL,
-                                             return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                ended.cancel()
-                woke.cancel()
-            if not done:
-                await self._ping(client)
-            elif self._refresh and not self._stopping:
+            if self._refresh:
                 self._refresh = False
                 try:
                     await self._list(client)
                 except Exception as exc:  # noqa: BLE001 - a failed listing: reconnect
                     self.error = f"listing the tools failed: {_describe(exc)}"
                     return
+                continue
+            if not await self._news():
+                await self._ping(client)
+
+    async def _news(self) -> bool:
+        """Wait for a wake-up or the end of the stream; False after ``PING_INTERVAL``."""
+        ended = asyncio.ensure_future(self._ended.wait())
+        woke = asyncio.ensure_future(self._wake.wait())
+        try:
+            done, _ = await asyncio.wait((ended, woke), timeout=PING_INTERVAL,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ended.cancel()
+            woke.cancel()
+        return bool(done)
 
     async def _ping(self, client: Client) -> None:
         # Listing the tools is the probe: ``ping`` is gone from 2026-era servers, and a
