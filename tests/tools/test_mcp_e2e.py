@@ -5,6 +5,7 @@ and over streamable HTTP on 127.0.0.1, recording into a real SQLite store."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import signal
@@ -27,7 +28,8 @@ from opencell.store.store import Store
 from tests.conftest import REPO
 from tests.fakes.adapter import RecordingAdapter
 from tests.fakes.function_llm import FunctionLLM, answer
-from tests.fakes.mcp_server import McpHttpServer
+from tests.fakes.llm_server import FakeLLMServer, reply, tool_call
+from tests.fakes.mcp_server import PNG, McpHttpServer
 from tests.fakes.waiting import until
 
 FAKE_KEY = "sk-ant-api03-" + "Qm7" * 30
@@ -314,3 +316,31 @@ async def test_a_server_down_at_start_makes_its_tools_answer_with_an_error(
     assert reply is not None and reply.text.startswith(
         "sorry: MCP server 'gone' is not connected: cannot start the server")
     assert "/nonexistent/acme-mcp" in reply.text
+
+
+async def test_claude_receives_an_mcp_image_in_the_tool_result(
+        tmp_path: Path, isolated_store: str) -> None:
+    async with FakeLLMServer([tool_call("picture", id="toolu_1"), reply("a red dot it is")]) \
+            as fake:
+        path = tmp_path / "agent.yaml"
+        path.write_text(
+            "name: agent\ntype: agent\n"
+            f"llm: {{provider: claude, base_url: '{fake.anthropic_base_url}', api_key: k-1}}\n"
+            f"tools:\n  - mcp: {server_yaml('stdio', None)}\n    name: acme\n"
+            "    allow: [picture]\n")
+        bot = load_bot(path, {"ACME_TOKEN": MCP_TOKEN})
+        runtime = BotRuntime(bot, observability=Observability.disabled())
+        await runtime.start()
+        try:
+            key = ConversationKey(bot="agent", platform="test", channel="c", user="alice")
+            reply_ = await runtime.dispatch(IncomingMessage(key=key, text="draw",
+                                                            user_id="alice"))
+        finally:
+            await runtime.aclose()
+    assert reply_ is not None and reply_.text == "a red dot it is"
+    (result,) = [b for b in fake.requests[1].messages[-1]["content"]
+                 if b["type"] == "tool_result"]
+    text, image = result["content"]
+    assert text["text"].startswith("a red dot\n[image image/png, 70 bytes")
+    assert image["type"] == "image" and image["source"]["media_type"] == "image/png"
+    assert base64.b64decode(image["source"]["data"]) == PNG
