@@ -92,6 +92,12 @@ def _startup(quick: bool) -> list[Figure]:
     return startup.run(quick)
 
 
+def _transcript(quick: bool) -> list[Figure]:
+    from benchmarks import transcript
+
+    return transcript.run(quick)
+
+
 BENCHMARKS: dict[str, Callable[[bool], list[Figure]]] = {
     "recorder": _recorder,
     "pipeline": _pipeline,
@@ -102,6 +108,7 @@ BENCHMARKS: dict[str, Callable[[bool], list[Figure]]] = {
     "redact": _redact,
     "mcp": _mcp,
     "startup": _startup,
+    "transcript": _transcript,
 }
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from opencell.observability import facade
+from tests.fakes.postgres import PostgresServer, server_from_env
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -36,6 +37,39 @@ def isolated_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     facade.install(None)
     if current is not None:
         current.close(timeout=2.0)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL for the whole run (tests/fakes/postgres.py), started on first use.
+
+    Without PostgreSQL binaries the PostgreSQL tests skip, unless ``OPENCELL_REQUIRE_POSTGRES=1``
+    (CI), where that is an error.
+    """
+    try:
+        server = server_from_env()
+    except RuntimeError as exc:
+        if os.environ.get("OPENCELL_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"PostgreSQL is required here (OPENCELL_REQUIRE_POSTGRES=1): {exc}")
+        pytest.skip(f"no PostgreSQL: {exc}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh, empty PostgreSQL schema for this test, also set as ``OPENCELL_DATABASE_URL``."""
+    url = postgres_server.fresh_url()
+    monkeypatch.setenv("OPENCELL_DATABASE_URL", url)
+    return url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, isolated_store: str) -> str:
+    """Run the test once on SQLite and once on PostgreSQL; the URL is the process default too."""
+    if request.param == "sqlite":
+        return isolated_store
+    return str(request.getfixturevalue("postgres_url"))
 
 
 def clean_env(**extra: str) -> dict[str, str]:

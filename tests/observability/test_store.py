@@ -25,8 +25,9 @@ T0 = datetime(2025, 3, 5, 12, 0, tzinfo=UTC).timestamp()  # a Wednesday
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store.open(f"sqlite:///{tmp_path}/obs.db")
+def store(store_url: str) -> Iterator[Store]:
+    """The store under test, on SQLite and on PostgreSQL."""
+    opened = Store.open(store_url)
     yield opened
     opened.close()
 
@@ -439,7 +440,8 @@ def test_the_parent_directory_is_created_and_wal_is_on(tmp_path: Path) -> None:
         store.close()
 
 
-def test_a_deleted_database_file_is_recreated(tmp_path: Path, store: Store) -> None:
+def test_a_deleted_database_file_is_recreated(tmp_path: Path) -> None:
+    store = Store.open(f"sqlite:///{tmp_path}/obs.db")
     sid = new_session_id(T0)
     store.write_batch([start(sid, T0), message(sid, T0 + 1)])
     for suffix in ("", "-wal", "-shm"):
@@ -451,6 +453,7 @@ def test_a_deleted_database_file_is_recreated(tmp_path: Path, store: Store) -> N
     assert session["messages"] == 1
     stats = store.stats()
     assert (stats["files_recreated"], stats["events"]) == (1, 1)
+    store.close()
 
 
 def test_memory_database_works_on_one_thread() -> None:
