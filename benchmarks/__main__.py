@@ -80,6 +80,12 @@ def _redact(quick: bool) -> list[Figure]:
     return redact.run(quick)
 
 
+def _mcp(quick: bool) -> list[Figure]:
+    from benchmarks import mcp
+
+    return mcp.run(quick)
+
+
 def _startup(quick: bool) -> list[Figure]:
     from benchmarks import startup
 
@@ -106,6 +112,7 @@ BENCHMARKS: dict[str, Callable[[bool], list[Figure]]] = {
     "exporter": _exporter,
     "dashboard": _dashboard,
     "redact": _redact,
+    "mcp": _mcp,
     "startup": _startup,
     "transcript": _transcript,
     "replay": _replay,

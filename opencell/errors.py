@@ -16,7 +16,9 @@
     │   ├── ToolNotAllowedError   not listed in the bot's YAML, or not for this user/host
     │   ├── ToolArgumentsError    the model's arguments do not fit the tool's schema
     │   ├── ToolTimeoutError      the tool ran past its timeout
+    │   ├── ToolResultError       the tool answered with its own error (MCP isError)
     │   └── ToolExecutionError    the tool raised
+    │       └── ToolUnavailableError  its MCP server is down or the call's connection broke
     ├── StoreError                the observability store cannot be opened or was misused
     │   └── AmbiguousSessionError an id prefix matches several sessions
     └── BudgetExceededError       an enforced budget stopped a model call before it was made
@@ -147,6 +149,17 @@ class ToolTimeoutError(ToolError):
 
 class ToolExecutionError(ToolError):
     """The tool raised an exception."""
+
+
+class ToolUnavailableError(ToolExecutionError):
+    """The tool's MCP server is down or the connection to it broke during the call."""
+
+
+class ToolResultError(ToolError):
+    """The tool ran and answered with an error of its own (an MCP result with ``isError``).
+
+    Like a refusal it does not fail the turn: the model reads it and may correct itself.
+    """
 
 
 class StoreError(OpenCellError):

@@ -111,5 +111,27 @@ def _check_tools(bot: BotConfig, source: YamlSource) -> None:
     for index, entry in enumerate(bot.tools):
         for sub_loc, message in check_tool_entry(entry):
             errors.append(source.error(("tools", index, *sub_loc), message))
+    errors += _named_twice(bot, source)
     if errors:
         raise ConfigErrors(errors)
+
+
+def _named_twice(bot: BotConfig, source: YamlSource) -> list[ConfigError]:
+    """A tool name an MCP entry's ``allow`` shares with another entry (the rest of the clashes,
+    those of ``allow: ['*']``, are found at start-up, once the servers have listed their tools)."""
+    owner = {entry.name: f"tool '{entry.name}'" for entry in bot.tools if entry.mcp is None}
+    errors = []
+    for index, entry in enumerate(bot.tools):
+        allow = entry.options.get("allow") if entry.mcp is not None else None
+        if not isinstance(allow, list):
+            continue
+        for name in allow:
+            if not isinstance(name, str) or name == "*":
+                continue
+            if name in owner:
+                errors.append(source.error(("tools", index, "allow"), (
+                    f"tool '{name}' of MCP server '{entry.name}' clashes with {owner[name]}; "
+                    "tool names must be unique within a bot")))
+            else:
+                owner[name] = f"tool '{name}' of MCP server '{entry.name}'"
+    return errors

@@ -89,6 +89,8 @@ class BotRuntime:
             self.llm = BudgetedLLM(self.llm, budgets, config, observability)
         raw_tools = tools if tools is not None else Toolbox.from_entries(config.tools,
                                                                          bot=config.name)
+        self.toolbox = raw_tools if isinstance(raw_tools, Toolbox) else None
+        """The bot's toolbox, when it was built from its YAML (started and closed here)."""
         self.tools: ToolInvoker = RecordingTools(raw_tools, observability)
         self.version = version if version is not None else definition(config,
                                                                        raw_tools.specs())
@@ -123,8 +125,11 @@ class BotRuntime:
     # ------------------------------------------------------------ dispatch
 
     async def start(self) -> None:
-        """Start expiring idle sessions (the App calls this; so does ``start_session``)."""
+        """Start expiring idle sessions and connect the bot's MCP servers (the App calls
+        this; so does ``start_session``)."""
         self.sessions.start_sweeper()
+        if self.toolbox is not None:
+            await self.toolbox.start()
 
     async def dispatch(self, message: IncomingMessage) -> Reply | None:
         """Run one message through the chain; the reply, or None if it was dropped.
@@ -207,7 +212,8 @@ class BotRuntime:
                 content = valid_text(self.observability.redactor.redact(result.content))
                 turn.append(ChatMessage(role="tool", content=content,
                                         tool_call_id=result.call_id, tool_name=result.name,
-                                        is_error=result.is_error))
+                                        is_error=result.is_error,
+                                        attachments=result.attachments))
         text = (f"I couldn't finish this within {self.config.max_iterations} steps. "
                 "Please try a simpler request.")
         turn.append(ChatMessage(role="assistant", content=text))
@@ -278,4 +284,6 @@ class BotRuntime:
         """Close open sessions as ``shutdown`` and release the model client."""
         await self.sessions.stop_sweeper()
         self.sessions.close_all("shutdown")
+        if self.toolbox is not None:
+            await self.toolbox.aclose()
         await self.llm.aclose()

@@ -81,7 +81,58 @@ def check_bot(path: Path, env: Mapping[str, str]) -> list[Check]:
     checks = [Check(f"bot {bot.name}", True, f"{path} is valid ({bot.type}, "
                     f"{bot.llm.provider}/{bot.llm.model})")]
     checks.extend(check_secrets(bot, env))
+    if any(entry.mcp is not None for entry in bot.tools):
+        checks.extend(check_mcp(bot))
     return checks
+
+
+def check_mcp(bot: BotConfig) -> list[Check]:
+    """Each MCP server of the bot: reachable, and the tools it offers against those allowed."""
+    import asyncio
+
+    from opencell.errors import ConfigError
+    from opencell.tools import Toolbox
+
+    try:
+        toolbox = Toolbox.from_entries(bot.tools, bot=bot.name)
+    except ConfigError as exc:
+        return [Check(f"bot {bot.name} MCP", False, exc.located().replace("\n", "; "))]
+
+    async def probe() -> list[Check]:
+        from opencell.tools.policy import clashes
+
+        await asyncio.gather(*(source.start() for source in toolbox.sources))
+        try:
+            checks = [_mcp_check(bot.name, source) for source in toolbox.sources]
+            static = {spec.name: f"tool '{spec.name}'" for spec in Toolbox.from_entries(
+                [e for e in bot.tools if e.mcp is None], bot=bot.name).specs()}
+            checks += [Check(f"bot {bot.name} tool names", False, error.message)
+                       for error in clashes(static, toolbox.sources, bot=bot.name)]
+            return checks
+        finally:
+            await toolbox.aclose()
+
+    return asyncio.run(probe())
+
+
+def _mcp_check(bot: str, source: Any) -> Check:
+    connection = source.connection
+    name = f"bot {bot} MCP server {source.name}"
+    where = connection.config.command or connection.config.url
+    if not connection.connected:
+        return Check(name, False, f"cannot be reached ({where}): {connection.error or 'no answer'}",
+                     "check the entry's command/url, headers and env; start it by hand to see "
+                     "its errors")
+    offered = source.offered
+    allowed = sorted(source.enabled())
+    missing = [n for n in source.options.allow if n != "*" and n not in offered]
+    detail = (f"reachable over {connection.config.transport} (protocol "
+              f"{connection.protocol_version}); offers {len(offered)} tool(s): "
+              f"{', '.join(offered) or 'none'}; allowed: {', '.join(allowed) or 'none'}")
+    if missing:
+        return Check(name, False, f"{detail}; allow names tools it does not offer: "
+                     f"{', '.join(missing)}", "fix the allow list (names are case-sensitive)")
+    return Check(name, True, detail)
 
 
 def check_secrets(bot: BotConfig, env: Mapping[str, str]) -> list[Check]:

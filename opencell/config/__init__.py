@@ -24,6 +24,7 @@ from pydantic import (
 
 from opencell.config.fields import MAX_DURATION, CommaList, Duration, Model, parse_duration
 from opencell.config.located import validate_source
+from opencell.config.mcp import McpServerConfig
 from opencell.config.platforms import (
     ConsoleConfig,
     DiscordConfig,
@@ -90,15 +91,31 @@ def _tool_entry(value: Any) -> Any:
 
 
 class ToolEntry(BaseModel):
-    """One tool a bot may call. Keys other than the ones below are the tool's own options."""
+    """One tool a bot may call. Keys other than the ones below are the tool's own options.
+
+    With ``mcp:`` the entry is a Model Context Protocol server whose tools (those its
+    ``allow`` option lists) the bot may call; ``name`` then names the server (by default its
+    module, script or host).
+    """
 
     model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
 
-    name: str
+    name: str = ""
     python: str | None = None
     """``package.module:function`` for a tool of your own."""
+    mcp: McpServerConfig | None = None
     allowed_users: list[str] | None = None
     timeout: Duration = 30.0
+
+    @model_validator(mode="after")
+    def _named(self) -> ToolEntry:
+        if self.mcp is not None and self.python is not None:
+            raise ValueError("a tool entry is either python: or mcp:, not both")
+        if not self.name:
+            if self.mcp is None:
+                raise ValueError("a tool entry needs a name (or mcp: for an MCP server)")
+            object.__setattr__(self, "name", self.mcp.default_name())
+        return self
 
     @property
     def options(self) -> dict[str, Any]:
@@ -204,7 +221,8 @@ class BotConfig(Model):
         names = [t.name for t in tools]
         dupes = {n for n in names if names.count(n) > 1}
         if dupes:
-            raise ValueError(f"tool listed twice: {', '.join(sorted(dupes))}")
+            raise ValueError(f"tool listed twice: {', '.join(sorted(dupes))} (an mcp: entry "
+                             "is named after its server; give one a name: to tell them apart)")
         return tools
 
     @property
@@ -270,8 +288,8 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
 __all__ = [
     "AgentOpsConfig", "AlertsConfig", "BotBudget", "BotConfig", "BudgetLimit", "BudgetsConfig",
     "CommaList", "ConsoleConfig", "DashboardConfig", "DiscordConfig", "Duration", "LLMConfig",
-    "MiddlewareEntry", "Model", "OTLPConfig", "ObservabilityConfig", "OpenCellConfig",
-    "PlatformsConfig", "RateLimitConfig", "RedactRule", "RetentionConfig", "SessionConfig",
-    "SlackConfig", "StoreConfig", "ToolEntry", "claim_name", "each_error", "format_loc",
-    "load_config", "parse_duration", "parse_rate", "read_bot", "validate_source",
+    "McpServerConfig", "MiddlewareEntry", "Model", "OTLPConfig", "ObservabilityConfig",
+    "OpenCellConfig", "PlatformsConfig", "RateLimitConfig", "RedactRule", "RetentionConfig",
+    "SessionConfig", "SlackConfig", "StoreConfig", "ToolEntry", "claim_name", "each_error",
+    "format_loc", "load_config", "parse_duration", "parse_rate", "read_bot", "validate_source",
 ]

@@ -180,6 +180,8 @@ class AgentOpsSpans(SpanBuilder):
         failed = event.success is False
         a: Attributes = {"agentops.span.kind": "tool", "operation.name": tool,
                          "tool.name": tool}
+        if data.get("server"):
+            a["tool.server"] = str(data["server"])
         if self.content:
             _put(a, "tool.parameters", as_json(data.get("args") or {}))
             _put(a, "tool.result", text(data.get("result")))

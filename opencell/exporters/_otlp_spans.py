@@ -283,6 +283,9 @@ class OTLPSpans(SpanBuilder):
             a["tool_call.id"] = str(data["call_id"])
         a |= {"openinference.span.kind": "TOOL", "langfuse.observation.type": "tool",
               "tool.name": tool}
+        if data.get("server"):  # a tool of an MCP server
+            a["gen_ai.tool.type"] = "extension"
+            a["opencell.tool.server"] = str(data["server"])
         self._common(event, a)
         if self.content:
             arguments = as_json(data.get("args") or {})

@@ -135,8 +135,8 @@ def to_anthropic_messages(messages: Sequence[ChatMessage]) -> list[MessageParam]
     for m in messages:
         if m.role == "tool":
             block: ToolResultBlockParam = {
-                "type": "tool_result", "tool_use_id": m.tool_call_id, "content": m.content,
-                "is_error": m.is_error,
+                "type": "tool_result", "tool_use_id": m.tool_call_id,
+                "content": _result_content(m), "is_error": m.is_error,
             }
             if results is None:
                 results = []
@@ -151,6 +151,17 @@ def to_anthropic_messages(messages: Sequence[ChatMessage]) -> list[MessageParam]
         results = None
         out.append(_plain_or_blocks(m))
     return out
+
+
+def _result_content(m: ChatMessage) -> Any:
+    """A tool result's text, with the images it returned as image blocks after it."""
+    if not m.attachments:
+        return m.content
+    blocks: list[Any] = [{"type": "text", "text": m.content}] if m.content else []
+    blocks += [{"type": "image", "source": {"type": "base64", "media_type": a.mime_type,
+                                             "data": a.data}}
+               for a in m.attachments if a.kind == "image"]
+    return blocks
 
 
 def _plain_or_blocks(m: ChatMessage) -> MessageParam:

@@ -52,6 +52,16 @@ class ToolSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class Attachment:
+    """Binary content a tool returned (an MCP image), for providers that can show it."""
+
+    kind: Literal["image"]
+    mime_type: str
+    data: str
+    """Base64, as the tool sent it."""
+
+
+@dataclass(frozen=True, slots=True)
 class ChatMessage:
     """One entry of a conversation's history, in neutral form.
 
@@ -65,6 +75,9 @@ class ChatMessage:
     tool_call_id: str = ""
     tool_name: str = ""
     is_error: bool = False
+    attachments: tuple[Attachment, ...] = ()
+    """``tool`` messages: images the tool returned; providers that cannot take them see only
+    ``content`` (which describes them)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -325,6 +325,10 @@ class Observability:
             if result.error else None,
             "error_type": type(result.error).__name__ if result.error else None,
         }
+        if result.server is not None:
+            data["server"] = valid_text(result.server)
+        if result.parts:
+            data["parts"] = [self._value(part) for part in result.parts]
         if turn:
             data["turn"] = turn
         self._emit("tool_call", session_id, call.name, data, ts=started,
@@ -369,6 +373,9 @@ def bot_secrets(bot: BotConfig) -> list[str]:
     for platform in (bot.platforms.discord, bot.platforms.slack):
         if platform is not None:
             values += [str(getattr(platform, name, "") or "") for name in SECRET_FIELDS]
+    for entry in bot.tools:  # an MCP server's env values and headers (tokens)
+        if entry.mcp is not None:
+            values += entry.mcp.secrets()
     return [v for v in values if v]
 
 

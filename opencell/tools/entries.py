@@ -7,18 +7,29 @@ name file, line and field.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import re
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
+from opencell.config.mcp import SERVER_NAME
 from opencell.config.source import suggest
 from opencell.tools.builtin import BUILTINS
+from opencell.tools.mcp.options import McpOptions
 from opencell.tools.registry import NAME_PATTERN, Located, Tool, tool
 
 if TYPE_CHECKING:
     from opencell.config import ToolEntry
+    from opencell.tools.policy import ToolSource
+
+
+def _no_call() -> None:
+    """Stands for an MCP entry in option checks (its tools are the server's)."""
+
+
+_MCP_ENTRY = tool(_no_call, name="mcp", options=McpOptions)
 
 _IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
@@ -51,7 +62,35 @@ def resolve_entry(entry: ToolEntry) -> tuple[ResolvedTool | None, list[Located]]
 
 def check_tool_entry(entry: ToolEntry) -> list[Located]:
     """Every problem with one YAML tool entry, located inside it (empty when it is usable)."""
+    if entry.mcp is not None:
+        return _mcp_problems(entry)[1]
     return resolve_entry(entry)[1]
+
+
+def resolve_source(entry: ToolEntry, *, bot: str) -> tuple[ToolSource | None, list[Located]]:
+    """The MCP server an ``mcp:`` entry names, not yet connected; or the entry's problems."""
+    options, errors = _mcp_problems(entry)
+    if options is None or errors:
+        return None, errors
+    from opencell.tools.mcp.source import McpSource  # needs the optional mcp SDK
+
+    return McpSource(entry, options, bot=bot), []
+
+
+def _mcp_problems(entry: ToolEntry) -> tuple[McpOptions | None, list[Located]]:
+    if importlib.util.find_spec("mcp") is None:
+        return None, [(("mcp",), "MCP servers need the mcp package: pip install "
+                                 "'opencell[mcp]'")]
+    if not SERVER_NAME.match(entry.name):
+        return None, [(("name",), f"'{entry.name}' is not a valid server name; use 1-64 "
+                                  "letters, digits, '.', _ or -")]
+    found = replace(_MCP_ENTRY, name=entry.name)
+    options, errors = _check_options(found, entry)
+    if "allow" in entry.options or errors:
+        return options, errors
+    return None, [(("allow",), f"MCP server '{entry.name}' needs an allow list: the names of "
+                               "the tools the bot may call, e.g. allow: [search, get_ticket], "
+                               "or allow: ['*'] for every tool it offers")]
 
 
 def _find(entry: ToolEntry) -> tuple[Tool | None, list[Located]]:

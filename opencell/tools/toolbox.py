@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -25,9 +25,10 @@ from opencell.errors import (
     ToolNotAllowedError,
     ToolTimeoutError,
 )
-from opencell.llm.base import ToolCall, ToolSpec
-from opencell.tools.entries import resolve_entry
-from opencell.tools.registry import Tool, ToolContext
+from opencell.llm.base import Attachment, ToolCall, ToolSpec
+from opencell.tools.entries import resolve_entry, resolve_source
+from opencell.tools.policy import EnabledTool, ToolOutput, ToolSource, clashes
+from opencell.tools.registry import ToolContext
 
 if TYPE_CHECKING:
     from opencell.config import ToolEntry
@@ -44,6 +45,12 @@ class ToolResult:
     error: ToolError | None
     """The error, when ``is_error``; a ``ToolExecutionError``'s ``__cause__`` is the original."""
     duration_ms: float
+    server: str | None = None
+    """The MCP server the tool belongs to, if any."""
+    attachments: tuple[Attachment, ...] = ()
+    """Images for the model (providers that can show them get them with ``content``)."""
+    parts: tuple[Mapping[str, Any], ...] = ()
+    """The result's content blocks by type and size (recorded; empty for plain text)."""
 
 
 @runtime_checkable
@@ -59,34 +66,63 @@ class ToolInvoker(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class EnabledTool:
-    """One tool a bot may call, as its YAML entry configured it."""
-
-    tool: Tool
-    """The tool under the name the model sees."""
-    options: Any
-    timeout: float
-    allowed_users: frozenset[str] | None = None
-    """Only these users may call it; ``None`` means everyone."""
-
-    def allows(self, user_id: str) -> bool:
-        return self.allowed_users is None or user_id in self.allowed_users
-
-
 class Toolbox:
-    """The tools one bot may call. Anything not listed in its YAML is refused (default deny)."""
+    """The tools one bot may call. Anything not listed in its YAML is refused (default deny).
 
-    def __init__(self, tools: Iterable[EnabledTool], *, bot: str) -> None:
+    ``sources`` (MCP servers) add the tools their entries allow, as their servers list them;
+    ``start()`` connects them (the App and ``BotRuntime.start`` call it) and ``aclose()``
+    disconnects them.
+    """
+
+    def __init__(self, tools: Iterable[EnabledTool], *, bot: str,
+                 sources: Sequence[ToolSource] = ()) -> None:
         self.bot = bot
         self._tools = {enabled.tool.name: enabled for enabled in tools}
+        self.sources = list(sources)
+        self._started = False
+
+    async def start(self) -> None:
+        """Connect every source; ``ConfigErrors`` when two entries would offer one name."""
+        if self._started:
+            return
+        self._started = True
+        await asyncio.gather(*(source.start() for source in self.sources))
+        static = {name: _what(e) for name, e in self._tools.items()}
+        errors = clashes(static, self.sources, bot=self.bot)
+        if errors:
+            await self.aclose()
+            raise ConfigErrors(errors)
+
+    async def aclose(self) -> None:
+        """Disconnect every source (stdio servers are stopped)."""
+        self._started = False
+        await asyncio.gather(*(source.aclose() for source in self.sources),
+                             return_exceptions=True)
+
+    def _all(self) -> dict[str, EnabledTool]:
+        if not self.sources:
+            return self._tools
+        tools = dict(self._tools)
+        for source in self.sources:
+            for name, enabled in source.enabled().items():
+                tools.setdefault(name, enabled)  # a clash after a refresh: the first wins
+        return tools
 
     @classmethod
     def from_entries(cls, entries: Sequence[ToolEntry], *, bot: str) -> Toolbox:
         """Build from a bot's ``tools:`` entries; ``ConfigErrors`` if one is not usable."""
         enabled: list[EnabledTool] = []
+        sources: list[ToolSource] = []
         errors: list[ConfigError] = []
         for index, entry in enumerate(entries):
+            if entry.mcp is not None:
+                source, problems = resolve_source(entry, bot=bot)
+                for loc, message in problems:
+                    errors.append(ConfigError(f"bot '{bot}': {message}",
+                                              field=format_loc(("tools", index, *loc))))
+                if source is not None:
+                    sources.append(source)
+                continue
             resolved, problems = resolve_entry(entry)
             for loc, message in problems:
                 errors.append(ConfigError(f"bot '{bot}': {message}",
@@ -97,13 +133,13 @@ class Toolbox:
                                            timeout=resolved.timeout, allowed_users=users))
         if errors:
             raise ConfigErrors(errors)
-        return cls(enabled, bot=bot)
+        return cls(enabled, bot=bot, sources=sources)
 
     def specs(self, *, user_id: str | None = None) -> list[ToolSpec]:
         """The enabled tools as the model sees them, leaving out those ``user_id`` may not use."""
         return [ToolSpec(name=e.tool.name, description=e.tool.description,
                          parameters=e.tool.parameters)
-                for e in self._tools.values() if user_id is None or e.allows(user_id)]
+                for e in self._all().values() if user_id is None or e.allows(user_id)]
 
     async def invoke(self, call: ToolCall, *, user_id: str) -> ToolResult:
         """Run ``call`` for ``user_id`` under the bot's policy; never raises for tool problems.
@@ -112,20 +148,35 @@ class Toolbox:
         cannot be cancelled), an async tool is cancelled.
         """
         started = time.perf_counter()
+        enabled = self._tools.get(call.name) if not self.sources else self._all().get(call.name)
+        server = enabled.server if enabled is not None else None
         try:
-            content = await self._run(call, user_id)
+            output = await self._run(call, user_id, enabled)
         except ToolError as exc:
             elapsed = (time.perf_counter() - started) * 1000
+            if server is None and isinstance(exc, ToolNotAllowedError):
+                server = self._refused_by(call.name)
             return ToolResult(call_id=call.id, name=call.name, content=str(exc), is_error=True,
-                              error=exc, duration_ms=elapsed)
+                              error=exc, duration_ms=elapsed, server=server)
         elapsed = (time.perf_counter() - started) * 1000
-        return ToolResult(call_id=call.id, name=call.name, content=content, is_error=False,
-                          error=None, duration_ms=elapsed)
+        if isinstance(output, ToolOutput):
+            return ToolResult(call_id=call.id, name=call.name, content=output.text,
+                              is_error=False, error=None, duration_ms=elapsed, server=server,
+                              attachments=output.attachments, parts=output.parts)
+        return ToolResult(call_id=call.id, name=call.name, content=output, is_error=False,
+                          error=None, duration_ms=elapsed, server=server)
 
-    async def _run(self, call: ToolCall, user_id: str) -> str:
-        enabled = self._tools.get(call.name)
+    def _refused_by(self, name: str) -> str | None:
+        return next((s.name for s in self.sources if s.refusal(name) is not None), None)
+
+    async def _run(self, call: ToolCall, user_id: str, enabled: EnabledTool | None
+                   ) -> str | ToolOutput:
         if enabled is None:
-            usable = sorted(n for n, e in self._tools.items() if e.allows(user_id))
+            for source in self.sources:
+                refusal = source.refusal(call.name)
+                if refusal is not None:
+                    raise ToolNotAllowedError(refusal, tool=call.name)
+            usable = sorted(n for n, e in self._all().items() if e.allows(user_id))
             can = f"; it can call: {', '.join(usable)}" if usable else ""
             raise ToolNotAllowedError(f"tool '{call.name}' is not enabled for this bot{can}",
                                       tool=call.name)
@@ -147,7 +198,15 @@ class Toolbox:
             raise ToolExecutionError(f"TimeoutError: {exc}", tool=call.name) from exc
         except Exception as exc:
             raise ToolExecutionError(f"{type(exc).__name__}: {exc}", tool=call.name) from exc
+        if isinstance(result, ToolOutput):
+            return result
         return _as_text(result, call.name)
+
+
+def _what(enabled: EnabledTool) -> str:
+    kind = "built-in tool" if enabled.tool.function.__module__ == "opencell.tools.builtin" \
+        else "tool"
+    return f"{kind} '{enabled.tool.name}'"
 
 
 def _as_text(result: Any, name: str) -> str:

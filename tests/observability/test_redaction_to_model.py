@@ -13,8 +13,8 @@ from opencell.observability.recorder import NullRecorder
 from opencell.observability.redact import Redactor
 from opencell.runtime import BotRuntime
 from opencell.tools import Toolbox
+from opencell.tools.policy import EnabledTool
 from opencell.tools.registry import tool
-from opencell.tools.toolbox import EnabledTool
 from tests.fakes.function_llm import FunctionLLM, answer
 from tests.observability.test_redact import ANTHROPIC, JWT
 
