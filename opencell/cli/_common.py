@@ -34,7 +34,10 @@ def console(stderr: bool = False) -> Console:
 def fail(message: str, *, code: int = 1) -> NoReturn:
     from opencell.observability.redact import LOG_FILTER
 
-    # One line per error, never re-wrapped; an error may quote a credential (e.g. a 401 body).
+    # One line per error, never re-wrapped, always `error: …`; an error may quote a credential
+    # (e.g. a 401 body).
+    if not message.startswith("error: "):
+        message = f"error: {message}"
     console(stderr=True).print(LOG_FILTER.redactor.redact(message), markup=False,
                                soft_wrap=True)
     raise typer.Exit(code)
