@@ -30,6 +30,7 @@ from opencell.dashboard.views import (
     session_detail,
     session_filters,
 )
+from opencell.dashboard.waterfall import waterfalls
 from opencell.records import short_session_id
 
 router = APIRouter(include_in_schema=False)
@@ -122,29 +123,44 @@ def home() -> RedirectResponse:
 def sessions_page(request: Request,
                   filters: Annotated[SessionFilters, Query()]) -> Response:
     state = state_of(request)
-    rows, cursor = state.store.list_sessions(**session_filters(filters))
+    page = state.store.session_page(**session_filters(filters))
     facets = state.read(queries.facets)
     tick = state.read(queries.tick)
     params = {k: v for k, v in filters.model_dump(mode="json").items()
-              if k not in ("cursor", "limit") and v is not None}
+              if k not in ("cursor", "before", "limit") and v is not None}
     if params.get("sort") == "started_at" and params.get("order") == "desc":
         params.pop("sort")
         params.pop("order")
     return render(request, "sessions.html", {
-        "rows": rows, "filters": filters, "facets": facets, "tick": tick,
-        "next_link": link("/sessions", params, cursor=cursor) if cursor else None,
-        "first_link": link("/sessions", params) if filters.cursor else None,
-        "sort_links": {key: link("/sessions", params, sort=key, order="desc")
-                       for key in ("started_at", "duration", "cost")},
+        "rows": page["sessions"], "total": page["total"], "filters": filters,
+        "facets": facets, "tick": tick,
+        "next_link": link("/sessions", params, cursor=page["next_cursor"])
+        if page["next_cursor"] else None,
+        "prev_link": link("/sessions", params, before=page["prev_cursor"])
+        if page["prev_cursor"] else None,
+        "first_link": link("/sessions", params) if filters.cursor or filters.before else None,
+        "sort_links": {key: link("/sessions", params, sort=key,
+                                 order=_toggled(filters, key)) for key in SORT_LABELS},
         "filtered": bool({k for k in params if k not in ("sort", "order")}),
     })
+
+
+SORT_LABELS = {"started_at": "Started", "duration": "Duration", "cost": "Cost"}
+
+
+def _toggled(filters: SessionFilters, key: str) -> str:
+    """A column header's link: the other direction when the list is sorted by it already."""
+    if filters.sort == key:
+        return "asc" if filters.order == "desc" else "desc"
+    return "desc"
 
 
 @router.get("/sessions/{session_id}")
 def session_page(request: Request,
                  session_id: Annotated[str, PathParam(min_length=1, max_length=64)]) -> Response:
     detail = session_detail(state_of(request), session_id)
-    return render(request, "session.html", _session_context(detail))
+    return render(request, "session.html", {**_session_context(detail),
+                                            "turns": waterfalls(detail["timeline"])})
 
 
 @router.get("/sessions/{session_id}/live")

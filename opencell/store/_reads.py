@@ -55,6 +55,44 @@ class SessionReads:
                                                 last["id"])
         return [queries.session_dict(_without_sort_value(row)) for row in page], next_cursor
 
+    def session_page(
+        self, *, sort: queries.SessionSort = "started_at", descending: bool = True,
+        limit: int = 50, cursor: str | None = None, before: str | None = None,
+        count: bool = True, **filters: Any,
+    ) -> dict[str, Any]:
+        """One page of sessions with both ways to page and the listing's total.
+
+        ``{"sessions", "next_cursor", "prev_cursor", "total"}``: pass ``next_cursor`` as
+        ``cursor`` for the page after, ``prev_cursor`` as ``before`` for the page before
+        (None when there is none); ``total`` counts every page (None without ``count``).
+        Filters as for :meth:`list_sessions`.
+        """
+        limit = max(1, min(int(limit), 1000))
+        backward = before is not None
+        stmt = queries.list_query(self._dialect, sort=sort, descending=descending != backward,
+                                  limit=limit, cursor=before if backward else cursor,
+                                  **filters)
+        with self.reading() as conn:
+            rows = list(conn.execute(stmt).mappings().all())
+            total = (conn.execute(queries.count_query(self._dialect, **filters)).scalar()
+                     if count else None)
+        more = len(rows) > limit
+        page = rows[:limit]
+        if backward:
+            page.reverse()
+        has_next = backward or more
+        has_prev = more if backward else cursor is not None
+        next_cursor = prev_cursor = None
+        if page and has_next:
+            next_cursor = queries.encode_cursor(sort, descending, float(page[-1]["sort_value"]),
+                                                page[-1]["id"])
+        if page and has_prev:
+            prev_cursor = queries.encode_cursor(sort, not descending,
+                                                float(page[0]["sort_value"]), page[0]["id"])
+        return {"sessions": [queries.session_dict(_without_sort_value(r)) for r in page],
+                "next_cursor": next_cursor, "prev_cursor": prev_cursor,
+                "total": None if total is None else int(total)}
+
     def get_session(self, id_or_prefix: str) -> dict[str, Any] | None:
         """The session with this id, or the only one whose id starts — or else ends — with it.
 

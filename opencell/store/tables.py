@@ -197,5 +197,12 @@ texts = sa.Table(
 )
 """Large texts, once each by SHA-256 (see ``texts.py``); records refer to them."""
 
+# v9: words said in each session, and its short id (see search.py).
+search_terms = sa.Table(
+    "search_terms", METADATA,
+    sa.Column("term", sa.String(40), primary_key=True),
+    sa.Column("session_seq", Id, primary_key=True, autoincrement=False),
+)
+
 DURATION_SORT = sa.func.coalesce(sessions.c.duration_ms, sa.literal_column("-1"))
 """How sessions sort by duration: open sessions (no duration yet) come last when descending."""

@@ -100,7 +100,8 @@
     var opts = {
       width: width, height: 240, series: series, cursor: { points: { show: false } },
       legend: { live: true },
-      scales: { x: { time: true }, y: { range: function (u, min, max) { return [0, max > 0 ? max * 1.1 : 1]; } } },
+      // Half a day either side: the first and last bars are drawn whole, not cut in half.
+      scales: { x: { time: true, range: function (u, min, max) { return [min - 43200, max + 43200]; } }, y: { range: function (u, min, max) { return [0, max > 0 ? max * 1.1 : 1]; } } },
       axes: [
         { stroke: "#667085", grid: { show: false }, ticks: { stroke: "#e4e7ec" } },
         { stroke: "#667085", grid: { stroke: "#f0f2f5" }, ticks: { show: false }, size: 64,
