@@ -127,7 +127,9 @@ def sessions_page(request: Request,
     facets = state.read(queries.facets)
     tick = state.read(queries.tick)
     params = {k: v for k, v in filters.model_dump(mode="json").items()
-              if k not in ("cursor", "before", "limit") and v is not None}
+              if k not in ("cursor", "before") and v is not None}
+    if params.get("limit") == SessionFilters.model_fields["limit"].default:
+        params.pop("limit")  # links keep a page size the user chose, and only that
     if params.get("sort") == "started_at" and params.get("order") == "desc":
         params.pop("sort")
         params.pop("order")
