@@ -43,9 +43,14 @@ def run(
 def chat(
     bot: Annotated[Path, typer.Argument(help="The bot's YAML file.", show_default=False)],
     user: Annotated[str | None, typer.Option(help="Your user name in this chat.")] = None,
+    json_lines: Annotated[bool, typer.Option(
+        "--json", help="Piped: print each reply as one JSON line {\"reply\", \"failed\"} "
+                       "(a reply may span several lines).")] = False,
     config: ConfigOption = None,
 ) -> None:
-    """Talk to a bot in the terminal. Reads lines from stdin, so it also works piped."""
+    """Talk to a bot in the terminal (line editing, Markdown replies). Reads lines from
+    stdin, so it also works piped: one reply per line, or one JSON object per reply with
+    --json."""
     from opencell.adapters.console import ConsoleAdapter
     from opencell.app import App
     from opencell.config import BotConfig, load_config
@@ -56,7 +61,7 @@ def chat(
         bot_config = load_bot(bot)
 
         def console(b: BotConfig, _platform: str) -> ConsoleAdapter:
-            return ConsoleAdapter(b, user=user)
+            return ConsoleAdapter(b, user=user, json_lines=json_lines)
 
         application = App([bot_config], cfg, platforms={bot_config.name: ["console"]},
                           adapter_factory=console)

@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - the browser/page fixtures come from test_browser and are parameters here
 """The dashboard in a real Chromium, as issue 15 asks: a turn's waterfall, search that finds a
 session by a word said or by the short id the list shows, sorting both ways with pages back
 and forth, no sideways scrolling on a phone, dark mode, readable filter errors, and a crashed
@@ -17,7 +18,7 @@ from opencell.records import short_session_id
 from opencell.store.store import Store
 from tests.conftest import REPO, clean_env, opencell
 from tests.dashboard.conftest import ServerThread
-from tests.dashboard.test_browser import ARGS, CHROMIUM, browser, page  # noqa: F401 - fixtures
+from tests.dashboard.test_browser import CHROMIUM, browser, page  # noqa: F401 - fixtures
 from tests.fakes.waiting import until_sync
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Chromium at /usr/bin/chromium")
@@ -134,7 +135,7 @@ def test_sort_both_ways_and_page_back_and_forth(
 
 
 def test_no_page_scrolls_sideways_on_a_phone(
-        browser: Any, served: ServerThread, conversations: dict[str, str]) -> None:  # noqa: F811
+        browser: Any, served: ServerThread, conversations: dict[str, str]) -> None:
     context = browser.new_context(viewport={"width": 390, "height": 844})
     phone = context.new_page()
     paths = ["/sessions", "/sessions?status=failed", "/analytics", "/costs", "/budgets",
@@ -165,7 +166,7 @@ def _background(browser: Any, url: str, scheme: str) -> tuple[int, ...]:
 
 
 def test_dark_mode_follows_the_system_preference(
-        browser: Any, served: ServerThread) -> None:  # noqa: F811
+        browser: Any, served: ServerThread) -> None:
     light_bg, light_card, light_text = _background(browser, served.url + "/sessions", "light")
     dark_bg, dark_card, dark_text = _background(browser, served.url + "/sessions", "dark")
     assert light_bg > 600 and light_card > 600 and light_text < 150
@@ -173,7 +174,7 @@ def test_dark_mode_follows_the_system_preference(
 
 
 def test_a_bad_date_range_is_answered_in_words(
-        browser: Any, served: ServerThread) -> None:  # noqa: F811
+        browser: Any, served: ServerThread) -> None:
     # Its own page: Chromium logs each 422 answer as a console error, which `page` refuses.
     context = browser.new_context()
     page = context.new_page()
