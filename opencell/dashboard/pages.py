@@ -22,6 +22,7 @@ from opencell.calendar import DIMENSIONS, Period, period_bounds
 from opencell.dashboard import queries
 from opencell.dashboard.api import MAX_RANGE_DAYS
 from opencell.dashboard.state import NAV, state_of
+from opencell.dashboard.trends import trends
 from opencell.dashboard.views import (
     FIRST_DAY,
     LAST_DAY,
@@ -224,8 +225,10 @@ def analytics_page(request: Request,
                           f"{MAX_RANGE_DAYS} days")
     data = state.read(lambda conn: queries.analytics(conn, first=first, last=last,
                                                      bot=bot or None))
+    over_time = state.read(lambda conn: trends(conn, first, last, bot or None))
     facets = state.read(queries.facets)
-    return render(request, "analytics.html", {"a": data, "facets": facets, "bot": bot or "",
+    return render(request, "analytics.html", {"a": data, "trends": over_time,
+                                              "facets": facets, "bot": bot or "",
                                               "since": first.isoformat(),
                                               "until": last.isoformat()})
 
