@@ -168,8 +168,9 @@
           var row = document.querySelector('tr[data-session-id="' + CSS.escape(end.id) + '"]');
           if (!row) return;
           var badge = row.querySelector("[data-status]");
-          badge.textContent = end.status;
-          badge.className = "badge " + (end.status === "failed" ? "badge-failed" : "badge-success");
+          var crashed = end.reason === "interrupted";
+          badge.textContent = crashed ? "interrupted" : end.status;
+          badge.className = "badge " + (crashed ? "badge-interrupted" : end.status === "failed" ? "badge-failed" : "badge-success");
           row.classList.remove("is-open");
         });
         fresh += (change.started || []).length;
