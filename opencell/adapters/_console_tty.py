@@ -8,6 +8,9 @@ log lines held back while the user types, Markdown rendered.
   the line being typed. While the prompt is up, log records are held and printed (dimmed)
   just before the next output instead.
 - **Thinking…**: a spinner runs while the bot works on a turn.
+- **The prompt at once**: :class:`EarlyPrompt` shows the prompt and reads the first line
+  while the bot is still being built (importing a model SDK takes a second or more), so the
+  user types while it loads.
 """
 
 from __future__ import annotations
@@ -108,3 +111,31 @@ def render_reply(console: Console, name: str, text: str, *, failed: bool) -> Non
     console.print(f"[bold {style}]{name}[/]")
     markdown: Any = Markdown(text, code_theme="ansi_dark", hyperlinks=False)
     console.print(markdown)
+
+
+class EarlyPrompt:
+    """The first prompt, shown before the bot is ready; the adapter takes its line."""
+
+    def __init__(self, prompt: str, greeting: str) -> None:
+        self.prompt = prompt
+        self.greeting = greeting
+        self._done = threading.Event()
+        self._line: str | None = None
+
+    def start(self) -> None:
+        enable_line_editing()
+        threading.Thread(target=self._read, daemon=True, name="opencell-console-first").start()
+
+    def _read(self) -> None:
+        try:
+            print(self.greeting, flush=True)
+            self._line = input(self.prompt)
+        except (EOFError, OSError, ValueError):
+            self._line = None
+        finally:
+            self._done.set()
+
+    def line(self) -> str | None:
+        """The first line typed (waits for it); None at end of input."""
+        self._done.wait()
+        return self._line

@@ -24,14 +24,26 @@ from typing import TextIO
 
 from rich.console import Console
 
-from opencell.adapters._console_tty import HeldLogs, Thinking, enable_line_editing, render_reply
+from opencell.adapters._console_tty import (
+    EarlyPrompt,
+    HeldLogs,
+    Thinking,
+    enable_line_editing,
+    render_reply,
+)
 from opencell.adapters.base import Adapter
 from opencell.config import BotConfig
 from opencell.messages import ConversationKey, IncomingMessage, Reply
 from opencell.records import valid_text
 from opencell.types import Deliver
 
+__all__ = ["ConsoleAdapter", "EarlyPrompt", "greeting"]
+
 log = logging.getLogger("opencell.console")
+
+
+def greeting(bot: str) -> str:
+    return f"\x1b[1m{bot}\x1b[0m is listening. Type a message; Ctrl-D or Ctrl-C to leave."
 
 
 class ConsoleAdapter(Adapter):
@@ -45,7 +57,7 @@ class ConsoleAdapter(Adapter):
 
     def __init__(self, bot: BotConfig, *, user: str | None = None,
                  stdin: TextIO | None = None, stdout: TextIO | None = None,
-                 json_lines: bool = False) -> None:
+                 json_lines: bool = False, early: EarlyPrompt | None = None) -> None:
         super().__init__(bot)
         settings = bot.platforms.console
         self.user = user or (settings.user if settings else "you")
@@ -59,6 +71,8 @@ class ConsoleAdapter(Adapter):
         self._task: asyncio.Task[None] | None = None
         self._counter = 0
         self.json_lines = json_lines
+        self._early = early if self.interactive else None
+        """The first prompt, already shown while the bot was being built (``opencell chat``)."""
         self._may_read = threading.Event()
         """Interactive: set when the prompt may be shown (no turn running)."""
         self._held = HeldLogs()
@@ -72,8 +86,8 @@ class ConsoleAdapter(Adapter):
         if self.interactive:
             enable_line_editing()
             self._held.install()
-            self._console.print(f"[bold]{self.bot.name}[/] is listening. "
-                                "Type a message; Ctrl-D or Ctrl-C to leave.")
+            if self._early is None:
+                self._console.print(greeting(self.bot.name))
             self._may_read.set()
         self._task = asyncio.create_task(self._serve(queue, deliver), name="console-adapter")
 
@@ -113,7 +127,13 @@ class ConsoleAdapter(Adapter):
             self._may_read.clear()
             self._held.holding = True
             try:
-                line = input(self.prompt)
+                if self._early is not None:
+                    first, self._early = self._early.line(), None
+                    if first is None:
+                        raise EOFError
+                    line = first
+                else:
+                    line = input(self.prompt)
             except EOFError:
                 self._held.release()
                 self._console.print()  # the shell's prompt starts on a line of its own

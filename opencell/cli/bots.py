@@ -51,17 +51,26 @@ def chat(
     """Talk to a bot in the terminal (line editing, Markdown replies). Reads lines from
     stdin, so it also works piped: one reply per line, or one JSON object per reply with
     --json."""
-    from opencell.adapters.console import ConsoleAdapter
-    from opencell.app import App
+    import sys
+
+    from opencell.adapters.console import ConsoleAdapter, EarlyPrompt, greeting
     from opencell.config import BotConfig, load_config
     from opencell.loading import load_bot
 
     async def main() -> None:
         cfg = load_config(config)
         bot_config = load_bot(bot)
+        early = None
+        if sys.stdin.isatty() and sys.stdout.isatty():
+            # The prompt now; the model SDK loads (App below) while the user types.
+            settings = bot_config.platforms.console
+            early = EarlyPrompt(settings.prompt if settings else "you> ",
+                                greeting(bot_config.name))
+            early.start()
+        from opencell.app import App
 
         def console(b: BotConfig, _platform: str) -> ConsoleAdapter:
-            return ConsoleAdapter(b, user=user, json_lines=json_lines)
+            return ConsoleAdapter(b, user=user, json_lines=json_lines, early=early)
 
         application = App([bot_config], cfg, platforms={bot_config.name: ["console"]},
                           adapter_factory=console)
