@@ -77,7 +77,9 @@ class SessionPage(BaseModel):
     sessions: list[SessionOut]
     next_cursor: str | None
     prev_cursor: str | None = None
-    total: int | None = Field(None, description="Sessions matching the filters, all pages.")
+    total: int | None = Field(None, description="Sessions matching the filters, all pages "
+                                                "(counted up to a cap: see total_capped).")
+    total_capped: bool = Field(False, description="There are more than ``total``.")
 
 
 class TimelineEvent(BaseModel):

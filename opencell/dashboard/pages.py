@@ -135,7 +135,8 @@ def sessions_page(request: Request,
         params.pop("sort")
         params.pop("order")
     return render(request, "sessions.html", {
-        "rows": page["sessions"], "total": page["total"], "filters": filters,
+        "rows": page["sessions"], "total": page["total"],
+        "total_capped": page["total_capped"], "filters": filters,
         "facets": facets, "tick": tick,
         "next_link": link("/sessions", params, cursor=page["next_cursor"])
         if page["next_cursor"] else None,

@@ -2,11 +2,11 @@
 
 Each message's words, the words of the user's id and name (lower-cased, 2–40 characters,
 at most ``MAX_TERMS`` distinct per text) and each session's short id are stored once per
-session as ``(term, session_seq)``.
-A search word matches every term it starts ("ship" finds "shipped"), found with a range
-seek on the primary key — the same plain B-tree on SQLite and PostgreSQL, no FTS extension,
-and it stays one index probe per word at a million events. Several words must all occur in
-the session (not necessarily in one message).
+session as ``(term, session_seq)``. A search word matches every term it starts ("ship"
+finds "shipped"; a short number only itself), found with a range seek on the primary key —
+the same plain B-tree on SQLite and PostgreSQL, no FTS extension. Several words must all
+occur in the session (not necessarily in one message). How each word is matched is planned
+per search (``plan_words``) so that common words stay cheap at a million events.
 """
 
 from __future__ import annotations
@@ -64,14 +64,103 @@ def query_words(q: str) -> list[str]:
     return words[:MAX_QUERY_WORDS]
 
 
+def word_match(dialect: Dialect, word: str) -> sa.ColumnElement[bool]:
+    """Terms a search word matches: those it starts, or — a number of up to six digits —
+    itself only ("42" is order 42, not 420 or 4217)."""
+    t = search_terms.c
+    return t.term == word if exact_word(word) else dialect.prefix_match(t.term, word)
+
+
+def exact_word(word: str) -> bool:
+    return word.isdigit() and len(word) <= 6
+
+
 def matching_sessions(dialect: Dialect, words: list[str]) -> sa.Select[Any]:
     """``session_seq`` of the sessions holding a term starting with each of ``words``."""
     t = search_terms.c
-    selects = [sa.select(t.session_seq).where(dialect.prefix_match(t.term, word))
-               for word in words]
+    selects = [sa.select(t.session_seq).where(word_match(dialect, word)) for word in words]
     if len(selects) == 1:
         return selects[0]
     return sa.select(sa.intersect(*selects).subquery().c.session_seq)
+
+
+COMMON = 2000
+"""A word starting more than this many session terms is "common" (see ``plan_words``)."""
+DRIVE = 20_000
+"""The least common word of a search drives it (its matches are fetched, then sorted) when
+it matches at most this many sessions; above, the listing walks its sort index."""
+MAX_EXPANSION = 24
+"""A common word is looked up as the exact terms it starts, if there are at most this many."""
+
+
+WordPlan = tuple[str, str, list[str]]
+"""(how, word, exact terms): how a search word is matched — ``rare``: by the list of its
+matches, which drives the query; ``exact``: a common word, by a primary-key seek per exact
+term it starts, session by session; ``wide``: a common word starting too many terms, by
+its match list, built once and tested session by session."""
+
+
+def plan_words(conn: Connection, dialect: Dialect, words: list[str]) -> list[WordPlan]:
+    """How to match each search word (see ``WordPlan``): one capped index count per word;
+    the least common word drives the query when it matches at most ``DRIVE`` sessions, as
+    do all words under ``COMMON``; a common word is expanded (a few index seeks) into the
+    exact terms it starts."""
+    t = search_terms.c
+    counts = {}
+    for word in words:
+        capped = dialect.limit(sa.select(sa.literal(1)).where(
+            word_match(dialect, word)), DRIVE + 1).subquery()
+        counts[word] = conn.execute(sa.select(sa.func.count()).select_from(capped)).scalar_one()
+    rarest = min(words, key=lambda w: counts[w]) if words else None
+    plans: list[WordPlan] = []
+    for word in words:
+        if counts[word] <= COMMON or (word == rarest and counts[word] <= DRIVE):
+            plans.append(("rare", word, []))
+            continue
+        terms: list[str] = [word] if exact_word(word) else []
+        last = ""
+        while not exact_word(word) and len(terms) <= MAX_EXPANSION:
+            found = conn.execute(dialect.limit(sa.select(t.term).where(
+                *_next_term(dialect, word, last)).order_by(t.term), 1)).scalar()
+            if found is None:
+                break
+            terms.append(found)
+            last = found
+        plans.append(("exact", word, terms) if len(terms) <= MAX_EXPANSION
+                     else ("wide", word, []))
+    return plans
+
+
+def _next_term(dialect: Dialect, word: str, last: str) -> list[sa.ColumnElement[bool]]:
+    """The terms after ``last`` that start with ``word``, as one index range on SQLite (a
+    second lower bound would make it scan from ``word``: "137" has 70,000 rows)."""
+    t = search_terms.c
+    if dialect.name != "sqlite":
+        return [dialect.prefix_match(t.term, word), t.term > last]
+    return [t.term > last if last else t.term >= word, t.term < word + "\U0010ffff"]
+
+
+def words_condition(dialect: Dialect, session_seq: Any,
+                    plans: list[WordPlan]) -> sa.ColumnElement[bool]:
+    """Sessions holding every planned word. Only ``rare`` words may drive the query; the
+    others are written so that the planner tests them per session ("seq + 0" is not
+    indexable) while it walks the listing's sort index."""
+    rare = [word for how, word, _ in plans if how == "rare"]
+    parts: list[sa.ColumnElement[bool]] = []
+    if rare:
+        parts.append(session_seq.in_(matching_sessions(dialect, rare)))
+    for how, word, terms in plans:
+        if how == "exact":
+            parts.append(holds_terms(session_seq, terms))
+        elif how == "wide":
+            parts.append((session_seq + 0).in_(matching_sessions(dialect, [word])))
+    return sa.and_(*parts)
+
+
+def holds_terms(session_seq: Any, terms: list[str]) -> sa.ColumnElement[bool]:
+    """True where the session has one of ``terms`` (a primary-key seek per term)."""
+    t = search_terms.c
+    return sa.exists().where(t.session_seq == session_seq, t.term.in_(terms))
 
 
 def term_rows(pairs: Iterable[tuple[int, str]]) -> list[dict[str, Any]]:

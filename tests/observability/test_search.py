@@ -57,6 +57,9 @@ def test_words_said_find_their_sessions(store: Store, three: dict[str, str]) -> 
     assert found(store, "order") == [three["ship"], three["refund"]]  # newest first
     assert found(store, "order refund") == [three["refund"]]  # every word must be there
     assert found(store, "très") == [three["other"]]  # unicode words
+    assert found(store, "4") == []  # one character is no word
+    assert found(store, "42") == [three["ship"], three["refund"]]  # a number: itself only
+    assert found(store, "days 5") == [three["refund"]]  # one-character words are ignored
     assert found(store, "zebra") == []
     assert found(store, "martin") == [three["refund"]]  # a word of the user's name
     assert found(store, "order", descending=False) == [three["refund"], three["ship"]]
@@ -67,7 +70,7 @@ def test_the_short_id_and_an_id_prefix_find_the_session(
     sid = three["ship"]
     assert found(store, short_session_id(sid)) == [sid]
     assert found(store, short_session_id(sid).upper()) == [sid]
-    assert found(store, short_session_id(sid)[:6]) == [sid]  # its start, as typed so far
+    assert found(store, short_session_id(sid)[:8]) == [sid]  # its start, as typed so far
     assert found(store, sid) == [sid]
     assert found(store, "u-2") == [sid]  # an exact user id still matches
 
