@@ -88,7 +88,9 @@ class ConsoleAdapter(Adapter):
             self._held.install()
             if self._early is None:
                 self._console.print(greeting(self.bot.name))
-            self._may_read.set()
+            # The prompt after whatever the starting command prints once every adapter has
+            # started (`opencell run`'s "running …" and dashboard lines), not under it.
+            loop.call_soon(self._may_read.set)
         self._task = asyncio.create_task(self._serve(queue, deliver), name="console-adapter")
 
     def _read_lines(self, loop: asyncio.AbstractEventLoop,

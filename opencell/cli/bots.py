@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from opencell.cli._common import ConfigOption, console, guarded
+from opencell.cli._common import ConfigOption, console, fail, guarded
 
 
 def run(
@@ -34,7 +34,13 @@ def run(
 
     async def main() -> None:
         cfg = load_config(config)
-        application = App(load_bots(bots), cfg, dashboard=dashboard)
+        loaded = load_bots(bots)
+        talking = [b.name for b in loaded if b.platforms.console is not None]
+        if len(talking) > 1:
+            fail(f"bots {', '.join(talking)} all name platforms.console, and one terminal "
+                 "can talk to one bot: keep console in one of them (or try each with "
+                 "`opencell chat BOT.yaml`)", code=2)
+        application = App(loaded, cfg, dashboard=dashboard)
         await application.run(on_ready=ready)
 
     guarded(main)

@@ -85,3 +85,12 @@ def test_piped_chat_prints_a_multi_line_reply_as_one_json_line(
     lines = result.stdout.splitlines()
     assert [json.loads(line) for line in lines] == [
         {"reply": MARKDOWN, "failed": False}, {"reply": "two", "failed": False}]
+
+
+def test_two_console_bots_in_one_run_are_refused_with_a_reason(tmp_path: Path) -> None:
+    for name in ("first", "second"):
+        (tmp_path / f"{name}.yaml").write_text(
+            f"name: {name}\nllm: {{provider: offline}}\nplatforms: {{console: {{}}}}\n")
+    result = opencell("run", str(tmp_path / "first.yaml"), str(tmp_path / "second.yaml"))
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: bots first, second all name platforms.console")
