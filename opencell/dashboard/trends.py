@@ -25,8 +25,9 @@ TOP_SERIES = 6
 def trends(conn: Connection, first: date, last: date, bot: str | None) -> dict[str, Any]:
     """Every trend chart of the analytics page for days ``first``..``last``."""
     days = days_between(first, last)
-    return {"latency": _latency(conn, days, bot), "latency_by_bot": _latency_by_bot(
-                conn, days, bot),
+    histograms = _histograms(conn, days, bot)  # read once: both latency charts use it
+    return {"latency": _latency(histograms, days), "latency_by_bot": _latency_by_bot(
+                histograms, days),
             "failed_turns": _failed_turns(conn, days, bot),
             "tokens": _by_model(conn, days, bot, "tokens"),
             "cost": _by_model(conn, days, bot, "cost")}
@@ -50,9 +51,12 @@ def _histograms(conn: Connection, days: list[str], bot: str | None
     return out
 
 
-def _latency(conn: Connection, days: list[str], bot: str | None) -> dict[str, Any]:
+Histograms = dict[tuple[str, str], dict[int, int]]
+
+
+def _latency(histograms: Histograms, days: list[str]) -> dict[str, Any]:
     per_day: dict[str, dict[int, int]] = {}
-    for (day, _bot), histogram in _histograms(conn, days, bot).items():
+    for (day, _bot), histogram in histograms.items():
         merged = per_day.setdefault(day, {})
         for bucket, n in histogram.items():
             merged[bucket] = merged.get(bucket, 0) + n
@@ -61,8 +65,7 @@ def _latency(conn: Connection, days: list[str], bot: str | None) -> dict[str, An
         "p95": [percentile(per_day.get(d, {}), 95) for d in days]})
 
 
-def _latency_by_bot(conn: Connection, days: list[str], bot: str | None) -> dict[str, Any]:
-    histograms = _histograms(conn, days, bot)
+def _latency_by_bot(histograms: Histograms, days: list[str]) -> dict[str, Any]:
     volume: dict[str, int] = {}
     for (_day, name), histogram in histograms.items():
         volume[name] = volume.get(name, 0) + sum(histogram.values())
