@@ -54,6 +54,7 @@ def test_everything_healthy_passes(tmp_path: Path, fake_agentops: FakeAgentOps,
     env = agentops_env(fake_agentops, VALID_KEY)
     env.update(OTEL_EXPORTER_OTLP_ENDPOINT=otlp_receiver.url, ANTHROPIC_API_KEY="sk-ant-good",
                ANTHROPIC_BASE_URL=model_api.url)
+    otlp_receiver.reject_empty = True  # like MLflow: an export without spans is a 400
     result = opencell("doctor", str(bot), env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
@@ -61,11 +62,14 @@ def test_everything_healthy_passes(tmp_path: Path, fake_agentops: FakeAgentOps,
                  "AgentOps", "OTLP"):
         assert f"✓ {name}:" in out
     assert "… checking the credentials of bot helper" in result.stderr  # progress while waiting
-    (probe,) = model_api.requests_to("/v1/models")
-    assert probe.headers["x-api-key"] == "sk-ant-good"
+    (listed,) = model_api.requests_to("/v1/models")  # the key, tried for real
+    assert listed.headers["x-api-key"] == "sk-ant-good"
     assert "writable" in out and "project proj-fake-1" in out
     # the doctor's probe is an empty export: nothing counted as spans
     assert fake_agentops.spans == [] and len(fake_agentops.exports) == 1
+    # the OTLP probe is a valid minimal export: one span, named so a user can tell it apart
+    (probe,) = otlp_receiver.spans
+    assert probe.name == "opencell doctor" and probe.attrs == {"opencell.probe": True}
 
 
 def test_missing_secrets_and_an_unreachable_collector_are_named(tmp_path: Path) -> None:
