@@ -77,7 +77,10 @@ def variants(base: str, sample: dict[str, Any]) -> dict[str, list[str]]:
                f"?user={sample['rare_user']}&sort=cost", f"?q={sample['rare_user']}",
                f"?q=user-{sample['rare_user'][1:]}", f"?q={ids[0][:13]}",
                f"?since={week_ago}", f"?since={three}&until={three}&sort=cost",
-               f"?cursor={sample['cursor']}", "?limit=200"]
+               f"?cursor={sample['cursor']}", "?limit=200",
+               # Search over words said (the search_terms index), short ids, both sort ways.
+               "?q=parcel", "?q=oomkilled", "?q=exit+code+137&sort=cost", "?q=zebra",
+               f"?q={ids[1][-12:]}", "?sort=cost&order=asc", f"?before={sample['before']}"]
     costs = [f"?by={by}&period={period}" for by in ("bot", "user", "platform", "provider",
                                                     "model")
              for period in ("day", "week", "month")]
@@ -91,7 +94,8 @@ def variants(base: str, sample: dict[str, Any]) -> dict[str, list[str]]:
         "GET /healthz": ["/healthz"],
         "GET /metrics": ["/metrics"],
         "page /sessions": ["/sessions", "/sessions?sort=cost", "/sessions?status=failed",
-                           f"/sessions?bot=guardian&since={week_ago}"],
+                           f"/sessions?bot=guardian&since={week_ago}", "/sessions?q=parcel",
+                           f"/sessions?q={ids[2][-12:]}", "/sessions?sort=duration&order=asc"],
         "page /sessions/{id}": [f"/sessions/{i}" for i in ids[:10]],
         "page /analytics": ["/analytics", "/analytics?bot=devops"],
         "page /costs": ["/costs", "/costs?period=day", "/costs?period=week"],
@@ -117,8 +121,10 @@ def sample_of(url: str) -> dict[str, Any]:
         rare = conn.execute(sa.text(
             "SELECT user_id FROM sessions WHERE seq > :s LIMIT 1"), {"s": top // 3}).scalar()
     _, cursor = store.list_sessions(limit=50)
+    second = store.session_page(limit=50, cursor=cursor, count=False)
     store.close()
-    return {"ids": ids, "heavy_user": heavy, "rare_user": rare, "cursor": cursor}
+    return {"ids": ids, "heavy_user": heavy, "rare_user": rare, "cursor": cursor,
+            "before": second["prev_cursor"]}
 
 
 def time_route(client: Any, paths: list[str], rounds: int) -> tuple[list[float], dict[str, float]]:

@@ -1,5 +1,11 @@
 """The terminal adapter: stdin lines in, replies out; interactive on a TTY, plain when piped.
 
+In a terminal (see ``_console_tty.py``): line editing and history, a "thinking…" spinner,
+replies rendered as Markdown, log lines held back while the user types, and a word when
+Ctrl-C has to wait for a turn. Piped: one reply per line, or with ``json_lines`` one JSON
+object per reply (``{"reply": …, "failed": …}``), which stays one line whatever the reply
+holds.
+
 A terminal can send any bytes: input is read as bytes and decoded with invalid sequences
 replaced (U+FFFD), whatever ``PYTHONIOENCODING`` says, so a bad byte is answered like any
 other line and can never end the chat; output that the terminal's encoding cannot hold is
@@ -9,6 +15,7 @@ written with replacements rather than lost.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sys
 import threading
@@ -17,13 +24,26 @@ from typing import TextIO
 
 from rich.console import Console
 
+from opencell.adapters._console_tty import (
+    EarlyPrompt,
+    HeldLogs,
+    Thinking,
+    enable_line_editing,
+    render_reply,
+)
 from opencell.adapters.base import Adapter
 from opencell.config import BotConfig
 from opencell.messages import ConversationKey, IncomingMessage, Reply
 from opencell.records import valid_text
 from opencell.types import Deliver
 
+__all__ = ["ConsoleAdapter", "EarlyPrompt", "greeting"]
+
 log = logging.getLogger("opencell.console")
+
+
+def greeting(bot: str) -> str:
+    return f"\x1b[1m{bot}\x1b[0m is listening. Type a message; Ctrl-D or Ctrl-C to leave."
 
 
 class ConsoleAdapter(Adapter):
@@ -36,7 +56,8 @@ class ConsoleAdapter(Adapter):
     platform = "console"
 
     def __init__(self, bot: BotConfig, *, user: str | None = None,
-                 stdin: TextIO | None = None, stdout: TextIO | None = None) -> None:
+                 stdin: TextIO | None = None, stdout: TextIO | None = None,
+                 json_lines: bool = False, early: EarlyPrompt | None = None) -> None:
         super().__init__(bot)
         settings = bot.platforms.console
         self.user = user or (settings.user if settings else "you")
@@ -49,6 +70,13 @@ class ConsoleAdapter(Adapter):
                                    user=self.user)
         self._task: asyncio.Task[None] | None = None
         self._counter = 0
+        self.json_lines = json_lines
+        self._early = early if self.interactive else None
+        """The first prompt, already shown while the bot was being built (``opencell chat``)."""
+        self._may_read = threading.Event()
+        """Interactive: set when the prompt may be shown (no turn running)."""
+        self._held = HeldLogs()
+        self._thinking = Thinking(self._console, bot.name)
 
     async def start(self, deliver: Deliver) -> None:
         queue: asyncio.Queue[str | None] = asyncio.Queue()
@@ -56,9 +84,13 @@ class ConsoleAdapter(Adapter):
         threading.Thread(target=self._read_lines, args=(loop, queue), daemon=True,
                          name="opencell-console-stdin").start()
         if self.interactive:
-            self._console.print(f"[bold]{self.bot.name}[/] is listening. "
-                                "Type a message; Ctrl-D or Ctrl-C to leave.")
-            self._show_prompt()
+            enable_line_editing()
+            self._held.install()
+            if self._early is None:
+                self._console.print(greeting(self.bot.name))
+            # The prompt after whatever the starting command prints once every adapter has
+            # started (`opencell run`'s "running …" and dashboard lines), not under it.
+            loop.call_soon(self._may_read.set)
         self._task = asyncio.create_task(self._serve(queue, deliver), name="console-adapter")
 
     def _read_lines(self, loop: asyncio.AbstractEventLoop,
@@ -77,6 +109,9 @@ class ConsoleAdapter(Adapter):
 
     def _lines(self) -> Iterator[str]:
         """stdin's lines as valid text: bytes decoded with replacement when stdin has them."""
+        if self.interactive:
+            yield from self._prompted_lines()
+            return
         raw = getattr(self._stdin, "buffer", None)
         if raw is None:
             for line in self._stdin:
@@ -85,6 +120,28 @@ class ConsoleAdapter(Adapter):
         encoding = getattr(self._stdin, "encoding", None) or "utf-8"
         for data in raw:
             yield valid_text(data.decode(encoding, "replace"))
+
+    def _prompted_lines(self) -> Iterator[str]:
+        """Lines typed at the prompt, with line editing; the prompt shows once the previous
+        turn has answered, and log lines wait until Enter is pressed."""
+        while True:
+            self._may_read.wait()
+            self._may_read.clear()
+            self._held.holding = True
+            try:
+                if self._early is not None:
+                    first, self._early = self._early.line(), None
+                    if first is None:
+                        raise EOFError
+                    line = first
+                else:
+                    line = input(self.prompt)
+            except EOFError:
+                self._held.release()
+                self._console.print()  # the shell's prompt starts on a line of its own
+                return
+            self._held.release()
+            yield valid_text(line)
 
     async def _serve(self, queue: asyncio.Queue[str | None], deliver: Deliver) -> None:
         try:
@@ -95,24 +152,36 @@ class ConsoleAdapter(Adapter):
                 self._counter += 1
                 message = IncomingMessage(key=self.key, text=line, user_id=self.user,
                                           user_name=self.user, message_id=str(self._counter))
-                await self.handle(message, deliver)
+                if self.interactive:
+                    self._thinking.start()
+                try:
+                    await self.handle(message, deliver)
+                finally:
+                    self._thinking.stop()
                 self._show_prompt()
         finally:
             self.finished.set()
 
     def _show_prompt(self) -> None:
         if self.interactive:
-            self._console.print(self.prompt, end="")
+            self._may_read.set()
 
     async def send(self, reply: Reply) -> None:
         text = valid_text(reply.text)
         if self.interactive:
-            style = "red" if reply.failed else "cyan"
+            self._thinking.stop()
             try:
-                self._console.print(f"[bold {style}]{self.bot.name}[/] ", end="")
-                self._console.print(text, markup=False)
+                render_reply(self._console, self.bot.name, text, failed=reply.failed)
             except UnicodeEncodeError:  # the terminal's encoding cannot show some of it
-                self._console.print(self._printable(text), markup=False)
+                render_reply(self._console, self.bot.name, self._printable(text),
+                             failed=reply.failed)
+        elif self.json_lines:
+            line = json.dumps({"reply": text, "failed": reply.failed}, ensure_ascii=False)
+            try:
+                self._stdout.write(line + "\n")
+            except UnicodeEncodeError:
+                self._stdout.write(json.dumps({"reply": text, "failed": reply.failed}) + "\n")
+            self._stdout.flush()
         else:
             try:
                 self._stdout.write(text + "\n")
@@ -125,7 +194,18 @@ class ConsoleAdapter(Adapter):
         encoding = getattr(self._stdout, "encoding", None) or "utf-8"
         return text.encode(encoding, "replace").decode(encoding, "replace")
 
+    async def drain(self, timeout: float) -> bool:
+        if self.interactive and self.in_flight:
+            self._thinking.stop()
+            self._console.print(f"\n[yellow]stopping:[/] letting the current turn finish "
+                                f"(up to {timeout:.0f}s; Ctrl-C again quits at once)")
+        return await super().drain(timeout)
+
     async def stop(self) -> None:
+        if self.interactive:
+            self._thinking.stop()
+            self._held.uninstall()
+            self._console.print()
         if self._task is not None and not self._task.done():
             self._task.cancel()
             try:

@@ -24,8 +24,18 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from opencell import __version__
+
+        sys.stdout.write(f"opencell {__version__}\n")
+        raise typer.Exit()
+
+
 @app.callback()
 def _main(
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
+                                          help="Print the version and exit.")] = False,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning, error",
                                            envvar="OPENCELL_LOG_LEVEL")] = "warning",
 ) -> None:
@@ -52,9 +62,33 @@ def _main(
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point. Usage errors (an unknown option, a value out of range) are
+    one ``error:`` line like every other failure, not a box."""
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    app()
+    try:
+        code = app(standalone_mode=False)
+    except typer.Abort:
+        sys.stderr.write("\n")
+        code = 130
+    except typer.Exit as exc:
+        code = exc.exit_code
+    except Exception as exc:
+        # Click's own errors (typer vendors click and exports only some of its classes):
+        # each has format_message() and exit_code.
+        describe = getattr(exc, "format_message", None)
+        if not callable(describe):
+            raise
+        code = int(getattr(exc, "exit_code", 2))
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+            sys.stdout.write(ctx.get_help() + "\n")
+        else:
+            hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+            try:
+                fail(f"{describe()}{hint}", code=code)
+            except typer.Exit:
+                pass
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 def _register() -> None:

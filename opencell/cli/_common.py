@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
@@ -31,10 +32,18 @@ def console(stderr: bool = False) -> Console:
     return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
+LOCATED = re.compile(r"[^\s:]+\.(?:ya?ml|env)(?::\d+)?: ")
+"""A config error already says where (``bots/x.yaml:4: llm.model: …``, as ``validate``
+prints them): it is not prefixed with ``error:``."""
+
+
 def fail(message: str, *, code: int = 1) -> NoReturn:
     from opencell.observability.redact import LOG_FILTER
 
-    # One line per error, never re-wrapped; an error may quote a credential (e.g. a 401 body).
+    # One line per error, never re-wrapped, always `error: …`; an error may quote a credential
+    # (e.g. a 401 body).
+    if not message.startswith("error: ") and not LOCATED.match(message):
+        message = f"error: {message}"
     console(stderr=True).print(LOG_FILTER.redactor.redact(message), markup=False,
                                soft_wrap=True)
     raise typer.Exit(code)

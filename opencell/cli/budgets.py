@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -9,12 +10,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from opencell.cli._common import ConfigOption, console, fail, opened_store, print_json
+from opencell.cli.fit import Column, Shown, piped, show
 
 if TYPE_CHECKING:  # rich's tables cost ~40 ms to import: only when this command runs
-    from rich.console import Group
     from rich.progress_bar import ProgressBar
-    from rich.table import Table
-    from rich.text import Text
 
 LEVEL_STYLE = {"warning": "yellow", "critical": "red"}
 
@@ -24,6 +23,8 @@ def budgets(
         help="Bot YAML files whose own `budget:` to include (optional).",
         show_default=False)] = None,
     days: Annotated[float, typer.Option(help="Show alerts of the last DAYS days.", min=0)] = 7,
+    top: Annotated[int, typer.Option(min=1, help="Scopes to list per limit (most spent "
+                                     "first); how many more there are is always said.")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
     config: ConfigOption = None,
 ) -> None:
@@ -41,12 +42,34 @@ def budgets(
     with opened_store(config) as store:
         ledger = BudgetLedger(cfg.budgets, bot_configs, store=store, sync_interval=0,
                               watch_spikes=False)
-        usage = ledger.usage()
+        usage, hidden = top_per_limit(ledger.usage(per_limit=1_000_000), top)
         alerts = ledger.alerts(days=days)
     if as_json:
-        print_json({"timezone": cfg.budgets.timezone, "usage": usage, "alerts": alerts})
+        print_json({"timezone": cfg.budgets.timezone, "usage": usage, "alerts": alerts,
+                    "hidden": hidden})
         return
-    console().print(budgets_view(usage, alerts, timezone=cfg.budgets.timezone))
+    show_budgets(usage, alerts, hidden, timezone=cfg.budgets.timezone)
+
+
+def top_per_limit(usage: Sequence[Mapping[str, Any]], top: int
+                  ) -> tuple[list[Mapping[str, Any]], list[dict[str, Any]]]:
+    """The ``top`` rows of each limit (the ledger lists them most spent first), and per limit
+    cut short: how many scopes and how much spend were left out — never silently."""
+    kept: list[Mapping[str, Any]] = []
+    counts: dict[str, int] = {}
+    hidden: dict[str, dict[str, Any]] = {}
+    for row in usage:
+        limit = str(row["limit"])
+        counts[limit] = counts.get(limit, 0) + 1
+        if counts[limit] <= top:
+            kept.append(row)
+            continue
+        out = hidden.setdefault(limit, {"limit": limit, "period": row["period"],
+                                        "scopes": 0, "spent_usd": 0.0, "over_limit": 0})
+        out["scopes"] += 1
+        out["spent_usd"] = round(out["spent_usd"] + float(row["spent_usd"]), 6)
+        out["over_limit"] += int(float(row["percent"]) >= 100)
+    return kept, list(hidden.values())
 
 
 def _bar(row: Mapping[str, Any]) -> ProgressBar:
@@ -55,30 +78,38 @@ def _bar(row: Mapping[str, Any]) -> ProgressBar:
     share = row["spent_usd"] / row["limit_usd"] if row["limit_usd"] else 0.0
     style = "red" if share >= 1.0 else "yellow" if share >= 0.8 else "green"
     return ProgressBar(total=row["limit_usd"], completed=min(row["spent_usd"], row["limit_usd"]),
-                       width=24, complete_style=style, finished_style=style)
+                       width=BAR, complete_style=style, finished_style=style)
 
 
-def budgets_view(usage: Sequence[Mapping[str, Any]], alerts: Sequence[Mapping[str, Any]], *,
-                 timezone: str) -> Group | Text:
-    """The usage table with bars, and the alerts table (``opencell budgets``)."""
-    from rich.console import Group
-    from rich.table import Table
+BAR = 20
+USAGE_COLUMNS = (
+    Column("scope", keep=True, fold=True), Column("period", drop=4),
+    Column("spent", keep=True, justify="right"), Column("limit", keep=True, justify="right"),
+    Column("usage", drop=9, width=BAR), Column("%", keep=True, justify="right"),
+    Column("enforced", drop=6), Column("resets", drop=5),
+)
+ALERT_COLUMNS = (
+    Column("when", drop=3), Column("level", keep=True), Column("kind", drop=4),
+    Column("scope", keep=True, fold=True), Column("message", keep=True, fold=True),
+)
+
+
+def show_budgets(usage: Sequence[Mapping[str, Any]], alerts: Sequence[Mapping[str, Any]],
+                 hidden: Sequence[Mapping[str, Any]], *, timezone: str) -> None:
+    """The usage table with bars and the alerts table (``opencell budgets``); TSV piped."""
     from rich.text import Text
 
+    out = console()
     if not usage and not alerts:
-        return Text("No budgets configured: add `budgets: {limits: [...]}` to "
-                    "config/opencell.yaml, or `budget:` to a bot (pass its YAML here).")
-    parts: list[Table | Text] = []
+        out.print("No budgets configured: add `budgets: {limits: [...]}` to "
+                  "config/opencell.yaml, or `budget:` to a bot (pass its YAML here).",
+                  markup=False)
+        return
+    notes = [f"{h['scopes']} more scope(s) under limit {h['limit']} not shown "
+             f"(${h['spent_usd']:,.4f} spent, {h['over_limit']} over the limit); "
+             "--top N shows more" for h in hidden]
     if usage:
-        table = Table(title=f"budgets ({timezone})", title_justify="left")
-        table.add_column("scope", overflow="fold", min_width=10)
-        table.add_column("period", no_wrap=True)
-        table.add_column("spent", justify="right", no_wrap=True)
-        table.add_column("limit", justify="right", no_wrap=True)
-        table.add_column("usage", no_wrap=True)
-        table.add_column("%", justify="right", no_wrap=True)
-        table.add_column("enforced", no_wrap=True)
-        table.add_column("resets", no_wrap=True)
+        rows = []
         for row in usage:
             percent = float(row["percent"])
             style = "red" if percent >= 100 else "yellow" if percent >= 80 else ""
@@ -87,29 +118,44 @@ def budgets_view(usage: Sequence[Mapping[str, Any]], alerts: Sequence[Mapping[st
                 spent += f" (+${row['reserved_usd']:,.4f})"
             if row.get("unpriced_calls"):
                 spent += f" +{row['unpriced_calls']} unpriced"
-            table.add_row(Text(str(row["scope"])), f"{row['period']} {row['period_start']}",
-                          spent, f"${row['limit_usd']:,.2f}", _bar(row),
-                          Text(f"{percent:.0f}%", style=style),
-                          "yes" if row["enforce"] else "no",
-                          str(row["resets_at"]).replace("T", " ")[:16])
-        parts.append(table)
+            rows.append([Text(str(row["scope"])), f"{row['period']} {row['period_start']}",
+                         spent, _usd(row["limit_usd"]), Shown(_bar(row), ""),
+                         Text(f"{percent:.0f}%", style=style),
+                         "yes" if row["enforce"] else "no",
+                         str(row["resets_at"]).replace("T", " ")[:16]])
+        columns = USAGE_COLUMNS if not piped() else tuple(
+            c for c in USAGE_COLUMNS if c.name != "usage")
+        if piped():
+            rows = [[cell for i, cell in enumerate(r) if i != 4] for r in rows]
+        show(columns, rows, title=f"budgets ({timezone})", caption="\n".join(notes))
     else:
-        parts.append(Text("No budget limits configured."))
+        out.print("No budget limits configured.")
+    if piped():
+        if alerts:
+            sys.stdout.write("\n")
+            show(ALERT_COLUMNS, _alert_rows(alerts), title="alerts")
+        return
     if alerts:
-        listed = Table(title="alerts", title_justify="left")
-        listed.add_column("when", no_wrap=True)
-        listed.add_column("level", no_wrap=True)
-        listed.add_column("kind", no_wrap=True)
-        listed.add_column("scope", overflow="fold")
-        listed.add_column("message", ratio=1)
-        for alert in alerts:
-            level = str(alert.get("level", ""))
-            when = str(alert.get("ts", "")).replace("T", " ")[:16]
-            mark = "● " if alert.get("active") else ""
-            listed.add_row(when, Text(f"{mark}{level}", style=LEVEL_STYLE.get(level, "")),
-                           str(alert.get("kind", "")), Text(str(alert.get("scope", ""))),
-                           Text(str(alert.get("message", ""))))
-        parts.append(listed)
+        show(ALERT_COLUMNS, _alert_rows(alerts), title="alerts")
     else:
-        parts.append(Text("No alerts.", style="dim"))
-    return Group(*parts)
+        out.print("No alerts.", style="dim")
+
+
+def _usd(amount: float) -> str:
+    """``$12.50``; sub-cent limits keep their digits (``$0.0010``, not ``$0.00``)."""
+    return f"${amount:,.2f}" if amount >= 0.01 or amount == 0 else f"${amount:,.4f}"
+
+
+def _alert_rows(alerts: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
+    from rich.text import Text
+
+    rows = []
+    for alert in alerts:
+        level = str(alert.get("level", ""))
+        when = str(alert.get("ts", "")).replace("T", " ")[:16]
+        mark = "● " if alert.get("active") else ""
+        rows.append([when, Shown(Text(f"{mark}{level}", style=LEVEL_STYLE.get(level, "")),
+                                 level + (" active" if mark else "")),
+                     str(alert.get("kind", "")), Text(str(alert.get("scope", ""))),
+                     Text(str(alert.get("message", "")))])
+    return rows

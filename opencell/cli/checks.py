@@ -8,10 +8,11 @@ non-zero when any failed. Secrets are never printed, only the names of their var
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from opencell.cli.verdict import Check
 
 if TYPE_CHECKING:
     from opencell.config import (
@@ -24,32 +25,27 @@ if TYPE_CHECKING:
     from opencell.exporters.otlp import OTLPTarget
 
 
-@dataclass(frozen=True, slots=True)
-class Check:
-    """One check's verdict. ``ok=None`` is information (nothing to check, e.g. an exporter
-    that is off)."""
-
-    name: str
-    ok: bool | None
-    detail: str
-    fix: str = ""
-
-
 def run_checks(config_path: Path | None, bots: Sequence[Path],
-               env: Mapping[str, str] | None = None, timeout: float = 5.0) -> list[Check]:
-    """Every check, in the order a user would fix them."""
+               env: Mapping[str, str] | None = None, timeout: float = 5.0,
+               progress: Callable[[str], None] = lambda _what: None) -> Iterator[Check]:
+    """Every check, in the order a user would fix them, each as soon as it is known;
+    ``progress`` hears what is about to be waited for (a network call)."""
     env = os.environ if env is None else env
     config, checks = check_config(config_path, env)
+    yield from checks
     for path in bots:
-        checks.extend(check_bot(path, env))
+        yield from check_bot(path, env, timeout, progress)
     if config is not None:
-        checks.extend(check_store(config.store.url, config.observability.retention))
+        yield from check_store(config.store.url, config.observability.retention)
         from opencell.exporters import effective_settings
 
         agentops, otlp = effective_settings(config, env)
-        checks.append(check_agentops(agentops, timeout))
-        checks.append(check_otlp(otlp, timeout, env))
-    return checks
+        if agentops.enabled:
+            progress(f"AgentOps at {agentops.endpoint}")
+        yield check_agentops(agentops, timeout)
+        if otlp.endpoint.strip():
+            progress(f"OTLP at {otlp.endpoint}")
+        yield check_otlp(otlp, timeout, env)
 
 
 def check_config(path: Path | None, env: Mapping[str, str]
@@ -69,7 +65,8 @@ def check_config(path: Path | None, env: Mapping[str, str]
     return config, [Check("config", True, detail)]
 
 
-def check_bot(path: Path, env: Mapping[str, str]) -> list[Check]:
+def check_bot(path: Path, env: Mapping[str, str], timeout: float = 5.0,
+              progress: Callable[[str], None] = lambda _what: None) -> list[Check]:
     from opencell.errors import ConfigError
     from opencell.loading import load_bot
 
@@ -80,8 +77,15 @@ def check_bot(path: Path, env: Mapping[str, str]) -> list[Check]:
                       f"fix the file (`opencell validate {path}`)")]
     checks = [Check(f"bot {bot.name}", True, f"{path} is valid ({bot.type}, "
                     f"{bot.llm.provider}/{bot.llm.model})")]
-    checks.extend(check_secrets(bot, env))
+    secrets = check_secrets(bot, env)
+    checks.extend(secrets)
+    if all(check.ok for check in secrets):
+        from opencell.cli.credentials import check_credentials
+
+        progress(f"the credentials of bot {bot.name}")
+        checks.extend(check_credentials(bot, env, timeout))
     if any(entry.mcp is not None for entry in bot.tools):
+        progress(f"the MCP servers of bot {bot.name}")
         checks.extend(check_mcp(bot))
     return checks
 

@@ -16,7 +16,8 @@ def doctor(
     config: ConfigOption = None,
     timeout: Annotated[float, typer.Option(help="Seconds per network check.", min=0.1)] = 5.0,
 ) -> None:
-    """Check the config, each bot's secrets, the store and each enabled exporter.
+    """Check the config, each bot's secrets (with one cheap authenticated call to the model
+    API and each chat platform), the store and each enabled exporter.
 
     Prints ✓ or ✗ per check with what to fix; exits 1 when anything failed.
     """
@@ -25,8 +26,14 @@ def doctor(
     from opencell.cli.checks import run_checks
 
     out = console()
+    waiting = console(stderr=True)
+
+    def progress(what: str) -> None:
+        # On stderr, so the verdict lines on stdout stay one per check.
+        waiting.print(f"[dim]… checking {escape(what)} (up to {timeout:g}s)[/]", soft_wrap=True)
+
     failed = 0
-    for check in run_checks(config, bots or [], timeout=timeout):
+    for check in run_checks(config, bots or [], timeout=timeout, progress=progress):
         if check.ok is None:
             mark = "[dim]·[/]"
         elif check.ok:

@@ -19,8 +19,9 @@ def sessions(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
     config: ConfigOption = None,
 ) -> None:
-    """List sessions, newest first."""
-    from opencell.cli.views import sessions_table
+    """List sessions, newest first. In a terminal the table fits its width; piped, it is
+    tab-separated with a header line and full ids."""
+    from opencell.cli.views import show_sessions
 
     if status not in (None, "open", "success", "failed"):
         fail(f"--status: '{status}' is not one of open, success, failed", code=2)
@@ -30,7 +31,7 @@ def sessions(
     if as_json:
         print_json({"sessions": rows, "next_cursor": cursor})
     else:
-        console().print(sessions_table(rows))
+        show_sessions(rows)
 
 
 def session(
@@ -41,9 +42,14 @@ def session(
 ) -> None:
     """Show one session with its timeline."""
     from opencell.cli.views import session_view
+    from opencell.errors import AmbiguousSessionError
 
     with opened_store(config) as store:
-        found = store.get_session(session_id)
+        try:
+            found = store.get_session(session_id)
+        except AmbiguousSessionError:
+            fail(f"error: '{session_id}' matches several sessions; give more characters of "
+                 "the id (`opencell sessions` lists them)")
         events = store.timeline(found["id"]) if found is not None else []
     if found is None:
         fail(f"no session '{session_id}'; list them with `opencell sessions`")
@@ -59,16 +65,18 @@ def costs(
     what_if: Annotated[str | None, typer.Option(
         "--what-if", help="Also price the same tokens as if this model (provider:model) "
         "had answered.")] = None,
+    top: Annotated[int, typer.Option(min=1, help="Rows to list; the rest are summed in one "
+                                     "\"others\" row (the total counts them all).")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
     config: ConfigOption = None,
 ) -> None:
-    """Cost breakdown for the current day, week or month (UTC)."""
+    """Cost breakdown for the current day, week or month (UTC): the most expensive first."""
     if what_if is not None:
         from opencell.cli.replay import what_if_costs
 
         what_if_costs(what_if, by, period, as_json, config)
         return
-    from opencell.cli.views import costs_table
+    from opencell.cli.views import show_costs
 
     if by not in ("bot", "user", "platform", "provider", "model"):
         fail(f"--by: '{by}' is not one of bot, user, platform, provider, model", code=2)
@@ -83,4 +91,4 @@ def costs(
         print_json({"by": by, "period": period, "total_usd": total,
                     "estimated_calls": estimated, "rows": rows})
     else:
-        console().print(costs_table(rows, by=by, period=period))
+        show_costs(rows, by=by, period=period, top=top)

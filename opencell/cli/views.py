@@ -11,6 +11,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from opencell.cli.fit import Column, Shown, show
 from opencell.records import short_session_id
 
 STATUS_STYLE = {"open": "yellow", "success": "green", "failed": "red"}
@@ -32,15 +33,21 @@ def when(iso: str | None) -> str:
     return (iso or "-").replace("T", " ")[:19]
 
 
-def sessions_table(rows: Sequence[Mapping[str, Any]]) -> Table:
-    table = Table(title=f"{len(rows)} session(s)", title_justify="left", pad_edge=False)
-    table.add_column("id", no_wrap=True, min_width=12)
-    table.add_column("bot@platform", min_width=12, overflow="ellipsis")
-    table.add_column("user", min_width=6, overflow="ellipsis")
-    table.add_column("status", min_width=10, overflow="ellipsis")
-    table.add_column("started", no_wrap=True)
-    for name in ("took", "msg", "llm", "tool", "err", "cost"):
-        table.add_column(name, justify="right", no_wrap=True)
+SESSION_COLUMNS = (
+    Column("id", keep=True), Column("bot@platform", keep=True, fold=True),
+    Column("user", drop=5, fold=True), Column("status", keep=True),
+    Column("started", drop=4), Column("took", justify="right", drop=6),
+    Column("msg", justify="right", drop=7), Column("llm", justify="right", drop=8),
+    Column("tool", justify="right", drop=9), Column("err", justify="right", drop=3),
+    Column("cost", keep=True, justify="right"),
+)
+"""What ``opencell sessions`` shows; in a narrow terminal the counts go first, never the id,
+bot, status or cost."""
+
+
+def show_sessions(rows: Sequence[Mapping[str, Any]]) -> None:
+    """``opencell sessions``: a fitted table in a terminal, TSV (full ids) when piped."""
+    cells = []
     for row in rows:
         status = str(row["status"])
         reason = END_LABELS.get(str(row.get("end_reason")), "")
@@ -49,13 +56,14 @@ def sessions_table(rows: Sequence[Mapping[str, Any]]) -> Table:
         if row.get("unpriced_calls"):
             cost += f" +{row['unpriced_calls']}?"
         errors = int(row["errors"])
-        table.add_row(
-            Text(short_session_id(row["id"])), Text(f"{row['bot']}@{row['platform']}"),
-            Text(str(row.get("user_id") or "")),
-            Text(label, style=STATUS_STYLE.get(status, "")), when(row.get("started_at"))[5:16],
+        cells.append([
+            Shown(Text(short_session_id(row["id"])), str(row["id"])),
+            Text(f"{row['bot']}@{row['platform']}"), Text(str(row.get("user_id") or "")),
+            Text(label, style=STATUS_STYLE.get(status, "")),
+            Shown(when(row.get("started_at"))[5:16], str(row.get("started_at") or "")),
             millis(row.get("duration_ms")), str(row["messages"]), str(row["llm_calls"]),
-            str(row["tool_calls"]), Text(str(errors), style="red" if errors else ""), cost)
-    return table
+            str(row["tool_calls"]), Text(str(errors), style="red" if errors else ""), cost])
+    show(SESSION_COLUMNS, cells, title=f"{len(rows)} session(s)")
 
 
 def _detail(event: Mapping[str, Any]) -> str:
@@ -77,6 +85,8 @@ def _detail(event: Mapping[str, Any]) -> str:
         return f"{event.get('tool')}({args}) → {outcome}"
     if kind == "error":
         return f"{event.get('type')}: {event.get('message')}"
+    if kind == "alert":
+        return _alert(event)
     if kind in ("session_start", "session_end"):
         keys = ("platform", "user_id", "channel") if kind == "session_start" else (
             "reason", "status")
@@ -119,31 +129,60 @@ def session_view(session: Mapping[str, Any], events: Sequence[Mapping[str, Any]]
                  timeline)
 
 
-def costs_table(rows: Sequence[Mapping[str, Any]], *, by: str, period: str) -> Table:
-    table = Table(title=f"cost by {by}, this {period}", title_justify="left",
-                  show_footer=bool(rows))
+def _alert(event: Mapping[str, Any]) -> str:
+    """A budget alert in one line: level, scope, what happened, spend against the limit."""
+    raw = event.get("data")
+    data: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
+    kind = data.get("kind") or event.get("name")
+    spent, limit = event.get("spent_usd"), event.get("limit_usd")
+    against = ""
+    if isinstance(spent, int | float):
+        against = f" (${spent:,.4f}" + (f" of ${limit:,.2f}" if isinstance(
+            limit, int | float) else "") + ")"
+    return (f"{event.get('level') or 'alert'} {kind} {event.get('scope') or ''}: "
+            f"{event.get('message') or ''}{against}").replace("  ", " ")
+
+
+COST_TOP = 20
+"""``costs --by user`` (and every breakdown) lists this many rows, then one "others" row."""
+
+
+def show_costs(rows: Sequence[Mapping[str, Any]], *, by: str, period: str,
+               top: int = COST_TOP) -> None:
+    """``opencell costs``: the ``top`` most expensive keys, one "others" row, and a total."""
     total = sum(r.get("cost_usd") or 0.0 for r in rows)
     unpriced = sum(r.get("unpriced_calls") or 0 for r in rows)
     estimated = sum(r.get("estimated_calls") or 0 for r in rows)
+    caption = ""
     if estimated:
-        table.caption = (f"{estimated} call(s) had missing or impossible usage from the "
-                         "provider and are counted at their worst case (estimated)")
-        table.caption_justify = "left"
-    table.add_column(by, footer="total", overflow="fold", min_width=12)
-    table.add_column("calls", justify="right", footer=str(sum(r["calls"] for r in rows)))
-    table.add_column("in tokens", justify="right")
-    table.add_column("out tokens", justify="right")
-    table.add_column("cache r/w", justify="right")
-    table.add_column("cost", justify="right", footer=money(total))
-    table.add_column("unpriced", justify="right", footer=str(unpriced))
-    table.add_column("estimated", justify="right", footer=str(estimated))
-    for row in rows:
-        table.add_row(Text(str(row["key"])), str(row["calls"]), f"{row['input_tokens']:,}",
-                      f"{row['output_tokens']:,}",
-                      f"{row['cache_read_tokens']:,}/{row['cache_write_tokens']:,}",
-                      money(row.get("cost_usd")),
-                      Text(str(row.get("unpriced_calls") or 0),
-                           style="yellow" if row.get("unpriced_calls") else ""),
-                      Text(str(row.get("estimated_calls") or 0),
-                           style="yellow" if row.get("estimated_calls") else ""))
-    return table
+        caption = (f"{estimated} call(s) had missing or impossible usage from the "
+                   "provider and are counted at their worst case (estimated)")
+    shown = list(rows[:top])
+    rest = rows[top:]
+    if rest:
+        others: dict[str, Any] = {"key": f"others ({len(rest)} {by}s)"}
+        for name in ("calls", "input_tokens", "output_tokens", "cache_read_tokens",
+                     "cache_write_tokens", "unpriced_calls", "estimated_calls"):
+            others[name] = sum(int(r.get(name) or 0) for r in rest)
+        others["cost_usd"] = sum(r.get("cost_usd") or 0.0 for r in rest)
+        shown.append(others)
+    columns = (
+        Column(by, keep=True, fold=True, footer="total"),
+        Column("calls", justify="right", drop=2, footer=str(sum(r["calls"] for r in rows))),
+        Column("in tokens", justify="right", drop=4),
+        Column("out tokens", justify="right", drop=3),
+        Column("cache r/w", justify="right", drop=5),
+        Column("cost", keep=True, justify="right", footer=money(total)),
+        Column("unpriced", justify="right", drop=6, footer=str(unpriced)),
+        Column("estimated", justify="right", drop=7, footer=str(estimated)),
+    )
+    cells = [[Text(str(row["key"])), str(row["calls"]), f"{row['input_tokens']:,}",
+              f"{row['output_tokens']:,}",
+              f"{row['cache_read_tokens']:,}/{row['cache_write_tokens']:,}",
+              money(row.get("cost_usd")),
+              Text(str(row.get("unpriced_calls") or 0),
+                   style="yellow" if row.get("unpriced_calls") else ""),
+              Text(str(row.get("estimated_calls") or 0),
+                   style="yellow" if row.get("estimated_calls") else "")] for row in shown]
+    show(columns, cells, title=f"cost by {by}, this {period}", caption=caption,
+         footer=bool(rows))

@@ -71,10 +71,15 @@ class SessionOut(BaseModel):
 
 
 class SessionPage(BaseModel):
-    """One page of sessions; pass ``next_cursor`` back as ``cursor`` for the next one."""
+    """One page of sessions; pass ``next_cursor`` back as ``cursor`` for the next one, and
+    ``prev_cursor`` as ``before`` for the one before."""
 
     sessions: list[SessionOut]
     next_cursor: str | None
+    prev_cursor: str | None = None
+    total: int | None = Field(None, description="Sessions matching the filters, all pages "
+                                                "(counted up to a cap: see total_capped).")
+    total_capped: bool = Field(False, description="There are more than ``total``.")
 
 
 class TimelineEvent(BaseModel):
@@ -127,13 +132,12 @@ def list_sessions(request: Request,
     """Sessions, newest first by default, with filters and keyset pagination (never OFFSET)."""
     found = session_filters(filters)
     try:
-        rows, cursor = state_of(request).store.list_sessions(**found)
+        return state_of(request).store.session_page(**found)
     except StoreError as exc:
         if "cursor" in str(exc):
             raise HTTPException(422, [{"loc": ["query", "cursor"], "msg": str(exc),
                                        "type": "value_error"}]) from None
         raise
-    return {"sessions": rows, "next_cursor": cursor}
 
 
 @router.get("/api/sessions/{session_id}", response_model=SessionDetail, tags=["sessions"],

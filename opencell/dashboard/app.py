@@ -83,19 +83,41 @@ def create_app(store: Store, *, token: str | None = None,
                    "type": err.get("type", "value_error")} for err in exc.errors()]
         if _is_api(request):
             return JSONResponse({"detail": errors}, status_code=422)
-        text = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}"
-                         for e in errors)
-        return error_page(request, 422, "That filter is not valid", text)
+        return error_page(request, 422, "That filter is not valid", readable(errors))
 
     @app.exception_handler(StarletteHTTPException)
     def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if _is_api(request) or exc.status_code < 400:
             return JSONResponse({"detail": exc.detail}, status_code=exc.status_code,
                                 headers=getattr(exc, "headers", None))
-        return error_page(request, exc.status_code, "Not found" if exc.status_code == 404
-                                else "Something went wrong", str(exc.detail))
+        title = {404: "Not found", 409: "That is ambiguous",
+                 422: "That filter is not valid"}.get(exc.status_code, "Something went wrong")
+        return error_page(request, exc.status_code, title, readable(exc.detail))
 
     return _Wrapped(SecurityHeaders(AccessGate(app, token)), app)
+
+
+def readable(detail: Any) -> str:
+    """An error detail for people: a list of validation errors as ``field: message; …``."""
+    if not isinstance(detail, list):
+        return str(detail)
+    parts: dict[str, str] = {}
+    for error in detail:
+        if not isinstance(error, dict):
+            parts.setdefault(str(error), "")
+            continue
+        loc = list(error.get("loc") or ())
+        field = str(loc[1]) if len(loc) > 1 else ""
+        message = str(error.get("msg"))
+        if field in DAY_FIELDS and error.get("type") != "value_error":
+            # pydantic tries a date, then a datetime: one plain sentence instead of both.
+            message = "not a day (YYYY-MM-DD) or a time (YYYY-MM-DDTHH:MM)"
+        parts.setdefault(field, message)  # the first problem of each field
+    return "; ".join(f"{field}: {message}" if field else message
+                     for field, message in parts.items())
+
+
+DAY_FIELDS = frozenset(("since", "until", "at"))
 
 
 def _is_api(request: Request) -> bool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import html
 import ipaddress
 import json
 import logging
@@ -180,7 +181,7 @@ async def _deny(send: Send, scope: Scope, status: int, message: str) -> None:
     if wants_html:
         # No inline style: the page must satisfy the dashboard's CSP (security_headers.py).
         body = (f"<!doctype html><meta charset=utf-8><title>OpenCell — {status}</title>"
-                f"<body><h1>{status}</h1><p>{message}</p>").encode()
+                f"<body><h1>{status}</h1><p>{html.escape(message)}</p>").encode()
         kind = b"text/html; charset=utf-8"
     else:
         body = json.dumps({"detail": message}).encode()

@@ -23,6 +23,7 @@ from opencell.dashboard import queries
 from opencell.dashboard.api import MAX_RANGE_DAYS
 from opencell.dashboard.replays import add_what_if, session_extras, what_if_model
 from opencell.dashboard.state import NAV, state_of
+from opencell.dashboard.trends import trends
 from opencell.dashboard.views import (
     FIRST_DAY,
     LAST_DAY,
@@ -31,6 +32,7 @@ from opencell.dashboard.views import (
     session_detail,
     session_filters,
 )
+from opencell.dashboard.waterfall import waterfalls
 from opencell.records import short_session_id
 
 router = APIRouter(include_in_schema=False)
@@ -123,22 +125,39 @@ def home() -> RedirectResponse:
 def sessions_page(request: Request,
                   filters: Annotated[SessionFilters, Query()]) -> Response:
     state = state_of(request)
-    rows, cursor = state.store.list_sessions(**session_filters(filters))
+    page = state.store.session_page(**session_filters(filters))
     facets = state.read(queries.facets)
     tick = state.read(queries.tick)
     params = {k: v for k, v in filters.model_dump(mode="json").items()
-              if k not in ("cursor", "limit") and v is not None}
+              if k not in ("cursor", "before") and v is not None}
+    if params.get("limit") == SessionFilters.model_fields["limit"].default:
+        params.pop("limit")  # links keep a page size the user chose, and only that
     if params.get("sort") == "started_at" and params.get("order") == "desc":
         params.pop("sort")
         params.pop("order")
     return render(request, "sessions.html", {
-        "rows": rows, "filters": filters, "facets": facets, "tick": tick,
-        "next_link": link("/sessions", params, cursor=cursor) if cursor else None,
-        "first_link": link("/sessions", params) if filters.cursor else None,
-        "sort_links": {key: link("/sessions", params, sort=key, order="desc")
-                       for key in ("started_at", "duration", "cost")},
+        "rows": page["sessions"], "total": page["total"],
+        "total_capped": page["total_capped"], "filters": filters,
+        "facets": facets, "tick": tick,
+        "next_link": link("/sessions", params, cursor=page["next_cursor"])
+        if page["next_cursor"] else None,
+        "prev_link": link("/sessions", params, before=page["prev_cursor"])
+        if page["prev_cursor"] else None,
+        "first_link": link("/sessions", params) if filters.cursor or filters.before else None,
+        "sort_links": {key: link("/sessions", params, sort=key,
+                                 order=_toggled(filters, key)) for key in SORT_LABELS},
         "filtered": bool({k for k in params if k not in ("sort", "order")}),
     })
+
+
+SORT_LABELS = {"started_at": "Started", "duration": "Duration", "cost": "Cost"}
+
+
+def _toggled(filters: SessionFilters, key: str) -> str:
+    """A column header's link: the other direction when the list is sorted by it already."""
+    if filters.sort == key:
+        return "asc" if filters.order == "desc" else "desc"
+    return "desc"
 
 
 @router.get("/sessions/{session_id}")
@@ -147,7 +166,8 @@ def session_page(request: Request,
                  what_if: Annotated[str | None, Query(max_length=200)] = None) -> Response:
     detail = session_detail(state_of(request), session_id)
     return render(request, "session.html", {
-        **_session_context(detail), **session_extras(request, detail["session"], what_if)})
+        **_session_context(detail), **session_extras(request, detail["session"], what_if),
+        "turns": waterfalls(detail["timeline"])})
 
 
 @router.get("/sessions/{session_id}/live")
@@ -209,8 +229,10 @@ def analytics_page(request: Request,
                           f"{MAX_RANGE_DAYS} days")
     data = state.read(lambda conn: queries.analytics(conn, first=first, last=last,
                                                      bot=bot or None))
+    over_time = state.read(lambda conn: trends(conn, first, last, bot or None))
     facets = state.read(queries.facets)
-    return render(request, "analytics.html", {"a": data, "facets": facets, "bot": bot or "",
+    return render(request, "analytics.html", {"a": data, "trends": over_time,
+                                              "facets": facets, "bot": bot or "",
                                               "since": first.isoformat(),
                                               "until": last.isoformat()})
 

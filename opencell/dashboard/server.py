@@ -133,13 +133,18 @@ class DashboardServer:
     def banner(self) -> str:
         """One line for people: where to open it, and how to pass the token (never the token)."""
         local = self.url
+        where = f"dashboard on {local}"
         if self.host in ("0.0.0.0", "::"):
+            # Listening on every interface: say so, and give a URL that opens on this machine.
             local = f"http://127.0.0.1:{self.port}/"
+            where = (f"dashboard on all interfaces ({self.host}:{self.port}); on this "
+                     f"machine {local}")
         if self.token:
-            return (f"dashboard on {local} — token required: open {local}?token=<your "
+            return (f"{where} — token required: open {local}?token=<your "
                     f"{TOKEN_VARIABLE}> once, or send 'Authorization: Bearer <token>'")
-        note = "" if is_loopback(self.host) else " (not loopback)"
-        return f"dashboard on {local}{note}"
+        note = "" if is_loopback(self.host) or self.host in ("0.0.0.0", "::") \
+            else " (not loopback)"
+        return f"{where}{note}"
 
 
 def _bind(host: str, port: int) -> socket.socket:

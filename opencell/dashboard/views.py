@@ -41,7 +41,9 @@ class SessionFilters(BaseModel):
     status: Status | None = Field(None, description="open, success or failed.")
     tag: str | None = Field(None, max_length=200, description="Sessions carrying this tag.")
     q: str | None = Field(None, max_length=200,
-                          description="A session id (or its first characters) or a user.")
+                          description="Words said in the session (each a word's start), a "
+                                      "session id or its start, the short id shown in lists, "
+                                      "or a user.")
     since: date | datetime | None = Field(
         None, description="Started at or after: a UTC day (YYYY-MM-DD) or an ISO time.")
     until: date | datetime | None = Field(
@@ -51,6 +53,8 @@ class SessionFilters(BaseModel):
     limit: int = Field(50, ge=1, le=200)
     cursor: str | None = Field(None, max_length=500,
                                description="next_cursor of the previous page.")
+    before: str | None = Field(None, max_length=500,
+                               description="prev_cursor of a page: the page before it.")
 
     @field_validator("*", mode="before")
     @classmethod
@@ -87,7 +91,7 @@ def session_filters(filters: SessionFilters) -> dict[str, Any]:
     return {"bot": filters.bot, "user": filters.user, "platform": filters.platform,
             "status": filters.status, "tag": filters.tag, "q": filters.q, "since": since,
             "until": until, "sort": filters.sort, "descending": filters.order == "desc",
-            "limit": filters.limit, "cursor": filters.cursor}
+            "limit": filters.limit, "cursor": filters.cursor, "before": filters.before}
 
 
 def session_seq(state: DashboardState, session_id: str) -> int:

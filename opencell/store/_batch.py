@@ -19,6 +19,7 @@ from opencell.calendar import utc_day
 from opencell.records import Record, valid_text
 from opencell.store._json import to_json as to_json
 from opencell.store.losses import quarantine_row
+from opencell.store.search import message_terms, session_terms, terms_of
 from opencell.store.texts import SHARED_MIN_CHARS, share, version_digest
 
 EventRow = tuple[str, float, str, str, float | None, bool | None, str]
@@ -88,6 +89,8 @@ class BatchPlan:
     """The rejected records as quarantine rows (see ``losses.quarantine_row``)."""
     texts: dict[str, str] = field(default_factory=dict)
     """Large texts the events refer to by digest (see ``texts.py``)."""
+    terms: set[tuple[str, str]] = field(default_factory=set)
+    """(session id, word) to make searchable (see ``search.py``)."""
 
 
 def text(value: object, limit: int = 200) -> str | None:
@@ -173,6 +176,7 @@ def _plan_one(plan: BatchPlan, record: Record, owner: str) -> None:
     elif ts > totals.last_activity:  # type: ignore[operator]
         totals.last_activity = ts
     if kind == "message":
+        plan.terms.update((session_id, term) for term in message_terms(data))
         totals.messages += 1
         if ts >= totals.last_message_ts:
             totals.last_message_ts = ts
@@ -185,6 +189,8 @@ def _plan_one(plan: BatchPlan, record: Record, owner: str) -> None:
         totals.errors += 1
     elif start is not None:
         plan.starts[session_id] = start
+        plan.terms.update((session_id, term) for term in session_terms(session_id)
+                          | terms_of(start["user_id"]) | terms_of(start["user_name"]))
 
 
 def _event_json(data: Mapping[str, Any], plan: BatchPlan) -> str:

@@ -16,6 +16,7 @@ from opencell.calendar import CostDimension, Period
 from opencell.errors import AmbiguousSessionError
 from opencell.store import reads as queries
 from opencell.store.dialect import Dialect
+from opencell.store.search import plan_words, query_words
 from opencell.store.tables import events, sessions
 
 
@@ -54,6 +55,50 @@ class SessionReads:
             next_cursor = queries.encode_cursor(sort, descending, float(last["sort_value"]),
                                                 last["id"])
         return [queries.session_dict(_without_sort_value(row)) for row in page], next_cursor
+
+    def session_page(
+        self, *, sort: queries.SessionSort = "started_at", descending: bool = True,
+        limit: int = 50, cursor: str | None = None, before: str | None = None,
+        count: bool = True, **filters: Any,
+    ) -> dict[str, Any]:
+        """One page of sessions with both ways to page and the listing's total.
+
+        ``{"sessions", "next_cursor", "prev_cursor", "total"}``: pass ``next_cursor`` as
+        ``cursor`` for the page after, ``prev_cursor`` as ``before`` for the page before
+        (None when there is none); ``total`` counts every page (None without ``count``),
+        up to ``reads.count_cap`` (``total_capped`` then says there are more).
+        Filters as for :meth:`list_sessions`.
+        """
+        limit = max(1, min(int(limit), 1000))
+        backward = before is not None
+        with self.reading() as conn:
+            words = query_words(filters.get("q") or "")
+            filters["plans"] = plan_words(conn, self._dialect, words) if words else None
+            stmt = queries.list_query(self._dialect, sort=sort,
+                                      descending=descending != backward, limit=limit,
+                                      cursor=before if backward else cursor, **filters)
+            rows = list(conn.execute(stmt).mappings().all())
+            total = (conn.execute(queries.count_query(self._dialect, **filters)).scalar()
+                     if count else None)
+        more = len(rows) > limit
+        page = rows[:limit]
+        if backward:
+            page.reverse()
+        has_next = backward or more
+        has_prev = more if backward else cursor is not None
+        next_cursor = prev_cursor = None
+        if page and has_next:
+            next_cursor = queries.encode_cursor(sort, descending, float(page[-1]["sort_value"]),
+                                                page[-1]["id"])
+        if page and has_prev:
+            prev_cursor = queries.encode_cursor(sort, not descending,
+                                                float(page[0]["sort_value"]), page[0]["id"])
+        cap = queries.count_cap(filters)
+        capped = total is not None and int(total) > cap
+        return {"sessions": [queries.session_dict(_without_sort_value(r)) for r in page],
+                "next_cursor": next_cursor, "prev_cursor": prev_cursor,
+                "total": None if total is None else min(int(total), cap),
+                "total_capped": capped}
 
     def get_session(self, id_or_prefix: str) -> dict[str, Any] | None:
         """The session with this id, or the only one whose id starts — or else ends — with it.

@@ -254,12 +254,33 @@ def _v10_lifecycle(conn: Connection, dialect: Dialect) -> None:
     md.create_all(conn)
 
 
+def _v11_search_terms(conn: Connection, dialect: Dialect) -> None:
+    """Words said in each session and its short id, for the dashboard's search; what was
+    recorded before is indexed now (``search.py``)."""
+    md = sa.MetaData()
+    table = sa.Table(
+        "search_terms", md,
+        sa.Column("term", sa.String(40), primary_key=True),
+        sa.Column("session_seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+                  primary_key=True, autoincrement=False),
+    )
+    md.create_all(conn)
+    if conn.dialect.name == "postgresql":
+        # LIKE 'word%' seeks a B-tree only with pattern ops (any database collation).
+        sa.Index("ix_search_terms_prefix", table.c.term,
+                 postgresql_ops={"term": "text_pattern_ops"}).create(conn)
+    from opencell.store.search import backfill
+
+    backfill(conn, dialect)
+
+
 Migration = Callable[[Connection, Dialect], None]
 
 MIGRATIONS: list[Migration] = [_v1_base_tables, _v2_cache_tokens_and_sort_indexes,
                                _v3_export_cursors, _v4_activity_rollups, _v5_budget_alerts,
                                _v6_estimated_calls, _v7_quarantine, _v8_texts,
-                               _v9_bot_versions_and_replays, _v10_lifecycle]
+                               _v9_bot_versions_and_replays, _v10_lifecycle,
+                               _v11_search_terms]
 """Step *n* (1-based) upgrades a version *n-1* database to version *n*."""
 
 LATEST = len(MIGRATIONS)

@@ -20,6 +20,7 @@ from sqlalchemy import Connection
 from opencell.calendar import PERIODS, period_bounds, utc_date
 from opencell.errors import StoreError
 from opencell.store.dialect import Dialect
+from opencell.store.search import WordPlan, query_words, words_condition
 from opencell.store.tables import DURATION_SORT, cost_rollups, events, sessions
 from opencell.store.texts import expand
 
@@ -139,14 +140,19 @@ def decode_cursor(cursor: str, sort: str, descending: bool) -> tuple[float, str]
     return float(value), session_id
 
 
-def list_query(dialect: Dialect, *, bot: str | None, user: str | None, platform: str | None,
-               status: str | None, tag: str | None, since: float | None, until: float | None,
-               q: str | None, sort: str, descending: bool, limit: int,
-               cursor: str | None) -> sa.Select[Any]:
-    """The SELECT for one page of sessions (``limit + 1`` rows: the extra one says "more")."""
-    key = SORT_KEYS.get(sort)
-    if key is None:
-        raise StoreError(f"cannot sort sessions by '{sort}'; use one of {', '.join(SORT_KEYS)}")
+def session_conditions(dialect: Dialect, *, bot: str | None = None, user: str | None = None,
+                       platform: str | None = None, status: str | None = None,
+                       tag: str | None = None, since: float | None = None,
+                       until: float | None = None, q: str | None = None,
+                       plans: list[WordPlan] | None = None,
+                       ) -> list[sa.ColumnElement[bool]]:
+    """The WHERE terms of a session listing (shared by a page and its total count).
+
+    ``q`` matches a session id prefix, a user id or name exactly, or — through the word
+    index — sessions where every word of ``q`` starts a word said in them, a word of the
+    user's id or name, or the short id shown in lists. ``plans``: how to match each word
+    (``search.plan_words``; without, every word's matches are fetched and intersected).
+    """
     conditions: list[sa.ColumnElement[bool]] = []
     for column, wanted in ((_s.bot, bot), (_s.platform, platform), (_s.status, status)):
         if wanted is not None:
@@ -161,14 +167,50 @@ def list_query(dialect: Dialect, *, bot: str | None, user: str | None, platform:
         conditions.append(_s.started_at < until)
     if q is not None and q.strip():
         needle = q.strip()
-        conditions.append(sa.or_(dialect.prefix_match(_s.id, needle.lower()),
-                                 _s.user_id == needle, _s.user_name == needle))
+        either = [dialect.prefix_match(_s.id, needle.lower()), _s.user_id == needle,
+                  _s.user_name == needle]
+        words = query_words(needle)
+        if words:
+            either.append(words_condition(dialect, _s.seq, plans or [
+                ("rare", word, []) for word in words]))
+        conditions.append(sa.or_(*either))
+    return conditions
+
+
+def list_query(dialect: Dialect, *, sort: str, descending: bool, limit: int,
+               cursor: str | None, **filters: Any) -> sa.Select[Any]:
+    """The SELECT for one page of sessions (``limit + 1`` rows: the extra one says "more")."""
+    key = SORT_KEYS.get(sort)
+    if key is None:
+        raise StoreError(f"cannot sort sessions by '{sort}'; use one of {', '.join(SORT_KEYS)}")
+    conditions = session_conditions(dialect, **filters)
     if cursor is not None:
         value, last_id = decode_cursor(cursor, sort, descending)
         conditions.append(_after(key, value, last_id, descending))
     order = (key.desc(), _s.id.desc()) if descending else (key.asc(), _s.id.asc())
     return dialect.limit(sa.select(*SESSION_COLUMNS, key.label("sort_value"))
                          .where(*conditions).order_by(*order), limit + 1)
+
+
+COUNT_CAP = 10_000
+"""Totals are exact up to this; above it a listing says "10,000+" (counting 60,000 matches
+of a common word would cost more than the page itself)."""
+
+
+COMMON_COUNT_CAP = 1_000
+"""The cap when the search words are common (each match is tested one session at a time)."""
+
+
+def count_cap(filters: Mapping[str, Any]) -> int:
+    plans = filters.get("plans") or []
+    return COUNT_CAP if all(how == "rare" for how, _, _ in plans) else COMMON_COUNT_CAP
+
+
+def count_query(dialect: Dialect, **filters: Any) -> sa.Select[Any]:
+    """How many sessions a listing holds over all its pages, up to ``count_cap + 1``."""
+    capped = dialect.limit(sa.select(sa.literal(1)).select_from(sessions).where(
+        *session_conditions(dialect, **filters)), count_cap(filters) + 1).subquery()
+    return sa.select(sa.func.count()).select_from(capped)
 
 
 def _after(key: sa.ColumnElement[Any], value: float, last_id: str,

@@ -46,12 +46,14 @@ from opencell.store._writes import SessionInfo, Statements, resolve_sessions, ro
 from opencell.store.dialect import WRITE, Dialect, dialect_for, remove_stale_wal
 from opencell.store.losses import drop_rows, losses, quarantine_row
 from opencell.store.migrations import LATEST, check_version, current_version, upgrade
+from opencell.store.search import term_rows
 from opencell.store.tables import (
     cost_rollups,
     events,
     quarantine,
     record_drops,
     schema_version,
+    search_terms,
     sessions,
     texts,
 )
@@ -292,6 +294,9 @@ class Store(SessionReads):
             conn.execute(sql.end_session, [
                 {"b_seq": infos[e.session_id][0], "b_status": e.status, "b_reason": e.reason,
                  "b_ended_at": e.ts, "b_metadata": e.metadata} for e in plan.ends])
+        if plan.terms:
+            conn.execute(self._dialect.insert_missing(search_terms, ("term", "session_seq")),
+                         term_rows((infos[sid][0], term) for sid, term in plan.terms))
         rollups = rollup_rows(plan.usage, infos) if plan.usage else []
         if rollups:
             conn.execute(sql.add_rollups, rollups)

@@ -222,6 +222,12 @@ erasures = sa.Table(
 """The audit trail of ``forget``: who ran it, when, how many rows of what it changed, which
 exporters had already sent the data; never the user's id, name or text. ``pseudonym`` is
 the id the user's cost rows now carry (random, not derived from the user id)."""
+# v11: words said in each session, and its short id (see search.py).
+search_terms = sa.Table(
+    "search_terms", METADATA,
+    sa.Column("term", sa.String(40), primary_key=True),
+    sa.Column("session_seq", Id, primary_key=True, autoincrement=False),
+)
 
 DURATION_SORT = sa.func.coalesce(sessions.c.duration_ms, sa.literal_column("-1"))
 """How sessions sort by duration: open sessions (no duration yet) come last when descending."""

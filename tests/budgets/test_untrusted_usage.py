@@ -158,10 +158,10 @@ async def test_costs_and_session_views_show_estimated_calls(isolated_store: str)
     worst = worst_cost("claude", SONNET, "one")
     assert doc["total_usd"] > 2 * worst  # the unknown calls cost their worst case, not $0
 
-    table = opencell("costs", "--by", "model", env=run_env | {"COLUMNS": "160"})
+    table = opencell("costs", "--by", "model", env=run_env)  # piped: TSV, the note on stderr
     assert table.returncode == 0, table.stderr
-    assert "estimated" in table.stdout
-    assert re.search(r"2 call\(s\) had missing or impossible usage", table.stdout)
+    assert "estimated" in table.stdout.splitlines()[0].split("\t")
+    assert re.search(r"2 call\(s\) had missing or impossible usage", table.stderr)
 
     detail = opencell("session", session_id, "--json", env=run_env)
     assert detail.returncode == 0, detail.stderr

@@ -34,15 +34,19 @@ def main(out: Path) -> None:
         ids = asyncio.run(record_conversations(url, latency=0.6))
         with ServerThread(url) as served, sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 960},
-                                    device_scale_factor=1)
             shots = {
-                "sessions": ("/sessions", False),
-                "session": (f"/sessions/{ids['agent']}", True),
-                "analytics": ("/analytics", True),
-                "costs": ("/costs", True),
+                # name: (path, full page, viewport, colour scheme)
+                "sessions": ("/sessions", False, (1400, 960), "light"),
+                "session": (f"/sessions/{ids['agent']}", True, (1400, 960), "light"),
+                "analytics": ("/analytics", True, (1400, 960), "light"),
+                "costs": ("/costs", True, (1400, 960), "light"),
+                "sessions-dark": ("/sessions?q=parcel", False, (1400, 960), "dark"),
+                "session-phone": (f"/sessions/{ids['agent']}", False, (390, 844), "light"),
             }
-            for name, (path, full) in shots.items():
+            for name, (path, full, (width, height), scheme) in shots.items():
+                context = browser.new_context(viewport={"width": width, "height": height},
+                                              device_scale_factor=1, color_scheme=scheme)
+                page = context.new_page()
                 page.goto(served.url + path)
                 page.wait_for_load_state("networkidle")
                 if name == "session":
@@ -51,6 +55,7 @@ def main(out: Path) -> None:
                 page.wait_for_timeout(300)
                 target = out / f"{name}.png"
                 page.screenshot(path=str(target), full_page=full)
+                context.close()
                 print(f"wrote {target}")
             browser.close()
 

@@ -170,6 +170,8 @@ class FakeLLMServer(ServesInThread):
         self.requests: list[RecordedRequest] = []
         self._steps: collections.deque[Step] = collections.deque(steps)
         self._counter = 0
+        self.api_keys: set[str] | None = None
+        """Keys ``GET /v1/models`` accepts (None: any); others get 401 as the APIs answer."""
         self._lock = threading.Lock()  # the thread mode mutates from two threads
         self._runner: web.AppRunner | None = None
         self._closing: asyncio.Event | None = None
@@ -205,6 +207,7 @@ class FakeLLMServer(ServesInThread):
         app = web.Application()
         app.router.add_post(ANTHROPIC_PATH, self._handle)
         app.router.add_post(OPENAI_PATH, self._handle)
+        app.router.add_get("/v1/models", self._models)
         self._closing = asyncio.Event()
         # A short shutdown timeout: delayed handlers are released by ``_closing`` anyway.
         self._runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
@@ -256,6 +259,19 @@ class FakeLLMServer(ServesInThread):
             except TimeoutError:
                 pass
         return self._render(recorded, step, n)
+
+    async def _models(self, request: web.Request) -> web.Response:
+        """The model list both APIs offer: what ``opencell doctor`` calls to try a key."""
+        recorded = RecordedRequest(request.path, {}, CIMultiDict(request.headers))
+        with self._lock:
+            self.requests.append(recorded)
+        key = request.headers.get("x-api-key") or request.headers.get(
+            "Authorization", "").removeprefix("Bearer ")
+        if self.api_keys is not None and key not in self.api_keys:
+            return web.json_response({"type": "error", "error": {
+                "type": "authentication_error", "message": "invalid x-api-key"}}, status=401)
+        return web.json_response({"data": [{"id": "fake-model", "type": "model"}],
+                                  "object": "list"})
 
     def _render(self, request: RecordedRequest, step: Step, n: int) -> web.Response:
         anthropic = request.api == "anthropic"

@@ -43,6 +43,8 @@
   // ------------------------------------------------------------------ charts (uPlot)
   var PALETTE = ["#6366f1", "#f79009", "#12b76a", "#ee46bc", "#2e90fa", "#875bf7", "#f04438", "#15b79e"];
   var colours = {};
+  var GRID = window.matchMedia && window.matchMedia("(prefers-color-scheme: dark)").matches
+    ? "#272b38" : "#f0f2f5";
   // One colour per name across the page's charts, in the order names are first drawn.
   function colourOf(name) {
     if (!(name in colours)) colours[name] = PALETTE[Object.keys(colours).length % PALETTE.length];
@@ -100,10 +102,11 @@
     var opts = {
       width: width, height: 240, series: series, cursor: { points: { show: false } },
       legend: { live: true },
-      scales: { x: { time: true }, y: { range: function (u, min, max) { return [0, max > 0 ? max * 1.1 : 1]; } } },
+      // Half a day either side: the first and last bars are drawn whole, not cut in half.
+      scales: { x: { time: true, range: function (u, min, max) { return [min - 43200, max + 43200]; } }, y: { range: function (u, min, max) { return [0, max > 0 ? max * 1.1 : 1]; } } },
       axes: [
-        { stroke: "#667085", grid: { show: false }, ticks: { stroke: "#e4e7ec" } },
-        { stroke: "#667085", grid: { stroke: "#f0f2f5" }, ticks: { show: false }, size: 64,
+        { stroke: "#667085", grid: { show: false }, ticks: { stroke: GRID } },
+        { stroke: "#667085", grid: { stroke: GRID }, ticks: { show: false }, size: 64,
           values: function (u, vals) { return vals.map(function (v) { return unit === "$" ? money(v) : String(v); }); } },
       ],
     };
@@ -165,8 +168,9 @@
           var row = document.querySelector('tr[data-session-id="' + CSS.escape(end.id) + '"]');
           if (!row) return;
           var badge = row.querySelector("[data-status]");
-          badge.textContent = end.status;
-          badge.className = "badge " + (end.status === "failed" ? "badge-failed" : "badge-success");
+          var crashed = end.reason === "interrupted";
+          badge.textContent = crashed ? "interrupted" : end.status;
+          badge.className = "badge " + (crashed ? "badge-interrupted" : end.status === "failed" ? "badge-failed" : "badge-success");
           row.classList.remove("is-open");
         });
         fresh += (change.started || []).length;
