@@ -15,6 +15,7 @@ from sqlalchemy import Connection
 
 from opencell.errors import StoreError
 from opencell.store._activity import backfill
+from opencell.store._cluster_migration import _v9_cluster
 from opencell.store.dialect import Dialect
 from opencell.store.tables import ROLLUP_KEYS, Id, schema_version
 
@@ -225,7 +226,8 @@ Migration = Callable[[Connection, Dialect], None]
 
 MIGRATIONS: list[Migration] = [_v1_base_tables, _v2_cache_tokens_and_sort_indexes,
                                _v3_export_cursors, _v4_activity_rollups, _v5_budget_alerts,
-                               _v6_estimated_calls, _v7_quarantine, _v8_texts]
+                               _v6_estimated_calls, _v7_quarantine, _v8_texts,
+                               _v9_cluster]
 """Step *n* (1-based) upgrades a version *n-1* database to version *n*."""
 
 LATEST = len(MIGRATIONS)
