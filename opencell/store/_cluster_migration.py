@@ -12,6 +12,10 @@
 - ``sessions(owner) WHERE status = 'open'``: the janitor's look at open sessions' owners.
 - ``budget_tallies`` / ``budget_reservations``: budget limits enforced across processes
   (``budgets/shared.py``): spend and in-flight reservations per scope and window.
+- ``session_history`` and ``sessions(conversation_key) WHERE status = 'open'``: any process
+  finds a conversation's open session and continues its history (``conversations.py``).
+- ``platform_events``: each platform message some process has taken on, so a Slack retry
+  or duplicate delivery that reaches another worker is dropped there (pruned after a day).
 - PostgreSQL: ``sessions(id text_pattern_ops)``, so id-prefix search uses an index in any
   collation (F4), and ``events(tx, id)`` for the outbox.
 """
@@ -55,7 +59,20 @@ def _v9_cluster(conn: Connection, dialect: Dialect) -> None:
         sa.Column("tally_keys", sa.Text, nullable=False),
         sa.Column("ts", sa.Float, nullable=False),
     )
+    sa.Table(
+        "session_history", md,
+        sa.Column("session_id", sa.String(64), primary_key=True),
+        sa.Column("version", sa.BigInteger, nullable=False, server_default="0"),
+        sa.Column("turns", sa.Text, nullable=False, server_default="[]"),
+    )
+    sa.Table(
+        "platform_events", md,
+        sa.Column("key", sa.String(1000), primary_key=True),
+        sa.Column("ts", sa.Float, nullable=False, index=True),
+    )
     md.create_all(conn)
+    conn.execute(sa.text("CREATE INDEX ix_sessions_open_conversation ON sessions "
+                         "(conversation_key) WHERE status = 'open'"))
     conn.execute(sa.text(
         "CREATE INDEX ix_sessions_open_owner ON sessions (owner) WHERE status = 'open'"))
     if dialect.name == "postgresql":

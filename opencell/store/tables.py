@@ -234,3 +234,18 @@ budget_reservations = sa.Table(
 )
 """A reservation in flight (its instance, amount and tally keys), so the janitor can give
 back what a process that died had reserved."""
+
+# v9: the bounded history of open sessions, so any process can continue a conversation
+session_history = sa.Table(
+    "session_history", METADATA,
+    sa.Column("session_id", sa.String(64), primary_key=True),
+    sa.Column("version", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("turns", sa.Text, nullable=False, server_default="[]"),
+)
+
+# v9: messages some process has taken on (platform retries and duplicates answered once)
+platform_events = sa.Table(
+    "platform_events", METADATA,
+    sa.Column("key", sa.String(1000), primary_key=True),
+    sa.Column("ts", sa.Float, nullable=False),
+)
