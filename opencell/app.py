@@ -56,6 +56,8 @@ class App:
         self.budgets: BudgetLedger | None = None
         """The budget ledger every runtime reserves against (None: no budgets configured)."""
         try:
+            if self.observability.store is not None:
+                self.observability.store.serve_alone()  # SQLite: one bot process per file
             self.budgets = BudgetLedger.from_config(self.config, bots, self.observability)
             self._build(bots, runtimes or {}, platforms, adapter_factory, env)
             if dashboard:

@@ -11,8 +11,9 @@ as it holds the store open (or the process, whichever ends first):
   crash, ``kill -9``, a lost host), so any other process can tell by ``pg_try_advisory_xact_lock``.
   The connection must be direct or through session-mode pooling (not PgBouncer's
   transaction mode).
-- SQLite: ``flock`` on a small file next to the database (``<db>.instances/<token>``). The
-  kernel frees it when the process dies, in whatever PID namespace it ran.
+- SQLite: ``flock`` on a small file next to the database (``.<db>.locks/<token>``: hidden,
+  so ``<db>*`` globs miss it). The kernel frees it when the process dies, in whatever PID
+  namespace it ran. ``bots.lock`` there marks the one process that runs bots on the file.
 
 Owners written by older OpenCells (``host:pid`` without a token) are judged the old way
 (``_owner.owner_is_alive``). This process's own instance is always alive.
@@ -35,6 +36,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
 
+from opencell.errors import StoreError
 from opencell.store._owner import owner_is_alive
 from opencell.store.dialect import WRITE, Dialect
 from opencell.store.tables import instances
@@ -78,6 +80,7 @@ class Membership:
         self._namespace: str | None = None
         self._registered: str | None = None
         self._guard = threading.Lock()
+        self._serving: str | None = None
 
     # ------------------------------------------------------------ this process
 
@@ -94,18 +97,15 @@ class Membership:
 
     def release(self) -> None:
         """The store is closing: give the registration up when no other store uses it."""
+        if self._serving is not None:
+            _drop(self._serving)
+            self._serving = None
         with self._guard:
             if self._registered is None:
                 return
             key = self._held_key(self._registered)
             self._registered = None
-        with _lock:
-            held = _held.get(key)
-            if held is not None:
-                held.users -= 1
-                if held.users <= 0:
-                    del _held[key]
-                    held.release()
+        _drop(key)
 
     def _held_key(self, owner: str) -> str:
         if self._postgres:
@@ -149,6 +149,35 @@ class Membership:
                     "label": owner.partition("/")[0], "started_at": time.time()})
         except sa.exc.SQLAlchemyError:
             pass
+
+    def serve_alone(self) -> None:
+        """SQLite: become the one process that runs bots on this file, or raise
+        ``StoreError`` naming the process that already does and PostgreSQL.
+
+        Several bot processes on one SQLite file would each keep their own conversations and
+        budget tallies (SCALE-OUT.md D3, D5); PostgreSQL shares them. Held until the store
+        closes or the process ends; reading processes (CLI, dashboard) never take it."""
+        if self._postgres or self._path is None:
+            return
+        owner = self.owner()
+        path = self._path.parent / f".{self._path.name}.locks" / "bots.lock"
+        key = f"serve\0{path}"
+        with _lock:
+            held = _held.get(key)
+            if held is None:
+                try:
+                    release = _lock_file(path, keep=True, note=owner)
+                except BlockingIOError:
+                    other = _read(path)
+                    raise StoreError(
+                        f"another OpenCell process ({other or 'unknown'}) already runs bots "
+                        f"on the SQLite store {self._path}; several processes cannot share "
+                        "conversations and budgets through SQLite: stop it, or point every "
+                        "process at one PostgreSQL database (OPENCELL_DATABASE_URL="
+                        "postgresql+psycopg://…)") from None
+                held = _held[key] = _Held(release)
+            held.users += 1
+        self._serving = key
 
     # ------------------------------------------------------------ others
 
@@ -208,7 +237,7 @@ class Membership:
 
     def _lock_path(self, owner: str) -> Path:
         assert self._path is not None
-        return self._path.parent / f"{self._path.name}.instances" / owner.rpartition("/")[2]
+        return self._path.parent / f".{self._path.name}.locks" / owner.rpartition("/")[2]
 
 
 def _legacy_alive(owner: str) -> bool:
@@ -218,18 +247,46 @@ def _legacy_alive(owner: str) -> bool:
         return True
 
 
-def _lock_file(path: Path) -> Any:
+def _drop(key: str) -> None:
+    with _lock:
+        held = _held.get(key)
+        if held is not None:
+            held.users -= 1
+            if held.users <= 0:
+                del _held[key]
+                held.release()
+
+
+def _lock_file(path: Path, *, keep: bool = False, note: str = "") -> Any:
+    """Hold ``flock`` on ``path`` (raises ``BlockingIOError`` when another process does);
+    the release removes the file unless ``keep`` (a shared name: removing it would let a
+    second process lock a new file while the first holds the old one)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BaseException:
+        os.close(fd)
+        raise
+    if note:
+        os.ftruncate(fd, 0)
+        os.write(fd, note.encode())
 
     def release() -> None:
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
+        if not keep:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
         os.close(fd)
     return release
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace").strip()[:300]
+    except OSError:
+        return ""
 
 
 def _file_free(path: Path) -> bool:

@@ -92,6 +92,11 @@ class Store(SessionReads):
         """Whether the instance ``owner`` is still running (its lock is held)."""
         return self._members.is_alive(owner)
 
+    def serve_alone(self) -> None:
+        """SQLite: claim the file for this process's bots, or raise ``StoreError`` when
+        another process runs bots on it (several bot processes need PostgreSQL)."""
+        self._members.serve_alone()
+
     def dead(self, owners: Iterable[str]) -> set[str]:
         """Which of ``owners`` are instances that are gone."""
         return self._members.dead(owners)

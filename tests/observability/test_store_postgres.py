@@ -65,7 +65,7 @@ def test_id_prefix_search_uses_an_index_in_a_non_c_collation(
     try:
         ids = [new_session_id(T0 + i) for i in range(50)]
         store.write_batch([start(sid, T0) for sid in ids])
-        rows, _ = store.list_sessions(q=ids[7][:13], limit=10)
+        rows, _ = store.list_sessions(q=ids[7][:30], limit=10)
         assert ids[7] in [row["id"] for row in rows]
         with store.engine.connect() as conn:
             conn.execute(sa.text("SET enable_seqscan = off"))
