@@ -30,7 +30,7 @@ import discord
 from opencell.adapters._chunks import split_message
 from opencell.adapters._discord_inbound import InboundPolicy, Skipped
 from opencell.adapters.base import Adapter
-from opencell.config import BotConfig, DiscordConfig
+from opencell.config import BotConfig, DiscordConfig, DiscordShards
 from opencell.errors import MissingSecretError, PlatformError
 from opencell.messages import IncomingMessage, Reply
 from opencell.types import Deliver
@@ -140,6 +140,9 @@ class DiscordAdapter(Adapter):
         client: discord.Client
         if shards is None:
             client = discord.Client(**options)
+        elif isinstance(shards, DiscordShards):  # this process's share of the shards
+            client = discord.AutoShardedClient(shard_count=shards.count,
+                                               shard_ids=sorted(shards.ids), **options)
         else:
             count = None if shards == "auto" else shards
             client = discord.AutoShardedClient(shard_count=count, **options)

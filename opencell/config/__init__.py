@@ -27,6 +27,7 @@ from opencell.config.located import validate_source
 from opencell.config.platforms import (
     ConsoleConfig,
     DiscordConfig,
+    DiscordShards,
     PlatformsConfig,
     SlackConfig,
 )
@@ -268,7 +269,8 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
 
 __all__ = [
     "AgentOpsConfig", "AlertsConfig", "BotBudget", "BotConfig", "BudgetLimit", "BudgetsConfig",
-    "CommaList", "ConsoleConfig", "DashboardConfig", "DiscordConfig", "Duration", "LLMConfig",
+    "CommaList", "ConsoleConfig", "DashboardConfig", "DiscordConfig", "DiscordShards",
+    "Duration", "LLMConfig",
     "MiddlewareEntry", "Model", "OTLPConfig", "ObservabilityConfig", "OpenCellConfig",
     "PlatformsConfig", "RateLimitConfig", "RedactRule", "SessionConfig", "SlackConfig",
     "StoreConfig", "ToolEntry", "claim_name", "each_error", "format_loc", "load_config",

@@ -471,3 +471,21 @@ async def test_no_ready_within_ready_timeout_is_a_platform_error(fake: FakeDisco
         await adapter.start(deliver)
     await adapter.stop()
     assert adapter.client is not None and adapter.client.is_closed()
+
+
+async def test_two_processes_split_the_shards_between_them(
+        fake: FakeDiscord, isolated_store: str) -> None:
+    """D6: ``shards: {count, ids}`` — each process identifies only its own shards (before,
+    every process identified every shard, so each would have answered every message)."""
+    fake.shards = 2
+    async with running(isolated_store, shards={"count": 2, "ids": [0]}) as first:
+        async with running(isolated_store, shards={"count": 2, "ids": [1]}) as second:
+            assert isinstance(first.adapter.client, discord.AutoShardedClient)
+            assert sorted(i["shard"] for i in fake.identifies) == [[0, 2], [1, 2]]
+            assert first.adapter.client.shard_ids == [0]
+            assert second.adapter.client.shard_ids == [1]
+
+
+def test_shard_ids_must_be_shards_of_the_count() -> None:
+    with pytest.raises(ValueError, match=r"shard ids \[2\] are not shards of count 2"):
+        discord_bot(shards={"count": 2, "ids": [0, 2]})
