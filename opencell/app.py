@@ -170,6 +170,8 @@ class App:
         if self._stopping:
             return
         self._stopping = True
+        for adapter in self.adapters:
+            adapter.stop_accepting()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         try:

@@ -34,6 +34,14 @@ class Adapter(ABC):
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self.accepting = True
+        """False once a graceful stop has begun (``stop_accepting``)."""
+
+    def stop_accepting(self) -> None:
+        """A graceful stop begins: take no new messages. Where the platform can redeliver
+        (Slack HTTP mode: a non-2xx answer makes Slack retry, and a load balancer sends the
+        retry to another worker) they are refused rather than acknowledged and dropped."""
+        self.accepting = False
 
     async def handle(self, message: IncomingMessage, deliver: Deliver) -> Reply | None:
         """Get the reply to one message, sent with ``send``; in flight until it is sent.
