@@ -135,8 +135,8 @@ class BotRuntime:
             async with turnstile.lock:  # FIFO: one conversation's messages stay in order
                 if self.cluster is None:
                     return await self._turn(message)
-                async with self.cluster.turn(key):  # and across processes
-                    if not await self.cluster.first_delivery(message):
+                async with self.cluster.turn(message) as fresh:  # and across processes
+                    if not fresh:
                         return None  # another process answered it (a retry, a duplicate)
                     return await self._turn(message)
         finally:

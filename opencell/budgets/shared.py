@@ -29,7 +29,7 @@ import logging
 import math
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -56,6 +56,8 @@ class SharedTallies(Tallies):
     """:class:`Tallies` whose enforced limits are also checked in the database."""
 
     store: Any = None
+    known: set[TallyKey] = field(default_factory=set)
+    """Tally rows this process knows exist (their insert is skipped)."""
 
     def reserve(self, call: CallScope, holds: Iterable[Hold], estimate: float | None, *,
                 block_unpriced: bool, ts: float) -> Reservation | Refusal:
@@ -88,9 +90,11 @@ class SharedTallies(Tallies):
             with self.store.writing() as conn:
                 for hold in holds:
                     scope, window = hold.key
-                    conn.execute(self.store.insert_missing(budget_tallies, ("scope", "window")),
-                                 {"scope": scope, "window": window,
-                                  "spent": self._known_spend(hold.key), "reserved": 0.0})
+                    if hold.key not in self.known:
+                        conn.execute(self.store.insert_missing(budget_tallies,
+                                                               ("scope", "window")),
+                                     {"scope": scope, "window": window,
+                                      "spent": self._known_spend(hold.key), "reserved": 0.0})
                     taken = conn.execute(budget_tallies.update().where(
                         t.scope == scope, t.window == window,
                         t.spent + t.reserved + amount <= hold.limit.usd,
@@ -106,6 +110,7 @@ class SharedTallies(Tallies):
                     "ts": reservation.ts})
         except _Refused as refused:
             return refused.refusal
+        self.known.update(hold.key for hold in holds)
         reservation.shared = (rid, tuple(hold.key for hold in holds))
         return None
 

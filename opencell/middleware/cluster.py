@@ -34,7 +34,7 @@ from opencell.llm.base import ChatMessage, ToolCall
 from opencell.messages import ConversationKey, IncomingMessage
 from opencell.observability.observer import Observability
 from opencell.sessions import EndReason, Session, SessionTracker
-from opencell.store.conversations import ConversationStore
+from opencell.store.conversations import ConversationStore, Turn
 
 log = logging.getLogger("opencell.cluster")
 
@@ -65,35 +65,31 @@ class ClusterTurns:
         return cls(observability, tracker)
 
     @contextlib.asynccontextmanager
-    async def turn(self, key: ConversationKey) -> AsyncIterator[None]:
-        lock = self.conversations.lock(str(key))
-        await _acquire(lock)
+    async def turn(self, message: IncomingMessage) -> AsyncIterator[bool]:
+        """Around one turn of ``message``'s conversation; yields False for a message some
+        process already took on (a platform retry or duplicate delivered to another worker):
+        it must not be answered again."""
+        key = message.key
+        lock = self.conversations.turn(str(key))
+        held = await _acquire(lock)
         try:
-            stored = await asyncio.to_thread(self.conversations.current, str(key))
-            session = self._sync(key, stored)
-            if session is not None and stored is not None and stored.owner != \
-                    self.conversations.store.owner():
-                await asyncio.to_thread(self.conversations.adopt, session.id)
-            yield
-            await asyncio.to_thread(self._after, key)
+            now = time.time()
+            claim = None
+            if message.message_id:
+                claim = "\x1f".join((key.bot, key.platform, key.workspace, key.channel,
+                                     message.message_id))
+            self._claims += 1
+            if self._claims % PRUNE_EVERY == 0:
+                await asyncio.to_thread(self.conversations.prune_messages, now - MESSAGE_TTL)
+            fresh, stored = await asyncio.to_thread(held.begin, str(key), claim, now)
+            if not fresh:
+                yield False
+                return
+            self._sync(key, stored)
+            yield True
+            await asyncio.to_thread(self._after, key, held)
         finally:
             await asyncio.to_thread(lock.__exit__, None, None, None)
-
-    async def first_delivery(self, message: IncomingMessage) -> bool:
-        """False for a message some process already took on (a platform retry or duplicate
-        delivered to another worker): it must not be answered again."""
-        if not message.message_id:
-            return True
-        key = message.key
-        now = time.time()
-        self._claims += 1
-        if self._claims % PRUNE_EVERY == 0:
-            await asyncio.to_thread(self.conversations.prune_messages, now - MESSAGE_TTL)
-        return await asyncio.to_thread(
-            self.conversations.claim_message,
-            "\x1f".join((key.bot, key.platform, key.workspace, key.channel,
-                          message.message_id)),
-            now)
 
     def _sync(self, key: ConversationKey, stored: Any) -> Session | None:
         local = self.tracker.find(key)
@@ -110,11 +106,11 @@ class ClusterTurns:
         self._versions[stored.id] = stored.version
         return session
 
-    def _after(self, key: ConversationKey) -> None:
+    def _after(self, key: ConversationKey, held: Turn) -> None:
         session = self.tracker.find(key)
         if session is not None:
             version = self._versions.get(session.id, 0) + 1
-            self.conversations.save(session.id, version,
+            held.save(session.id, version,
                                     [[_plain(m) for m in turn]
                                      for turn in session.history.turns()])
             self._versions[session.id] = version
@@ -140,14 +136,14 @@ class ClusterTurns:
         self.conversations.close()
 
 
-async def _acquire(lock: contextlib.AbstractContextManager[None]) -> None:
+async def _acquire(lock: contextlib.AbstractContextManager[Turn]) -> Turn:
     """Enter ``lock`` in a worker thread; if the turn is cancelled meanwhile, the lock is let
     go as soon as the thread has it (never leaked)."""
     waiting = asyncio.get_running_loop().run_in_executor(None, lock.__enter__)
     try:
-        await asyncio.shield(waiting)
+        return await asyncio.shield(waiting)
     except asyncio.CancelledError:
-        def let_go(done: asyncio.Future[None]) -> None:
+        def let_go(done: asyncio.Future[Turn]) -> None:
             if not done.cancelled() and done.exception() is None:
                 threading.Thread(target=lock.__exit__, args=(None, None, None),
                                  daemon=True).start()

@@ -3,16 +3,16 @@ session's row, and the stored history any process can continue from.
 
 ``middleware/cluster.py`` uses it around every turn when the store is PostgreSQL:
 
-- ``lock(key)``: a session-level advisory lock keyed by (database, schema, conversation), held
+- ``turn(key)``: a session-level advisory lock keyed by (database, schema, conversation), held
   on a connection of its own for the whole turn, so the turns of one conversation run one at a
-  time across processes (in arrival order per process; the lock itself is not FIFO).
-- ``current(key)``: the conversation's open session (``sessions.conversation_key``, open) with
-  the version and turns of its stored history (``session_history``).
-- ``adopt(id)``: this process now serves the session (its ``owner``), so the janitor judges the
-  session by this process's liveness.
-- ``save(id, version, turns)``: the bounded history after a turn, as JSON.
-- ``claim_message(key)``: the first process to take a platform message on answers it; a
-  retry or duplicate delivery elsewhere is dropped.
+  time across processes (in arrival order per process; the lock itself is not FIFO). The
+  turn's statements run on that connection:
+- ``Turn.begin``: take the platform message on (the first process to do so answers it; a
+  retry or duplicate delivery elsewhere is dropped), read the conversation's open session
+  (``sessions.conversation_key``, open) with the version and turns of its stored history
+  (``session_history``), and make this process its ``owner`` (the janitor's view) — one
+  transaction;
+- ``Turn.save(id, version, turns)``: the bounded history after the turn, as JSON.
 - ``still_mine(id, version)``: whether this process should end the session when it goes idle here.
 """
 
@@ -68,41 +68,20 @@ class ConversationStore:
             return self._locks
 
     @contextmanager
-    def lock(self, key: str) -> Iterator[None]:
-        """Hold the conversation's lock (blocking) until the block ends."""
+    def turn(self, key: str) -> Iterator[Turn]:
+        """Hold the conversation's lock (blocking) until the block ends; the statements of
+        the turn run on the lock's own connection (no pool checkout each)."""
         engine = self._lock_engine()
         k = lock_key(f"{self._namespace}\0conversation", key)
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": k})
             conn.commit()
             try:
-                yield
+                yield Turn(conn, self.store)
             finally:
+                conn.rollback()
                 conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": k})
                 conn.commit()
-
-    def current(self, key: str) -> OpenSession | None:
-        s, h = sessions.c, session_history.c
-        with self.store.reading() as conn:
-            row = conn.execute(
-                sa.select(s.id, s.owner, s.started_at, h.version, h.turns)
-                .join_from(sessions, session_history, h.session_id == s.id, isouter=True)
-                .where(s.conversation_key == key, s.status == "open")
-                .order_by(s.seq.desc()).limit(1)).first()
-        if row is None:
-            return None
-        return OpenSession(row.id, row.owner, float(row.started_at), int(row.version or 0),
-                           json.loads(row.turns) if row.turns else [])
-
-    def adopt(self, session_id: str) -> None:
-        owner = self.store.owner()
-        with self.store.writing() as conn:
-            conn.execute(sessions.update().where(sessions.c.id == session_id,
-                                                 sessions.c.owner != owner).values(owner=owner))
-
-    def save(self, session_id: str, version: int, turns: list[Any]) -> None:
-        with self.store.writing() as conn:
-            _upsert(conn, self.store, session_id, version, json.dumps(turns))
 
     def still_mine(self, session_id: str, version: int) -> bool:
         """True when the session is open and nobody served a turn since this process saved
@@ -114,14 +93,6 @@ class ConversationStore:
                 .join_from(sessions, session_history, h.session_id == s.id, isouter=True)
                 .where(s.id == session_id)).first()
         return row is None or (row.status == "open" and int(row.version or 0) == version)
-
-    def claim_message(self, key: str, now: float) -> bool:
-        """Take on the platform message ``key``; False when a process already did."""
-        with self.store.writing() as conn:
-            taken = conn.execute(self.store.insert_missing(platform_events, ("key",))
-                                 .returning(platform_events.c.key),
-                                 {"key": key[:1000], "ts": now}).first()
-            return taken is not None
 
     def prune_messages(self, before: float) -> None:
         """Forget message keys older than ``before`` (retries come within minutes)."""
@@ -140,3 +111,42 @@ def _upsert(conn: Connection, store: Store, session_id: str, version: int, turns
     if not done.rowcount:
         conn.execute(store.insert_missing(session_history, ("session_id",)),
                      {"session_id": session_id, "version": version, "turns": turns})
+
+
+class Turn:
+    """What a turn asks of the database, on the connection that holds its lock."""
+
+    def __init__(self, conn: Connection, store: Store) -> None:
+        self.conn = conn
+        self.store = store
+
+    def begin(self, key: str, message: str | None,
+              now: float) -> tuple[bool, OpenSession | None]:
+        """Take the platform message on (False: some process already did; ``None``: no id)
+        and read the conversation's open session, in one transaction."""
+        s, h = sessions.c, session_history.c
+        conn = self.conn
+        fresh = True
+        if message:
+            fresh = conn.execute(self.store.insert_missing(platform_events, ("key",))
+                                 .returning(platform_events.c.key),
+                                 {"key": message[:1000], "ts": now}).first() is not None
+        row = conn.execute(
+            sa.select(s.id, s.owner, s.started_at, h.version, h.turns)
+            .join_from(sessions, session_history, h.session_id == s.id, isouter=True)
+            .where(s.conversation_key == key, s.status == "open")
+            .order_by(s.seq.desc()).limit(1)).first()
+        if row is not None and row.owner != self.store.owner():
+            conn.execute(sessions.update().where(s.id == row.id).values(
+                owner=self.store.owner()))  # this process serves it now (the janitor's view)
+        conn.commit()
+        if row is None:
+            return fresh, None
+        return fresh, OpenSession(row.id, row.owner, float(row.started_at),
+                                  int(row.version or 0),
+                                  json.loads(row.turns) if row.turns else [])
+
+    def save(self, session_id: str, version: int, turns: list[Any]) -> None:
+        """Store the session's bounded history as ``version``."""
+        _upsert(self.conn, self.store, session_id, version, json.dumps(turns))
+        self.conn.commit()
