@@ -80,6 +80,16 @@ def _redact(quick: bool) -> list[Figure]:
     return redact.run(quick)
 
 
+def _cluster(quick: bool) -> list[Figure]:
+    from benchmarks import cluster
+
+    try:
+        return cluster.run(quick)
+    except RuntimeError as exc:  # no PostgreSQL on this machine
+        return [Figure("cluster", "several processes on one PostgreSQL", None, "",
+                       note=f"skipped: {exc}")]
+
+
 def _startup(quick: bool) -> list[Figure]:
     from benchmarks import startup
 
@@ -95,6 +105,7 @@ BENCHMARKS: dict[str, Callable[[bool], list[Figure]]] = {
     "dashboard": _dashboard,
     "redact": _redact,
     "startup": _startup,
+    "cluster": _cluster,
 }
 
 

@@ -11,7 +11,11 @@ server:
 - a budget reserve + settle against an enforced limit (database rows, every process sees
   them) against the in-memory tallies one process uses;
 - ingest from 3 processes writing at once into one database, no deadlock allowed (rollup
-  upserts in key order), against one process alone.
+  upserts in key order), against one process alone;
+- export lag (stored → delivered to a loopback OTLP receiver) on PostgreSQL and on SQLite.
+
+Not here: the dashboard at 1M events on PostgreSQL (``benchmarks/dashboard.py`` measures
+SQLite).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,6 +36,7 @@ from benchmarks._report import Figure, median, percentile, run_main  # noqa: E40
 TURN_TARGET_MS = 2.0
 BUDGET_TARGET_MS = 1.0
 INGEST_TARGET = 30_000
+LAG_TARGET_S = 1.0
 
 
 def turn_latency(url: str, turns: int) -> tuple[float, float]:
@@ -148,6 +154,35 @@ def ingest(url: str, processes: int, sessions: int, per_session: int) -> tuple[f
     return events / wall, sum(r[2] for r in results)
 
 
+def export_lag(url: str, events: int) -> float:
+    """p95 seconds from an event being stored to its span reaching a loopback OTLP receiver
+    (default exporter pacing)."""
+    from opencell.config import ObservabilityConfig, OpenCellConfig, OTLPConfig, StoreConfig
+    from opencell.observability.observer import Observability
+    from tests.fakes.otlp_receiver import OTLPReceiver
+
+    receiver = OTLPReceiver()
+    receiver.start()
+    obs = Observability.from_config(OpenCellConfig(
+        store=StoreConfig(url=url),
+        observability=ObservabilityConfig(otlp=OTLPConfig(endpoint=receiver.url))))
+    session = obs.start_session(bot="bench", bot_type="agent", user_id="u", platform="api")
+    lags = []
+    for i in range(events):
+        obs.custom(session, f"lag{i}", {})
+        obs.recorder.flush(10)
+        stored = time.perf_counter()
+        deadline = stored + 30
+        while not any(span.name == f"lag{i}" for span in receiver.spans):
+            if time.perf_counter() > deadline:
+                break
+            time.sleep(0.005)
+        lags.append(time.perf_counter() - stored)
+    obs.close()
+    receiver.stop()
+    return percentile(lags, 95)
+
+
 def run(quick: bool) -> list[Figure]:
     from tests.fakes.postgres import server_from_env
 
@@ -159,6 +194,10 @@ def run(quick: bool) -> list[Figure]:
         sessions, per = (60, 49) if quick else (300, 49)
         alone, _ = ingest(server.fresh_url(), 1, sessions, per)
         three, failures = ingest(server.fresh_url(), 3, sessions, per)
+        lag_events = 20 if quick else 60
+        lag_pg = export_lag(server.fresh_url(), lag_events)
+        with tempfile.TemporaryDirectory() as scratch:
+            lag_sqlite = export_lag(f"sqlite:///{scratch}/lag.db", lag_events)
     finally:
         server.stop()
     added = on - off
@@ -173,6 +212,11 @@ def run(quick: bool) -> list[Figure]:
                f">= {INGEST_TARGET:,}", three >= INGEST_TARGET and failures == 0,
                f"1 process {alone:,.0f} events/s",
                f"{failures} failed batches (deadlocks would count here)"),
+        Figure("cluster", "export lag p95, PostgreSQL", lag_pg, "s", f"<= {LAG_TARGET_S:g}",
+               lag_pg <= LAG_TARGET_S, f"SQLite {lag_sqlite:.3f} s",
+               "stored → at a loopback OTLP receiver, default pacing"),
+        Figure("cluster", "export lag p95, SQLite", lag_sqlite, "s", f"<= {LAG_TARGET_S:g}",
+               lag_sqlite <= LAG_TARGET_S, "", ""),
     ]
 
 

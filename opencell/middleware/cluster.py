@@ -26,17 +26,20 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
-from typing import Any
+from typing import Any, TypeVar
 
 from opencell.llm.base import ChatMessage, ToolCall
 from opencell.messages import ConversationKey, IncomingMessage
 from opencell.observability.observer import Observability
 from opencell.sessions import EndReason, Session, SessionTracker
-from opencell.store.conversations import ConversationStore, Turn
+from opencell.store.conversations import LOCK_POOL, ConversationStore, Turn
 
 log = logging.getLogger("opencell.cluster")
+
+T = TypeVar("T")
 
 FLUSH_TIMEOUT = 10.0
 MESSAGE_TTL = 86_400.0
@@ -54,6 +57,13 @@ class ClusterTurns:
         self.conversations = ConversationStore(observability.store)
         self._versions: dict[str, int] = {}
         self._claims = 0
+        # Its own threads: a turn waiting for a conversation another process holds must not
+        # take a thread from the default pool that other turns' database calls need.
+        self._threads = ThreadPoolExecutor(max_workers=LOCK_POOL,
+                                           thread_name_prefix="opencell-cluster")
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._threads, fn, *args)
 
     @classmethod
     def for_store(cls, observability: Observability,
@@ -71,7 +81,7 @@ class ClusterTurns:
         it must not be answered again."""
         key = message.key
         lock = self.conversations.turn(str(key))
-        held = await _acquire(lock)
+        held = await _acquire(lock, self._threads)
         try:
             now = time.time()
             claim = None
@@ -80,16 +90,16 @@ class ClusterTurns:
                                      message.message_id))
             self._claims += 1
             if self._claims % PRUNE_EVERY == 0:
-                await asyncio.to_thread(self.conversations.prune_messages, now - MESSAGE_TTL)
-            fresh, stored = await asyncio.to_thread(held.begin, str(key), claim, now)
+                await self._call(self.conversations.prune_messages, now - MESSAGE_TTL)
+            fresh, stored = await self._call(held.begin, str(key), claim, now)
             if not fresh:
                 yield False
                 return
             self._sync(key, stored)
             yield True
-            await asyncio.to_thread(self._after, key, held)
+            await self._call(self._after, key, held)
         finally:
-            await asyncio.to_thread(lock.__exit__, None, None, None)
+            await self._call(lock.__exit__, None, None, None)
 
     def _sync(self, key: ConversationKey, stored: Any) -> Session | None:
         local = self.tracker.find(key)
@@ -133,13 +143,15 @@ class ClusterTurns:
         return mine
 
     def close(self) -> None:
+        self._threads.shutdown(wait=False)
         self.conversations.close()
 
 
-async def _acquire(lock: contextlib.AbstractContextManager[Turn]) -> Turn:
+async def _acquire(lock: contextlib.AbstractContextManager[Turn],
+                   threads: ThreadPoolExecutor) -> Turn:
     """Enter ``lock`` in a worker thread; if the turn is cancelled meanwhile, the lock is let
     go as soon as the thread has it (never leaked)."""
-    waiting = asyncio.get_running_loop().run_in_executor(None, lock.__enter__)
+    waiting = asyncio.get_running_loop().run_in_executor(threads, lock.__enter__)
     try:
         return await asyncio.shield(waiting)
     except asyncio.CancelledError:
