@@ -71,7 +71,7 @@ def test_id_prefix_search_uses_an_index_in_a_non_c_collation(
             conn.execute(sa.text("SET enable_seqscan = off"))
             plan = "\n".join(row[0] for row in conn.execute(sa.text(
                 "EXPLAIN SELECT id FROM sessions WHERE id LIKE :p"), {"p": ids[7][:13] + "%"}))
-        assert "Seq Scan" not in plan, plan
+        assert "Index Cond" in plan, plan  # a range on the index, not a scan with a filter
     finally:
         store.close()
         postgres_server.execute(f"DROP DATABASE {name} WITH (FORCE)")
