@@ -84,6 +84,8 @@ class App:
             if not names:
                 raise bot.locate(("platforms",), "names no platform; add e.g. `console: {}`")
             self.adapters.extend(adapter_factory(bot, name) for name in names)
+        for adapter in self.adapters:
+            adapter.use_store(self.observability.store)
 
     async def dispatch(self, message: IncomingMessage) -> Reply | None:
         """Hand one message to its bot. After ``stop`` begins, new messages are dropped.

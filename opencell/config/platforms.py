@@ -21,11 +21,19 @@ class DiscordShards(Model):
 
     count: int = Field(ge=1)
     """How many shards the bot has in all (the same in every process)."""
-    ids: list[int] = Field(min_length=1)
-    """The shards this process runs, each from 0 to ``count - 1``."""
+    ids: list[int] | Literal["auto"]
+    """The shards this process runs, each from 0 to ``count - 1``; ``auto``: it claims free
+    shards through the PostgreSQL store, and takes over those of a process that stops."""
+    max: int | None = Field(None, ge=1)
+    """With ``ids: auto``: at most this many shards in this process (default: all that are
+    free; the others then stand by)."""
 
     @model_validator(mode="after")
     def _ids_in_range(self) -> DiscordShards:
+        if self.ids == "auto":
+            return self
+        if not self.ids:
+            raise ValueError("shard ids must name at least one shard (or use ids: auto)")
         wrong = sorted({i for i in self.ids if not 0 <= i < self.count})
         if wrong:
             raise ValueError(f"shard ids {wrong} are not shards of count {self.count} "
