@@ -183,12 +183,31 @@ def export_lag(url: str, events: int) -> float:
     return percentile(lags, 95)
 
 
+def round_trip(url: str, count: int) -> float:
+    """p50 ms of ``SELECT 1`` on a pooled connection: what one database round trip costs here
+    (every other figure is a few of these)."""
+    import sqlalchemy as sa
+
+    from opencell.store.store import Store
+
+    store = Store.open(url)
+    times = []
+    with store.engine.connect() as conn:
+        for _ in range(count):
+            started = time.perf_counter()
+            conn.execute(sa.text("SELECT 1")).scalar()
+            times.append((time.perf_counter() - started) * 1000)
+    store.close()
+    return percentile(times, 50)
+
+
 def run(quick: bool) -> list[Figure]:
     from tests.fakes.postgres import server_from_env
 
     server = server_from_env()
     try:
         turns = 200 if quick else 1000
+        rtt = round_trip(server.fresh_url(), 500)
         on, off = turn_latency(server.fresh_url(), turns)
         shared, memory = budget_latency(server.fresh_url(), 300 if quick else 2000)
         sessions, per = (60, 49) if quick else (300, 49)
@@ -202,6 +221,8 @@ def run(quick: bool) -> list[Figure]:
         server.stop()
     added = on - off
     return [
+        Figure("cluster", "one round trip (SELECT 1, p50)", rtt, "ms", "", None,
+               "", "loopback PostgreSQL; the figures below are a few of these each"),
         Figure("cluster", "turn latency added by cluster mode (p50)", added, "ms",
                f"<= {TURN_TARGET_MS:g}", added <= TURN_TARGET_MS,
                f"cluster {on:.2f} ms vs one process {off:.2f} ms", f"{turns} turns"),
