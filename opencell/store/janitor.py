@@ -13,12 +13,12 @@ import logging
 import threading
 from collections.abc import Callable
 
-from opencell.guard import guard
 from opencell.store.store import Store
 
 log = logging.getLogger("opencell.store")
 
 JANITOR_INTERVAL_S = 5.0
+FAILURES_LOGGED = 12
 
 
 class Janitor:
@@ -30,6 +30,7 @@ class Janitor:
         self.closed = 0
         """Sessions this janitor closed so far."""
         self._hooks: list[Callable[[], object]] = []
+        self._failures = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="opencell-janitor", daemon=True)
 
@@ -42,18 +43,26 @@ class Janitor:
         return self
 
     def run_once(self) -> int:
-        """One round now; how many sessions it closed."""
-        for hook in list(self._hooks):
-            with guard("janitor hook", logger=log):
+        """One round now; how many sessions it closed. A failing round (the store is down)
+        is retried next round, and logged once it has failed for about a minute."""
+        try:
+            for hook in list(self._hooks):
                 hook()
-        with guard("janitor", logger=log):
             closed = self.store.close_orphans()
-            if closed:
-                self.closed += len(closed)
-                log.info("sessions of a stopped process closed count=%d reason=interrupted",
-                         len(closed))
-            return len(closed)
-        return 0
+        except Exception as exc:  # noqa: BLE001 - the next round tries again
+            self._failures += 1
+            log.debug("janitor round failed error=%r", exc)
+            if self._failures == FAILURES_LOGGED:
+                log.warning("janitor failing for %d rounds error=%s: %s; sessions of stopped "
+                            "processes stay open until it recovers", self._failures,
+                            type(exc).__name__, str(exc).splitlines()[0][:200])
+            return 0
+        self._failures = 0
+        if closed:
+            self.closed += len(closed)
+            log.info("sessions of a stopped process closed count=%d reason=interrupted",
+                     len(closed))
+        return len(closed)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
