@@ -96,6 +96,12 @@ def _startup(quick: bool) -> list[Figure]:
     return startup.run(quick)
 
 
+def _transcript(quick: bool) -> list[Figure]:
+    from benchmarks import transcript
+
+    return transcript.run(quick)
+
+
 BENCHMARKS: dict[str, Callable[[bool], list[Figure]]] = {
     "recorder": _recorder,
     "pipeline": _pipeline,
@@ -105,6 +111,7 @@ BENCHMARKS: dict[str, Callable[[bool], list[Figure]]] = {
     "dashboard": _dashboard,
     "redact": _redact,
     "startup": _startup,
+    "transcript": _transcript,
     "cluster": _cluster,
 }
 

@@ -31,10 +31,13 @@ MESSAGE = (
     "Hi! Could you help me reset my account? I tried logging in from the mobile app this "
     "morning but it keeps saying my session expired. My order number is 48213, Pro plan. Thx!"
 )
-PROSE = MESSAGE.replace("number is", "number:")
-"""The 160 KB baseline: plain chat text whose colon sends it through every pattern. Text with
-no ':', '=' or token prefix at all skips them (``_maybe_secret``), which would make the
-hostile/prose ratios measure that shortcut instead of the patterns' cost."""
+PROSE = MESSAGE.replace("number is", "number:").replace(
+    "session expired", "session token expired")
+"""The 160 KB baseline: plain chat text that the shortcuts cannot skip. Its colon and its
+credential word (``token``) send it through the credential pattern, which most hostile texts
+attack. Text without them skips that pattern (``_maybe_secret`` and each shape's needles),
+which would make the hostile/prose ratios measure the shortcuts instead of the patterns'
+cost."""
 ENV = {  # what Redactor.from_env typically collects: nine configured secrets
     "ANTHROPIC_API_KEY": "sk-ant-" + "api03-" + "x" * 90,
     "OPENAI_API_KEY": "sk-" + "proj-" + "y" * 150,

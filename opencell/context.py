@@ -28,6 +28,9 @@ class TurnContext:
     """The conversation's session, set by the session middleware."""
     history: ConversationHistory = field(default_factory=lambda: ConversationHistory(0))
     """The session's bounded history; the runtime appends the turn when it succeeds."""
+    number: int = 0
+    """The turn's number in its session (1, 2, …; set by the session middleware): every
+    record of the turn carries it, so exporters can group a turn's spans into one trace."""
     started: float = field(default_factory=time.perf_counter)
     """``perf_counter()`` when the turn entered the chain."""
     error: BaseException | None = None

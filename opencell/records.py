@@ -6,13 +6,18 @@ the kind's own fields (JSON-serialisable, already redacted):
 - ``session_start``: bot, bot_type, platform, workspace, channel, thread, user_id, user_name,
   tags (list), key (the conversation key as text)
 - ``message``: input (text or None), output (text or None), input_chars, output_chars,
-  user_id; ``duration_ms`` = processing time; ``success``
+  user_id, turn (its number in the session); ``duration_ms`` = processing time; ``success``
 - ``llm_call``: provider, model (requested), response_model, input_tokens, output_tokens,
   cache_read_tokens, cache_write_tokens, cost_usd (None = unpriced), price_source,
-  stop_reason, request_id, error (on failure); ``duration_ms``; ``success``
-- ``tool_call``: tool, call_id, args, result (truncated), result_chars, error; ``duration_ms``;
-  ``success``
-- ``error``: type, message, stack, context (dict)
+  stop_reason, request_id, response_id (the completion's id), max_tokens, temperature,
+  server (``host:port``), tool_calls (names), turn, error (on failure); with content capture
+  also completion, completion_calls (id, name, arguments) and what the model was sent, as the
+  change since the session's previous call: input (``from``, ``keep``, ``add``, ``n``,
+  ``call``), system and tools_offered when they changed (``opencell/transcript.py`` rebuilds
+  it); ``duration_ms``; ``success``
+- ``tool_call``: tool, call_id, args, result (truncated), result_chars, error, turn;
+  ``duration_ms``; ``success``
+- ``error``: type, message, stack, context (dict), turn (when the error belongs to one)
 - ``custom``: the event's data (``name`` is the event's name)
 - ``alert``: scope, level, message, … (budgets)
 - ``session_end``: reason (idle_timeout | explicit | end_command | shutdown | interrupted),

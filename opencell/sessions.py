@@ -47,6 +47,8 @@ class Session:
     tags: tuple[str, ...] = ()
     busy: int = 0
     """Turns in progress; a busy session never expires."""
+    turns: int = 0
+    """Turns started so far (the last one's number)."""
     last_failed: bool = False
     closed: bool = False
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from opencell.config import AgentOpsConfig, BotConfig, OpenCellConfig, OTLPConfig
+    from opencell.exporters.otlp import OTLPTarget
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +42,7 @@ def run_checks(config_path: Path | None, bots: Sequence[Path],
 
         agentops, otlp = effective_settings(config, env)
         checks.append(check_agentops(agentops, timeout))
-        checks.append(check_otlp(otlp, timeout))
+        checks.append(check_otlp(otlp, timeout, env))
     return checks
 
 
@@ -176,23 +177,50 @@ def check_agentops(config: AgentOpsConfig, timeout: float) -> Check:
                  f"{config.exporter_endpoint} reachable")
 
 
-def check_otlp(config: OTLPConfig, timeout: float) -> Check:
-    """The OTLP endpoint takes an empty export with the configured headers."""
-    from opencell.exporters.otlp import traces_url
+def check_otlp(config: OTLPConfig, timeout: float,
+               env: Mapping[str, str] | None = None) -> Check:
+    """The OTLP endpoint takes a minimal valid export (one span) with the configured headers,
+    as the exporter would send it (the ``OTEL_*`` variables applied)."""
+    from opencell.exporters.otlp import otlp_target
 
     if not config.endpoint.strip():
         return Check("OTLP", None, "export off (OTEL_EXPORTER_OTLP_ENDPOINT is not set)")
-    url = traces_url(config.endpoint)
-    problem = _post_empty_export(url, dict(config.headers), timeout)
+    target = otlp_target(config, env or {})
+    problem = _post_probe(target, timeout)
     if problem:
         fix = "check observability.otlp.headers" if "rejected" in problem else \
             "check OTEL_EXPORTER_OTLP_ENDPOINT and that the collector runs"
-        return Check("OTLP", False, f"{url} {problem}", fix)
-    return Check("OTLP", True, f"{url} reachable")
+        return Check("OTLP", False, f"{target.url} {problem}", fix)
+    return Check("OTLP", True, f"{target.url} reachable (accepted a probe span)")
+
+
+def _post_probe(target: OTLPTarget, timeout: float) -> str | None:
+    """None when the endpoint answers 2xx to a one-span export, else what went wrong."""
+    import time
+
+    import requests
+
+    from opencell.exporters import describe_failure as describe
+    from opencell.exporters.otlp import probe_body
+
+    headers = {**target.headers, "Content-Type": "application/x-protobuf"}
+    if target.gzip:
+        headers["Content-Encoding"] = "gzip"
+    try:
+        response = requests.post(target.url, data=probe_body(target, time.time()),
+                                 timeout=timeout, headers=headers)
+    except requests.RequestException as exc:
+        return f"cannot be reached ({describe(exc)})"
+    if response.status_code in (401, 403):
+        return f"rejected the credentials (HTTP {response.status_code})"
+    if not 200 <= response.status_code < 300:
+        return f"answered HTTP {response.status_code}"
+    return None
 
 
 def _post_empty_export(url: str, headers: Mapping[str, str], timeout: float) -> str | None:
-    """None when ``url`` answers 2xx to an export holding no spans, else what went wrong."""
+    """None when ``url`` answers 2xx to an export holding no spans (AgentOps: a probe span
+    would count as a session), else what went wrong."""
     import requests
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
         ExportTraceServiceRequest,

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from opencell.errors import AmbiguousSessionError
 from opencell.store import reads as store_queries
 from opencell.store.tables import events, sessions
+from opencell.transcript import ModelInput, step
 
 if TYPE_CHECKING:
     from opencell.dashboard.state import DashboardState
@@ -128,8 +129,35 @@ def session_detail(state: DashboardState, id_or_prefix: str, *, after: int | Non
     truncated = len(timeline) > limit
     timeline = timeline[:limit]
     source = calls if calls is not None else [ev for ev in timeline if ev["kind"] == "llm_call"]
+    attach_model_inputs(timeline, source)
     return {"session": found, "timeline": timeline, "cost_by_model": cost_by_model(source),
             "truncated": truncated}
+
+
+def attach_model_inputs(timeline: list[dict[str, Any]], calls: list[dict[str, Any]]) -> None:
+    """Give each model call of ``timeline`` its whole input as ``model_input`` (``system``,
+    ``tools``, ``messages``, ``missing`` earlier messages unknown, ``new``: how many of the
+    last messages are new since the session's previous call), rebuilt from the deltas the
+    records keep over every call of the session (``calls``, in order)."""
+    if not any(ev.get("kind") == "llm_call" for ev in timeline):
+        return
+    ordered = sorted(calls, key=lambda ev: ev.get("id") or 0)
+    by_id = {ev.get("id"): ev for ev in timeline if ev.get("kind") == "llm_call"}
+    before: ModelInput | None = None
+    for call in ordered:
+        if not isinstance(call.get("input"), dict) and "prompt_last" not in call:
+            continue
+        current = step(before, call)
+        if isinstance(call.get("input"), dict):
+            before = current
+        target = by_id.get(call.get("id"))
+        if target is None or not current.known:
+            continue
+        delta = call.get("input")
+        added = len(delta.get("add") or ()) if isinstance(delta, dict) else 1
+        target["model_input"] = {"system": current.system, "tools": list(current.tools),
+                                 "messages": list(current.messages),
+                                 "missing": current.missing, "new": added}
 
 
 def cost_by_model(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -6,7 +6,7 @@ nothing, and a stop leaves what was not delivered for the next start. ``stats()`
 lag and failures for ``/metrics``; ``agentops_session_url`` links a session to AgentOps.
 
 Settings come from ``observability.agentops`` / ``observability.otlp`` in
-``config/opencell.yaml``; ``AGENTOPS_*`` and ``OTEL_EXPORTER_OTLP_ENDPOINT`` win when set
+``config/opencell.yaml``; ``AGENTOPS_*`` and the ``OTEL_*`` variables win when set
 (the shipped config maps them; without a config file they still apply).
 """
 
@@ -124,8 +124,10 @@ def effective_settings(config: OpenCellConfig, env: Mapping[str, str]
         changes["tags"] = [t.strip() for t in env["AGENTOPS_TAGS"].split(",") if t.strip()]
     if changes:
         agentops = agentops.model_copy(update=changes)
-    if env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip():
-        otlp = otlp.model_copy(update={"endpoint": env["OTEL_EXPORTER_OTLP_ENDPOINT"].strip()})
+    for variable in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        # The traces endpoint wins (and is used as is: see ``otlp.otlp_target``).
+        if env.get(variable, "").strip():
+            otlp = otlp.model_copy(update={"endpoint": env[variable].strip()})
     return agentops, otlp
 
 
@@ -151,7 +153,7 @@ def start_exporters(config: OpenCellConfig, store: Store, *,
         with guard("exporter.otlp.setup", logger=log):
             from opencell.exporters.otlp import OTLPExporter
 
-            sinks.append(OTLPExporter(otlp, request_timeout=tuning.request_timeout))
+            sinks.append(OTLPExporter(otlp, request_timeout=tuning.request_timeout, env=env))
     exporters = Exporters()
     for sink in sinks:
         worker = ExportWorker(sink, Outbox(store, sink.name), batch_events=tuning.batch_events,

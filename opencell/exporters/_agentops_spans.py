@@ -27,6 +27,7 @@ from collections.abc import Iterable, Sequence
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.trace import SpanKind
 
+from opencell.exporters._inputs import ModelInputs
 from opencell.exporters._spans import (
     ROOT_LEAD_NS,
     Attributes,
@@ -46,6 +47,7 @@ from opencell.exporters.outbox import Outbox, StoredEvent
 from opencell.llm.base import Usage
 from opencell.llm.pricing import PriceBook
 from opencell.store import count, money
+from opencell.transcript import ModelInput
 
 SYSTEMS = {"claude": "anthropic", "anthropic": "anthropic", "openai": "openai",
            "moonshot": "moonshot"}
@@ -60,6 +62,7 @@ class AgentOpsSpans(SpanBuilder):
         self.tags = tuple(tags)
         self.content = content
         self.prices = prices
+        self.inputs = ModelInputs()
 
     # ------------------------------------------------------------ the root
 
@@ -105,7 +108,7 @@ class AgentOpsSpans(SpanBuilder):
         failed = "the turn failed" if event.success is False else None
         return self._child(f"{bot}.agent", event, attributes, error=failed)
 
-    def llm(self, event: StoredEvent) -> ReadableSpan:
+    def llm(self, event: StoredEvent, outbox: Outbox) -> ReadableSpan:
         data = event.data
         provider = str(data.get("provider") or "")
         system = SYSTEMS.get(provider, provider or "unknown")
@@ -113,17 +116,25 @@ class AgentOpsSpans(SpanBuilder):
         answered = str(data.get("response_model") or model)
         a: Attributes = {"agentops.span.kind": "llm", "gen_ai.system": system,
                          "gen_ai.request.model": model, "gen_ai.response.model": answered}
-        prompt = data.get("prompt_last")
-        if self.content and isinstance(prompt, dict):
-            _put(a, "gen_ai.prompt.0.content", text(prompt.get("content")))
-            _put(a, "gen_ai.prompt.0.role", text(prompt.get("role")))
+        if self.content:
+            for i, (role, content) in enumerate(prompts(self.inputs.of(event, outbox))):
+                a[f"gen_ai.prompt.{i}.content"] = content
+                a[f"gen_ai.prompt.{i}.role"] = role
         if event.success is not False:
             if self.content:
                 _put(a, "gen_ai.completion.0.content", text(data.get("completion")))
             a["gen_ai.completion.0.role"] = "assistant"
             _put(a, "gen_ai.completion.0.finish_reason", text(data.get("stop_reason")))
-            for j, name in enumerate(data.get("tool_calls") or ()):
-                a[f"gen_ai.completion.0.tool_calls.{j}.name"] = str(name)
+            calls = data.get("completion_calls") if self.content else None
+            if isinstance(calls, list):
+                for j, call in enumerate(c for c in calls if isinstance(c, dict)):
+                    key = f"gen_ai.completion.0.tool_calls.{j}"
+                    a[f"{key}.name"] = str(call.get("name") or "")
+                    a[f"{key}.arguments"] = as_json(call.get("arguments") or {})
+                    a[f"{key}.id"] = str(call.get("id") or "")
+            else:
+                for j, name in enumerate(data.get("tool_calls") or ()):
+                    a[f"gen_ai.completion.0.tool_calls.{j}.name"] = str(name)
         if "input_tokens" in data:
             tokens = [count(data.get(key)) for key in ("input_tokens", "output_tokens",
                                                        "cache_read_tokens",
@@ -139,7 +150,7 @@ class AgentOpsSpans(SpanBuilder):
                     a["gen_ai.usage.prompt_cost"], a["gen_ai.usage.completion_cost"] = split
                 a["gen_ai.usage.total_cost"] = cost
             a["gen_ai.usage.cache_creation_input_tokens"] = tokens[3]
-        _put(a, "gen_ai.response.id", text(data.get("request_id")))
+        _put(a, "gen_ai.response.id", text(data.get("response_id") or data.get("request_id")))
         error = str(data.get("error") or "the call failed") if event.success is False else None
         events: tuple[Event, ...] = ()
         if error:
@@ -217,6 +228,27 @@ class AgentOpsSpans(SpanBuilder):
                          parent=root_context(session_id), start=start, end=end,
                          attributes=attributes, kind=kind, error=error,
                          events=events)
+
+
+def prompts(model_input: ModelInput) -> list[tuple[str, str]]:
+    """(role, content) of every message the model was sent, system prompt first; an
+    assistant's tool calls and a tool's answer as JSON when they have no text of their own."""
+    out: list[tuple[str, str]] = []
+    if model_input.system:
+        out.append(("system", model_input.system))
+    if model_input.missing:
+        out.append(("system", f"[{model_input.missing} earlier messages were not recorded]"))
+    for m in model_input.messages:
+        role = str(m.get("role") or "user")
+        content = str(m.get("content") or "")
+        calls = m.get("tool_calls")
+        if calls:
+            listed = as_json([{"id": c.get("id"), "name": c.get("name"),
+                               "arguments": c.get("arguments")}
+                              for c in calls if isinstance(c, dict)])
+            content = f"{content}\n[tool calls] {listed}" if content else f"[tool calls] {listed}"
+        out.append((role, content))
+    return out
 
 
 def _put(attributes: Attributes, key: str, value: str | None) -> None:

@@ -79,9 +79,15 @@ def event_times(event: StoredEvent) -> tuple[int, int]:
     return start, start + max(0, round((event.duration_ms or 0.0) * 1e6))
 
 
-def context(session_id: str, span: int) -> SpanContext:
-    return SpanContext(trace_id=trace_id(session_id), span_id=span, is_remote=False,
-                       trace_flags=TraceFlags(TraceFlags.SAMPLED))
+def turn_trace_id(session_id: str, turn: int) -> int:
+    """The trace id of one turn of a session (OTLP backends want a trace per turn)."""
+    digest = hashlib.blake2b(f"{session_id}/turn/{turn}".encode(), digest_size=16).digest()
+    return int.from_bytes(digest, "big") or 1
+
+
+def context(session_id: str, span: int, trace: int | None = None) -> SpanContext:
+    return SpanContext(trace_id=trace_id(session_id) if trace is None else trace, span_id=span,
+                       is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED))
 
 
 def root_context(session_id: str) -> SpanContext:
@@ -90,11 +96,13 @@ def root_context(session_id: str) -> SpanContext:
 
 def make_span(name: str, *, session_id: str, span: int, parent: SpanContext | None,
               start: int, end: int, attributes: Attributes, kind: SpanKind = SpanKind.INTERNAL,
-              error: str | None = None, events: Sequence[Event] = ()) -> ReadableSpan:
-    """A finished span with explicit ids and times; ``error`` sets status ERROR with it."""
+              error: str | None = None, events: Sequence[Event] = (),
+              trace: int | None = None, resource: Resource = RESOURCE) -> ReadableSpan:
+    """A finished span with explicit ids and times; ``error`` sets status ERROR with it.
+    ``trace`` is the trace id (default: the session's)."""
     status = Status(StatusCode.ERROR, error) if error else Status(StatusCode.UNSET)
-    return ReadableSpan(name=name, context=context(session_id, span), parent=parent,
-                        resource=RESOURCE, attributes=attributes, events=tuple(events),
+    return ReadableSpan(name=name, context=context(session_id, span, trace), parent=parent,
+                        resource=resource, attributes=attributes, events=tuple(events),
                         kind=kind, status=status, start_time=start, end_time=max(start, end),
                         instrumentation_scope=SCOPE)
 
@@ -170,7 +178,7 @@ class SpanBuilder:
              outbox: Outbox) -> ReadableSpan | None:
         kind = event.kind
         if kind == "llm_call":
-            return self.llm(event)
+            return self.llm(event, outbox)
         if kind == "tool_call":
             partner = None
             if event.success is False:
@@ -187,7 +195,7 @@ class SpanBuilder:
             return self.root(event, outbox)
         return None
 
-    def llm(self, event: StoredEvent) -> ReadableSpan | None:
+    def llm(self, event: StoredEvent, outbox: Outbox) -> ReadableSpan | None:
         raise NotImplementedError
 
     def tool(self, event: StoredEvent, partner: StoredEvent | None) -> ReadableSpan | None:

@@ -205,6 +205,57 @@ class Outbox:
         with self.store.reading() as conn:
             return _events(conn, conn.execute(stmt))
 
+    def model_calls(self, session_seq: int, upto: int) -> list[StoredEvent]:
+        """The session's ``llm_call`` events with ids up to ``upto``, oldest first (to rebuild
+        a model call's input from the deltas the records keep)."""
+        e = events.c
+        stmt = (sa.select(*_EVENT_COLUMNS).join_from(events, sessions, e.session_seq ==
+                                                      sessions.c.seq)
+                .where(e.session_seq == session_seq, e.id <= upto, e.kind == "llm_call")
+                .order_by(e.id))
+        with self.store.reading() as conn:
+            return _events(conn, conn.execute(stmt))
+
+    def turn_events(self, message: StoredEvent) -> list[StoredEvent]:
+        """The events of the turn a ``message`` event ends: its session's events recorded
+        before it, since the turn started, that carry its turn number."""
+        e = events.c
+        turn = message.data.get("turn")
+        stmt = (sa.select(*_EVENT_COLUMNS).join_from(events, sessions, e.session_seq ==
+                                                      sessions.c.seq)
+                .where(e.session_seq == message.session.seq, e.id < message.id,
+                       e.ts >= message.ts - 2.0, e.kind != "message")
+                .order_by(e.id))
+        with self.store.reading() as conn:
+            found = [event for event in _events(conn, conn.execute(stmt))
+                     if event.data.get("turn") == turn]
+        return found
+
+    def loose_events(self, session_seq: int, upto: int) -> bool:
+        """Whether the session has events before ``upto`` that belong to no turn (tracked by
+        hand, custom events, alerts): they hang under a session-wide root span."""
+        e = events.c
+        loose = sa.or_(e.kind.in_(("custom", "alert")), sa.and_(
+            e.kind.in_(("llm_call", "tool_call", "error")), e.data.not_like('%"turn":%')))
+        stmt = sa.select(e.id).where(e.session_seq == session_seq, e.id < upto,
+                                     loose).limit(1)
+        with self.store.reading() as conn:
+            return conn.execute(stmt).first() is not None
+
+    def unfinished_turns(self, session_seq: int, upto: int) -> list[StoredEvent]:
+        """Turn events after the session's last ``message`` (a crash cut the turn off)."""
+        e = events.c
+        last = sa.select(sa.func.coalesce(sa.func.max(e.id), 0)).where(
+            e.session_seq == session_seq, e.kind == "message", e.id < upto).scalar_subquery()
+        stmt = (sa.select(*_EVENT_COLUMNS).join_from(events, sessions, e.session_seq ==
+                                                      sessions.c.seq)
+                .where(e.session_seq == session_seq, e.id > last, e.id < upto,
+                       e.kind.in_(("llm_call", "tool_call", "error")))
+                .order_by(e.id))
+        with self.store.reading() as conn:
+            return [event for event in _events(conn, conn.execute(stmt))
+                    if isinstance(event.data.get("turn"), int)]
+
     def extent(self, session_seq: int) -> SessionExtent:
         """First start, last end and the first ``session_end`` id of a session's events."""
         e = events.c

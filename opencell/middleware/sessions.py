@@ -47,6 +47,8 @@ class SessionMiddleware:
         session = self.tracker.acquire(message.key, user_name=message.user_name)
         ctx.session = session
         ctx.history = session.history
+        session.turns += 1
+        ctx.number = session.turns
         token = current_turn.set(ctx)
         wall, start = time.time(), time.perf_counter()
         reply: Reply | None = None
@@ -91,21 +93,27 @@ class SessionMiddleware:
             else:
                 output, outcome = delivery.text, delivery.outcome
             lost = outcome in ("send_failed", "cut_off")
-            obs.message(session, text=message.text, output=output, user_id=message.user_id,
-                        started=started, duration_ms=duration_ms, success=not (failed or lost))
             error = ctx.error or cancelled
-            if error is None and not lost:
-                return
-            context: dict[str, object] = {"bot": ctx.bot.name, "conversation": str(message.key),
-                                          "input": obs.text(message.text)}
-            if outcome is not None:
-                context["delivery"] = outcome
-            if outcome == "cut_off":
-                stack = "".join(traceback.format_exception(error)) if error else ""
-                obs.error_text(session.id, type(error).__name__ if error else "CancelledError",
-                               CUT_OFF, stack, context=context)
-            elif error is not None:
-                obs.error(session.id, error, context=context)
-            if outcome == "send_failed" and delivery is not None and delivery.error:
-                obs.error(session.id, delivery.error, context={
-                    **context, "undelivered": obs.text(reply.text if reply else None)})
+            turn = ctx.number
+            # The turn's error goes first: an exporter that builds a turn's spans when its
+            # ``message`` arrives then already has everything that belongs to it.
+            if error is not None or lost:
+                context: dict[str, object] = {"bot": ctx.bot.name,
+                                              "conversation": str(message.key),
+                                              "input": obs.text(message.text)}
+                if outcome is not None:
+                    context["delivery"] = outcome
+                if outcome == "cut_off":
+                    stack = "".join(traceback.format_exception(error)) if error else ""
+                    obs.error_text(session.id,
+                                   type(error).__name__ if error else "CancelledError",
+                                   CUT_OFF, stack, context=context, turn=turn)
+                elif error is not None:
+                    obs.error(session.id, error, context=context, turn=turn)
+                if outcome == "send_failed" and delivery is not None and delivery.error:
+                    obs.error(session.id, delivery.error, context={
+                        **context, "undelivered": obs.text(reply.text if reply else None)},
+                        turn=turn)
+            obs.message(session, text=message.text, output=output, user_id=message.user_id,
+                        started=started, duration_ms=duration_ms, success=not (failed or lost),
+                        turn=turn)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from urllib.parse import urlsplit
 
 from opencell.context import current_turn
 from opencell.errors import ToolExecutionError, ToolTimeoutError
@@ -44,19 +45,21 @@ class RecordingLLM(WrapperLLM):
     def __init__(self, inner: LLMClient, observability: Observability) -> None:
         super().__init__(inner)
         self._obs = observability
+        self._server = server_of(inner)
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
         turn = current_turn.get()
         session = turn.session if turn is not None else None
         if session is None:
             return valid_response(await self.inner.complete(request))
+        number = turn.number if turn is not None else 0
         wall, start = time.time(), time.perf_counter()
         try:
             response = valid_response(await self.inner.complete(request))
         except Exception as exc:
-            self._record(session.id, request, None, wall, start, exc)
+            self._record(session.id, number, request, None, wall, start, exc)
             raise
-        recorded, cost = self._record(session.id, request, response, wall, start, None)
+        recorded, cost = self._record(session.id, number, request, response, wall, start, None)
         if not recorded:
             return response
         # Built directly: dataclasses.replace costs about 4 µs a call on this hot path.
@@ -65,14 +68,16 @@ class RecordingLLM(WrapperLLM):
                            request_id=response.request_id, raw_finish=response.raw_finish,
                            priced=True, cost_usd=cost)
 
-    def _record(self, session_id: str, request: LLMRequest, response: LLMResponse | None,
-                wall: float, start: float, error: Exception | None) -> tuple[bool, float | None]:
+    def _record(self, session_id: str, turn: int, request: LLMRequest,
+                response: LLMResponse | None, wall: float, start: float,
+                error: Exception | None) -> tuple[bool, float | None]:
         """(recorded, the call's cost); not recorded when recording itself failed."""
         with guard("recording llm_call"):
             return True, self._obs.llm_call(
                 session_id, provider=self.provider, model=self.model, request=request,
                 response=response, started=wall, error=error,
-                duration_ms=(time.perf_counter() - start) * 1000)
+                duration_ms=(time.perf_counter() - start) * 1000, turn=turn or None,
+                server=self._server)
         return False, None
 
 
@@ -97,13 +102,28 @@ class RecordingTools:
         session = turn.session if turn is not None else None
         if turn is not None and session is not None:
             with guard("recording tool_call"):
+                number = turn.number or None
                 self._obs.tool_call(session.id, call=call, result=result, started=wall,
-                                    duration_ms=(time.perf_counter() - start) * 1000)
+                                    duration_ms=(time.perf_counter() - start) * 1000,
+                                    turn=number)
                 if isinstance(result.error, FAILING_TOOL_ERRORS):
                     turn.failed = True
                     self._obs.error(session.id, result.error,
-                                    context={"tool": call.name, "call_id": call.id})
+                                    context={"tool": call.name, "call_id": call.id},
+                                    turn=number)
         return result
+
+
+def server_of(client: object) -> str | None:
+    """``host:port`` of the client's API (its ``base_url``), or None (offline, fakes)."""
+    base = getattr(client, "base_url", None)
+    if not isinstance(base, str) or "://" not in base:
+        return None
+    parts = urlsplit(base)
+    if not parts.hostname:
+        return None
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.hostname}:{port}"
 
 
 def valid_response(response: LLMResponse) -> LLMResponse:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from opencell.guard import guard
 from opencell.llm.base import LLMRequest, LLMResponse, ToolCall, Usage
 from opencell.llm.pricing import PriceBook
+from opencell.observability.model_input import InputDeltas, call_dict
 from opencell.observability.recorder import NullRecorder, Recorder
 from opencell.observability.redact import Redactor, use_for_logs
 from opencell.records import (
@@ -72,6 +73,8 @@ class Observability:
         self.janitor: Janitor | None = None
         """The exporters this instance started and stops (``from_config``)."""
         self._recent: tuple[tuple[str, str], ...] = ()
+        self.inputs = InputDeltas()
+        """Each session's previous model input: calls are recorded as what is new."""
 
     @classmethod
     def disabled(cls) -> Observability:
@@ -186,6 +189,7 @@ class Observability:
 
     def session_closed(self, session: Session, reason: EndReason, success: bool,
                        metadata: dict[str, Any]) -> None:
+        self.inputs.forget(session.id)
         self._emit("session_end", session.id, reason, {
             "reason": reason, "status": "success" if success else "failed",
             "metadata": self._value(metadata)}, success=success)
@@ -204,6 +208,7 @@ class Observability:
 
     def end_session(self, session_id: str, *, reason: EndReason, success: bool,
                     metadata: Mapping[str, Any] | None = None, ts: float | None = None) -> None:
+        self.inputs.forget(session_id)
         self._emit("session_end", session_id, reason, {
             "reason": reason, "status": "success" if success else "failed",
             "metadata": self._value(metadata)}, success=success, ts=ts)
@@ -211,28 +216,50 @@ class Observability:
     # ------------------------------------------------------------ events
 
     def message(self, session: Session, *, text: str, output: str | None, user_id: str,
-                started: float, duration_ms: float, success: bool) -> None:
-        self._emit("message", session.id, "turn", {
-            "input": self.text(text), "output": self.text(output),
-            "user_id": valid_text(user_id), "input_chars": len(text),
-            "output_chars": len(output or "")},
-            ts=started, duration_ms=duration_ms, success=success)
+                started: float, duration_ms: float, success: bool,
+                turn: int | None = None) -> None:
+        data = {"input": self.text(text), "output": self.text(output),
+                "user_id": valid_text(user_id), "input_chars": len(text),
+                "output_chars": len(output or "")}
+        if turn:
+            data["turn"] = turn
+        self._emit("message", session.id, "turn", data, ts=started, duration_ms=duration_ms,
+                   success=success)
 
     def llm_call(self, session_id: str, *, provider: str, model: str, request: LLMRequest | None,
                  response: LLMResponse | None, started: float, duration_ms: float,
-                 error: BaseException | None = None) -> float | None:
-        """Record one model call; returns its cost (None: failed, or the model is unpriced)."""
+                 error: BaseException | None = None, turn: int | None = None,
+                 server: str | None = None) -> float | None:
+        """Record one model call; returns its cost (None: failed, or the model is unpriced).
+
+        With content capture on, the record keeps what the model was sent as the change since
+        the session's previous call (``model_input.py``) and what it answered, tool calls
+        included; readers rebuild the whole input with ``opencell.transcript``.
+        """
         data: dict[str, Any] = {"provider": provider, "model": model}
+        if turn:
+            data["turn"] = turn
+        if server:
+            data["server"] = server
+        if request is not None:
+            data["max_tokens"] = request.max_tokens
+            if request.temperature is not None:
+                data["temperature"] = request.temperature
         if response is not None:
             data |= self._usage_fields(provider, model, response.model, response.usage, None)
             data |= {"stop_reason": _optional_text(response.stop_reason),
                      "request_id": _optional_text(response.request_id),
                      "tool_calls": [valid_text(c.name) for c in response.tool_calls]}
+            answer_id = response.raw_finish.get("id") if response.raw_finish else None
+            if answer_id:
+                data["response_id"] = valid_text(str(answer_id))
             if self.capture_content:
                 data["completion"] = self.redact(response.text)
-        if request is not None and self.capture_content and request.messages:
-            last = request.messages[-1]
-            data["prompt_last"] = {"role": last.role, "content": self.redact(last.content)}
+                if response.tool_calls:
+                    data["completion_calls"] = [call_dict(c, self._value)
+                                                for c in response.tool_calls]
+        if request is not None and self.capture_content:
+            data |= self.inputs.fields(session_id, request, self.redact, self._value)
         if error is not None:
             data["error"] = valid_text(self.redactor.redact(f"{type(error).__name__}: {error}"))
             data["request_id"] = valid_value(getattr(error, "request_id", None))
@@ -273,7 +300,7 @@ class Observability:
         return fields
 
     def tool_call(self, session_id: str, *, call: ToolCall, result: ToolResult, started: float,
-                  duration_ms: float) -> None:
+                  duration_ms: float, turn: int | None = None) -> None:
         content = result.content
         data: dict[str, Any] = {
             "tool": valid_text(str(call.name)), "call_id": valid_text(str(call.id)),
@@ -285,24 +312,32 @@ class Observability:
             if result.error else None,
             "error_type": type(result.error).__name__ if result.error else None,
         }
+        if turn:
+            data["turn"] = turn
         self._emit("tool_call", session_id, call.name, data, ts=started,
                    duration_ms=duration_ms, success=not result.is_error)
 
     def error(self, session_id: str, exc: BaseException, *,
-              context: Mapping[str, Any] | None = None, ts: float | None = None) -> None:
+              context: Mapping[str, Any] | None = None, ts: float | None = None,
+              turn: int | None = None) -> None:
         """An error with its stack; for a wrapped error the cause's stack is kept too."""
         stack = "".join(traceback.format_exception(exc))
-        self.error_text(session_id, type(exc).__name__, str(exc), stack, context=context, ts=ts)
+        self.error_text(session_id, type(exc).__name__, str(exc), stack, context=context, ts=ts,
+                        turn=turn)
 
     def error_text(self, session_id: str, kind: str, message: str, stack: str, *,
-                   context: Mapping[str, Any] | None = None, ts: float | None = None) -> None:
-        self._emit("error", session_id, kind, {
+                   context: Mapping[str, Any] | None = None, ts: float | None = None,
+                   turn: int | None = None) -> None:
+        data: dict[str, Any] = {
             "type": valid_text(str(kind)),
             "message": valid_text(capped(self.redactor.redact(str(message)),
                                          self.max_message_chars)),
             "stack": valid_text(capped(self.redactor.redact(str(stack)),
                                        self.max_message_chars)),
-            "context": self._value(context)}, ts=ts, success=False)
+            "context": self._value(context)}
+        if turn:
+            data["turn"] = turn
+        self._emit("error", session_id, kind, data, ts=ts, success=False)
 
     def custom(self, session_id: str, name: str, data: Mapping[str, Any], *,
                ts: float | None = None) -> None:

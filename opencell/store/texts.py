@@ -3,8 +3,8 @@
 A turn's text reaches several records — the user's message is the ``message`` input and the
 model's prompt; the model's answer is its completion and the reply — so a 10 MB message was
 stored four times. When the store writes a batch, every string value of at least
-``SHARED_MIN_CHARS`` (at the top of a record's data, or one level down, e.g.
-``prompt_last.content``) becomes ``{"$text": <sha-256>}`` and the text goes once into the
+``SHARED_MIN_CHARS`` (at the top of a record's data, or a few levels down, e.g.
+``input.add[0].content``) becomes ``{"$text": <sha-256>}`` and the text goes once into the
 ``texts`` table. Readers get the data back whole: :func:`expand` puts the texts back for a
 list of decoded data dicts with one query.
 
@@ -31,34 +31,45 @@ _KEY = "$text"
 
 def share(data: Mapping[str, Any], found: dict[str, str]) -> Mapping[str, Any]:
     """``data`` with its large strings replaced by references; the texts go into ``found``
-    (digest → text). Returns ``data`` itself when nothing is large (the common case)."""
-    out: dict[str, Any] | None = None
-    for key, value in data.items():
-        kind = type(value)
-        if kind is str:
-            if len(value) < SHARED_MIN_CHARS or "\x00" in value:
-                continue  # short, or NUL, which a PostgreSQL text column cannot hold
-            shared: Any = _ref(value, found)
-        elif kind is dict:
-            shared = _share_inner(value, found)
-            if shared is value:
-                continue
-        else:
-            continue
-        if out is None:
-            out = dict(data)
-        out[key] = shared
-    return data if out is None else out
+    (digest → text). Returns ``data`` itself when nothing is large (the common case).
+
+    Strings are looked for up to ``MAX_DEPTH`` levels down, through dicts and lists (a
+    model call's new messages sit at ``input.add[i].content``)."""
+    shared: Mapping[str, Any] = _share(data, found, 0)
+    return data if shared is data else shared
 
 
-def _share_inner(inner: dict[str, Any], found: dict[str, str]) -> dict[str, Any]:
-    out: dict[str, Any] | None = None
-    for key, value in inner.items():
-        if type(value) is str and len(value) >= SHARED_MIN_CHARS and "\x00" not in value:
-            if out is None:
-                out = dict(inner)
-            out[key] = _ref(value, found)
-    return inner if out is None else out
+MAX_DEPTH = 4
+"""How deep in a record's data large strings are looked for (and put back)."""
+
+
+def _share(value: Any, found: dict[str, str], depth: int) -> Any:
+    kind = type(value)
+    if kind is str:
+        if len(value) < SHARED_MIN_CHARS or "\x00" in value:
+            return value  # short, or NUL, which a PostgreSQL text column cannot hold
+        return _ref(value, found)
+    if depth >= MAX_DEPTH:
+        return value
+    if kind is dict:
+        out: dict[str, Any] | None = None
+        for key, item in value.items():
+            shared = _share(item, found, depth + 1)
+            if shared is not item:
+                if out is None:
+                    out = dict(value)
+                out[key] = shared
+        return value if out is None else out
+    if kind is list:
+        items: list[Any] | None = None
+        for index, item in enumerate(value):
+            shared = _share(item, found, depth + 1)
+            if shared is not item:
+                if items is None:
+                    items = list(value)
+                items[index] = shared
+        return value if items is None else items
+    return value
 
 
 def _ref(text: str, found: dict[str, str]) -> dict[str, str]:
@@ -84,17 +95,9 @@ def _digest_of(value: object) -> str | None:
 
 def expand(conn: Connection, datas: Iterable[dict[str, Any]]) -> None:
     """Put the shared texts back into decoded data dicts, in place (one query in all)."""
-    places: list[tuple[dict[str, Any], str, str]] = []
+    places: list[tuple[Any, Any, str]] = []
     for data in datas:
-        for key, value in data.items():
-            digest = _digest_of(value)
-            if digest is not None:
-                places.append((data, key, digest))
-            elif type(value) is dict:
-                for inner_key, inner_value in value.items():
-                    inner_digest = _digest_of(inner_value)
-                    if inner_digest is not None:
-                        places.append((value, inner_key, inner_digest))
+        _find(data, places, 0)
     if not places:
         return
     wanted = sorted({digest for _, _, digest in places})
@@ -106,3 +109,21 @@ def expand(conn: Connection, datas: Iterable[dict[str, Any]]) -> None:
             found[digest] = text
     for holder, key, digest in places:
         holder[key] = found.get(digest, "[text no longer stored]")
+
+
+def _find(value: Any, places: list[tuple[Any, Any, str]], depth: int) -> None:
+    if depth >= MAX_DEPTH:
+        return
+    pairs: Iterable[tuple[Any, Any]]
+    if type(value) is dict:
+        pairs = value.items()
+    elif type(value) is list:
+        pairs = enumerate(value)
+    else:
+        return
+    for key, item in pairs:
+        digest = _digest_of(item)
+        if digest is not None:
+            places.append((value, key, digest))
+        elif type(item) is dict or type(item) is list:
+            _find(item, places, depth + 1)

@@ -81,8 +81,26 @@ async def test_two_turn_conversation_arrives_as_one_trace(
             pytest.approx(event["cost_usd"])
         assert a["gen_ai.usage.prompt_tokens"] == event["input_tokens"]
     first = llm[0].attrs
-    assert first["gen_ai.prompt.0.content"] == "how many widgets do you have?"
+    assert (first["gen_ai.prompt.0.role"], first["gen_ai.prompt.0.content"]) == (
+        "system", "You are a helpful assistant.")
+    assert (first["gen_ai.prompt.1.role"], first["gen_ai.prompt.1.content"]) == (
+        "user", "how many widgets do you have?")
     assert first["gen_ai.completion.0.tool_calls.0.name"] == "lookup"
+    assert first["gen_ai.completion.0.tool_calls.0.arguments"] == '{"item":"widget"}'
+    assert first["gen_ai.completion.0.tool_calls.0.id"] == "call-1"
+    # Every prompt message, in ascending order: the third call (turn 2) was sent it all.
+    third = llm[2].attrs
+    prompts = [(third[f"gen_ai.prompt.{i}.role"], third[f"gen_ai.prompt.{i}.content"])
+               for i in range(6)]
+    assert "gen_ai.prompt.6.role" not in third
+    assert [role for role, _ in prompts] == ["system", "user", "assistant", "tool",
+                                            "assistant", "user"]
+    assert prompts[2][1].startswith("let me check\n[tool calls] ")
+    assert '"name":"lookup"' in prompts[2][1]
+    assert prompts[3][1] == "widget: 3 in stock" and prompts[5][1] == "thanks"
+    prompt_keys = [k for k in llm[2].keys if k.startswith("gen_ai.prompt.")]
+    assert prompt_keys == [f"gen_ai.prompt.{i}.{part}" for i in range(6)
+                           for part in ("content", "role")]
     assert first["gen_ai.usage.cache_read_input_tokens"] == 50
     assert first["gen_ai.usage.total_tokens"] == 170
 

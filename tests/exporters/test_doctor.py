@@ -39,6 +39,7 @@ def test_everything_healthy_passes(tmp_path: Path, fake_agentops: FakeAgentOps,
     bot.write_text("name: helper\nllm: {provider: claude}\n")
     env = agentops_env(fake_agentops, VALID_KEY)
     env.update(OTEL_EXPORTER_OTLP_ENDPOINT=otlp_receiver.url, ANTHROPIC_API_KEY="sk-ant-x")
+    otlp_receiver.reject_empty = True  # like MLflow: an export without spans is a 400
     result = opencell("doctor", str(bot), env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
@@ -47,6 +48,9 @@ def test_everything_healthy_passes(tmp_path: Path, fake_agentops: FakeAgentOps,
     assert "writable" in out and "project proj-fake-1" in out
     # the doctor's probe is an empty export: nothing counted as spans
     assert fake_agentops.spans == [] and len(fake_agentops.exports) == 1
+    # the OTLP probe is a valid minimal export: one span, named so a user can tell it apart
+    (probe,) = otlp_receiver.spans
+    assert probe.name == "opencell doctor" and probe.attrs == {"opencell.probe": True}
 
 
 def test_missing_secrets_and_an_unreachable_collector_are_named(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ The base class :class:`LoopbackServer` is shared with the fake AgentOps API.
 
 from __future__ import annotations
 
+import gzip
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -87,6 +88,8 @@ class Received:
     headers: dict[str, str]
     spans: list[ReceivedSpan]
     status: int
+    body: bytes = b""
+    """The body as it came over the wire (gzip-compressed when the client said so)."""
 
 
 class LoopbackServer:
@@ -174,6 +177,8 @@ class OTLPReceiver(LoopbackServer):
         super().__init__()
         self.requests: list[Received] = []
         self.status = 200
+        self.reject_empty = False
+        """Answer 400 to an export holding no spans (MLflow does)."""
 
     @property
     def spans(self) -> list[ReceivedSpan]:
@@ -184,8 +189,12 @@ class OTLPReceiver(LoopbackServer):
                body: bytes) -> tuple[int, str, bytes]:
         if path != "/v1/traces":
             return 404, "text/plain", b"not found"
+        wire = body
+        if headers.get("content-encoding") == "gzip":  # as a Collector does
+            body = gzip.decompress(body)
         spans = decode(body)
+        status = 400 if self.reject_empty and not spans else self.status  # as MLflow does
         with self.lock:
-            self.requests.append(Received(headers, spans, self.status))
-        return (self.status, "application/x-protobuf",
+            self.requests.append(Received(headers, spans, status, wire))
+        return (status, "application/x-protobuf",
                 ExportTraceServiceResponse().SerializeToString())

@@ -11,7 +11,10 @@ FRAGMENTS = ["sk-", "sk-ant-", "xox", "xoxb-", "xapp-1-", "ghp_", "github_pat_",
              "AIza", "eyJ", ".", "-----BEGIN RSA PRIVATE KEY-----", "://", ":", "=", "@",
              "Bearer ", "BASIC ", "api_key", "token", "password", "aws_secret_access_key",
              "\"", "'", " ", "\t", "\n", "a1B2c3D4e5F6g7H8i9J0", "MTA5ODc2NTQzMjEwOTg3NjU0Mw",
-             "GaBcDe", "x" * 40, "İ", "é"]
+             "GaBcDe", "x" * 40, "İ", "é", "apikey", "ApiKey", "access-key", "?key", "&sig",
+             "?signature", "&auth", "clientSecret", "signingsecret", "passphrase", "PASSWD",
+             "bot_token", "refreshToken", "K", "\u212aey", "=x", ": ", "sig", "auth",
+             "passphrase=", "Passphrase: "]
 
 
 def _matches_any_shape(text: str) -> bool:
@@ -24,7 +27,7 @@ def _matches_any_shape(text: str) -> bool:
     return False
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=1500, deadline=None)
 @given(st.lists(st.sampled_from(FRAGMENTS) | st.text(max_size=6), max_size=14).map("".join))
 def test_text_the_shortcut_skips_matches_no_shape(text: str) -> None:
     if not _maybe_secret(text):
@@ -33,6 +36,8 @@ def test_text_the_shortcut_skips_matches_no_shape(text: str) -> None:
 
 def test_plain_chat_takes_the_shortcut_and_secrets_do_not() -> None:
     assert not _maybe_secret("Hello, this is message 123 of the benchmark; please answer.")
+    # Colons and equals signs alone are prose (model answers are full of them).
+    assert not _maybe_secret("You said: “2+2=4”. Note: the answer is below.")
     redactor = Redactor()
     for secret in ("sk-ant-" + "a" * 40, "xoxb-1234567890-abcdefghij", "ghp_" + "b" * 36,
                    "AKIA" + "C" * 16, "Authorization: Bearer abcdef0123456789xyz",
@@ -40,3 +45,13 @@ def test_plain_chat_takes_the_shortcut_and_secrets_do_not() -> None:
                    "MTA5ODc2NTQzMjEwOTg3NjU0Mw.GaBcDe." + "d" * 38):
         assert _maybe_secret(f"look: {secret}") and _maybe_secret(secret), secret
         assert secret not in redactor.redact(f"here it is {secret} ok"), secret
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.sampled_from(FRAGMENTS) | st.text(max_size=6), max_size=14).map("".join))
+def test_every_match_of_a_shape_holds_one_of_its_needles(text: str) -> None:
+    lowered, folded = _lower(text), text.lower()
+    for shape in _SHAPES:
+        if shape.needles and shape.pattern.search(lowered if shape.lowered else text):
+            hay = folded if shape.lowered else text
+            assert any(needle in hay for needle in shape.needles), (shape.kind, text)

@@ -48,7 +48,8 @@ async def test_a_large_message_and_answer_are_each_stored_once(isolated_store: s
         message = next(e for e in timeline if e["kind"] == "message")
         call = next(e for e in timeline if e["kind"] == "llm_call")
         assert message["input"].startswith(capped) and message["output"] == answer
-        assert call["completion"] == answer and call["prompt_last"]["content"] == message["input"]
+        assert call["completion"] == answer
+        assert call["input"]["add"][-1]["content"] == message["input"]
 
         exported = Outbox(store, "test").window((0, 0), 100)
         exported_message = next(e for e in exported if e.kind == "message")
