@@ -113,13 +113,17 @@ class ClusterTurns:
             return local
         session = self.tracker.adopt(key, stored.id, stored.started_at,
                                      [_turn(turn) for turn in stored.turns])
+        # Turn numbers go on from the stored count (a turn's trace and root span ids derive
+        # from it), and the model-input chain restarts from this process's history objects.
+        session.turns = stored.version
+        self.obs.inputs.forget(stored.id)
         self._versions[stored.id] = stored.version
         return session
 
     def _after(self, key: ConversationKey, held: Turn) -> None:
         session = self.tracker.find(key)
-        if session is not None:
-            version = self._versions.get(session.id, 0) + 1
+        if session is not None:  # the version is the session's turn count
+            version = max(self._versions.get(session.id, 0) + 1, session.turns)
             held.save(session.id, version,
                                     [[_plain(m) for m in turn]
                                      for turn in session.history.turns()])

@@ -10,6 +10,7 @@ session once, where it was last served.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -80,6 +81,16 @@ async def test_turns_on_alternating_processes_share_one_session_and_its_history(
         "m0", "echo m0", "m1", "echo m1", "m2", "echo m2", "m3", "echo m3", "m4"]
     rows = stored_sessions(postgres_url)
     assert [(row.status, row.messages) for row in rows] == [("open", 5)]
+    # Turn numbers go on across processes (a turn's trace id derives from its number).
+    store = Store.open(postgres_url)
+    try:
+        with store.reading() as conn:
+            e = tables.events.c
+            data = conn.execute(sa.select(e.data).where(e.kind == "message")
+                                .order_by(e.ts)).scalars().all()
+    finally:
+        store.close()
+    assert [json.loads(d)["turn"] for d in data] == [1, 2, 3, 4, 5]
 
 
 async def test_an_agents_tool_calls_survive_the_hand_over(postgres_url: str) -> None:
