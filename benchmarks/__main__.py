@@ -86,6 +86,16 @@ def _mcp(quick: bool) -> list[Figure]:
     return mcp.run(quick)
 
 
+def _cluster(quick: bool) -> list[Figure]:
+    from benchmarks import cluster
+
+    try:
+        return cluster.run(quick)
+    except RuntimeError as exc:  # no PostgreSQL on this machine
+        return [Figure("cluster", "several processes on one PostgreSQL", None, "",
+                       note=f"skipped: {exc}")]
+
+
 def _startup(quick: bool) -> list[Figure]:
     from benchmarks import startup
 
@@ -116,6 +126,7 @@ BENCHMARKS: dict[str, Callable[[bool], list[Figure]]] = {
     "startup": _startup,
     "transcript": _transcript,
     "replay": _replay,
+    "cluster": _cluster,
 }
 
 

@@ -56,6 +56,8 @@ class App:
         self.budgets: BudgetLedger | None = None
         """The budget ledger every runtime reserves against (None: no budgets configured)."""
         try:
+            if self.observability.store is not None:
+                self.observability.store.serve_alone()  # SQLite: one bot process per file
             self.budgets = BudgetLedger.from_config(self.config, bots, self.observability)
             self._build(bots, runtimes or {}, platforms, adapter_factory, env)
             if dashboard:
@@ -82,6 +84,8 @@ class App:
             if not names:
                 raise bot.locate(("platforms",), "names no platform; add e.g. `console: {}`")
             self.adapters.extend(adapter_factory(bot, name) for name in names)
+        for adapter in self.adapters:
+            adapter.use_store(self.observability.store)
 
     async def dispatch(self, message: IncomingMessage) -> Reply | None:
         """Hand one message to its bot. After ``stop`` begins, new messages are dropped.
@@ -168,6 +172,8 @@ class App:
         if self._stopping:
             return
         self._stopping = True
+        for adapter in self.adapters:
+            adapter.stop_accepting()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         try:

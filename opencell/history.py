@@ -38,6 +38,10 @@ class ConversationHistory:
         self._turns.append(turn)
         self._flat = self._flat[dropped:] + turn  # slices in C, no per-message Python loop
 
+    def turns(self) -> list[tuple[ChatMessage, ...]]:
+        """The kept turns, oldest first."""
+        return list(self._turns) if self._turns else []
+
     def clear(self) -> None:
         self._turns = None
         self._flat = ()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from opencell.budgets.enforcement import BudgetedLLM
 from opencell.config import BotConfig
@@ -21,13 +21,14 @@ from opencell.middleware import (
     SessionMiddleware,
     user_middleware,
 )
+from opencell.middleware.cluster import ClusterTurns
 from opencell.observability.instrument import RecordingLLM, RecordingTools
 from opencell.observability.observer import Observability
 from opencell.observability.versions import definition
 from opencell.records import valid_text
 from opencell.replay import Overrides, ReplayResult, Spend, ToolMode, run_replay
 from opencell.replay.runner import replay_of
-from opencell.sessions import Session, SessionTracker
+from opencell.sessions import EndReason, Session, SessionTracker
 from opencell.tools import Toolbox, ToolInvoker
 from opencell.types import Clock, Middleware
 
@@ -100,8 +101,10 @@ class BotRuntime:
         self.sessions = SessionTracker(
             history_turns=session.history_turns, idle_timeout=session.idle_timeout,
             bot_type=config.type, tags=(*observability.default_tags, *config.tags),
-            on_open=self._opened, on_close=observability.session_closed,
+            on_open=self._opened, on_close=self._session_closed,
             **tracker_clock)
+        self.cluster = ClusterTurns.for_store(observability, self.sessions)
+        """Turns shared with other processes (a PostgreSQL store), else None."""
         # The bot's own messages (and other bots', per each platform's ignore_bots) are
         # dropped by the adapters, before a turn exists.
         self.chain = MiddlewareChain(self.handle, [
@@ -148,7 +151,12 @@ class BotRuntime:
         turnstile.users += 1
         try:
             async with turnstile.lock:  # FIFO: one conversation's messages stay in order
-                return await self._turn(message)
+                if self.cluster is None:
+                    return await self._turn(message)
+                async with self.cluster.turn(message) as fresh:  # and across processes
+                    if not fresh:
+                        return None  # another process answered it (a retry, a duplicate)
+                    return await self._turn(message)
         finally:
             turnstile.users -= 1
             if turnstile.users == 0:
@@ -173,6 +181,12 @@ class BotRuntime:
         if delivery is not None:
             await delivery.send(reply)
         return reply
+
+    def _session_closed(self, session: Session, reason: EndReason, success: bool,
+                        metadata: dict[str, Any]) -> None:
+        cluster = getattr(self, "cluster", None)
+        if cluster is None or cluster.should_end(session, reason):
+            self.observability.session_closed(session, reason, success, metadata)
 
     def session_for(self, key: ConversationKey) -> Session | None:
         """The conversation's open session, if any."""
@@ -286,4 +300,6 @@ class BotRuntime:
         self.sessions.close_all("shutdown")
         if self.toolbox is not None:
             await self.toolbox.aclose()
+        if self.cluster is not None:
+            self.cluster.close()
         await self.llm.aclose()

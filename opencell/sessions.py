@@ -13,12 +13,13 @@ import heapq
 import itertools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from opencell.guard import guard
 from opencell.history import ConversationHistory
+from opencell.llm.base import ChatMessage
 from opencell.messages import ConversationKey
 from opencell.records import new_session_id
 
@@ -127,6 +128,34 @@ class SessionTracker:
             with guard("session open hook"):
                 self._on_open(session, user_name)
         return session
+
+    def adopt(self, key: ConversationKey, session_id: str, started_at: float,
+              turns: Iterable[Iterable[ChatMessage]] = ()) -> Session:
+        """Serve a session another process opened (its id and stored history), replacing
+        this process's copy of the conversation; nothing is recorded."""
+        earlier = self._open.get(key)
+        if earlier is not None:
+            self.forget(earlier)
+        now = self._clock()
+        history = ConversationHistory(self.history_turns)
+        for turn in turns:
+            history.add_turn(turn)
+        session = Session(id=session_id, key=key, bot_type=self.bot_type,
+                          idle_timeout=self.idle_timeout, history=history,
+                          started_at=started_at, deadline=now + self.idle_timeout,
+                          tags=self.tags)
+        self._open[key] = session
+        self._by_id[session_id] = session
+        heapq.heappush(self._heap, (session.deadline, next(self._seq), session))
+        return session
+
+    def forget(self, session: Session) -> None:
+        """Drop this process's copy of a session without ending it (another process ended
+        it, or serves it now)."""
+        session.closed = True
+        if self._open.get(session.key) is session:
+            del self._open[session.key]
+        self._by_id.pop(session.id, None)
 
     def close(self, session: Session, reason: EndReason, *, success: bool | None = None,
               metadata: dict[str, Any] | None = None) -> None:

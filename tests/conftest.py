@@ -64,7 +64,38 @@ def postgres_url(postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatc
     return url
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+STORES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+"""The parameters of a fixture that runs a test once per store."""
+
+
+def on_both_stores(request: pytest.FixtureRequest, isolated_store: str) -> str:
+    """For a suite's ``conftest.py``: ``isolated_store = pytest.fixture(params=STORES,
+    autouse=True, name="isolated_store")(on_both_stores)`` runs every test of that suite on
+    SQLite and on PostgreSQL (tests marked ``sqlite_only`` keep the SQLite run only)."""
+    if request.param == "sqlite":
+        return isolated_store
+    return str(request.getfixturevalue("postgres_url"))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Drop the PostgreSQL run of tests marked ``sqlite_only`` (they test SQLite itself), and
+    the SQLite run of tests that ask for ``postgres_url`` themselves (PostgreSQL-only)."""
+    kept, dropped = [], []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        on_postgres = "postgresql" in (params.get("isolated_store"), params.get("store_url"))
+        postgres_only = params.get("isolated_store") == "sqlite" and "postgres_url" in getattr(
+            item, "fixturenames", ())
+        if postgres_only or (on_postgres and item.get_closest_marker("sqlite_only")):
+            dropped.append(item)
+        else:
+            kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+@pytest.fixture(params=STORES)
 def store_url(request: pytest.FixtureRequest, isolated_store: str) -> str:
     """Run the test once on SQLite and once on PostgreSQL; the URL is the process default too."""
     if request.param == "sqlite":

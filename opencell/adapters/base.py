@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from opencell.config import BotConfig
 from opencell.delivery import Delivery, current_delivery
 from opencell.errors import UnsupportedPlatformError
 from opencell.messages import IncomingMessage, Reply
 from opencell.types import Deliver
+
+if TYPE_CHECKING:
+    from opencell.store import Store
 
 log = logging.getLogger("opencell.adapters")
 
@@ -34,6 +37,18 @@ class Adapter(ABC):
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self.accepting = True
+        """False once a graceful stop has begun (``stop_accepting``)."""
+
+    def use_store(self, store: Store | None) -> None:
+        """The App's store, for adapters that coordinate through it (Discord shard claims)."""
+        del store  # most adapters need none
+
+    def stop_accepting(self) -> None:
+        """A graceful stop begins: take no new messages. Where the platform can redeliver
+        (Slack HTTP mode: a non-2xx answer makes Slack retry, and a load balancer sends the
+        retry to another worker) they are refused rather than acknowledged and dropped."""
+        self.accepting = False
 
     async def handle(self, message: IncomingMessage, deliver: Deliver) -> Reply | None:
         """Get the reply to one message, sent with ``send``; in flight until it is sent.

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import discord
@@ -30,14 +30,20 @@ import discord
 from opencell.adapters._chunks import split_message
 from opencell.adapters._discord_inbound import InboundPolicy, Skipped
 from opencell.adapters.base import Adapter
-from opencell.config import BotConfig, DiscordConfig
+from opencell.config import BotConfig, DiscordConfig, DiscordShards
 from opencell.errors import MissingSecretError, PlatformError
 from opencell.messages import IncomingMessage, Reply
+from opencell.store.claims import ShardClaims
 from opencell.types import Deliver
+
+if TYPE_CHECKING:
+    from opencell.store import Store
 
 log = logging.getLogger("opencell.adapters.discord")
 
 API_BASE_VARIABLE = "OPENCELL_DISCORD_API_BASE"
+CLAIM_INTERVAL = 5.0
+"""``shards: {ids: auto}``: how often a process under its ``max`` looks for free shards."""
 MESSAGE_LIMIT = 2000
 """Discord rejects longer message content (400, code 50035)."""
 TYPING_EVERY = 8.0
@@ -78,6 +84,13 @@ class DiscordAdapter(Adapter):
         self._connection: asyncio.Task[None] | None = None
         self._turns: set[asyncio.Task[None]] = set()
         self._stopping = False
+        self._claims: ShardClaims | None = None
+        self._claiming: asyncio.Task[None] | None = None
+
+    def use_store(self, store: Store | None) -> None:
+        shards = self.settings.shards
+        if isinstance(shards, DiscordShards) and shards.ids == "auto" and store is not None:
+            self._claims = ShardClaims(store, self.bot.name, shards.count)
 
     @property
     def client(self) -> discord.Client | None:
@@ -92,7 +105,45 @@ class DiscordAdapter(Adapter):
         api_base = os.environ.get(API_BASE_VARIABLE, "").strip()
         if api_base:
             discord.http.Route.BASE = api_base.rstrip("/")
-        client = self._client = self._make_client()
+        ids: list[int] | None = None
+        if self._claims is not None:
+            ids = await asyncio.to_thread(self._claims.claim, self._shard_max())
+            self._claiming = asyncio.create_task(self._claim_forever(),
+                                                 name=f"discord-shards-{self.bot.name}")
+            if not ids:
+                log.info("discord standing by bot=%s reason=every_shard_is_claimed",
+                         self.bot.name)
+                return
+        await self._connect(ids)
+
+    def _shard_max(self) -> int | None:
+        shards = self.settings.shards
+        return shards.max if isinstance(shards, DiscordShards) else None
+
+    async def _claim_forever(self) -> None:
+        """Take over shards other processes gave up (stopped or died), while under ``max``."""
+        assert self._claims is not None
+        while not self._stopping:
+            await asyncio.sleep(CLAIM_INTERVAL)
+            try:
+                new = await asyncio.to_thread(self._claims.claim, self._shard_max())
+                if not new or self._stopping:
+                    continue
+                log.info("discord shards taken over bot=%s shards=%s", self.bot.name, new)
+                client = self._client
+                if not isinstance(client, discord.AutoShardedClient):
+                    await self._connect(sorted(self._claims.held))
+                    continue
+                for shard in new:  # discord.py reads its shard list when a shard resumes
+                    assert client.shard_ids is not None
+                    client.shard_ids.append(shard)
+                    await client.launch_shard(discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY,
+                                              shard)
+            except Exception:  # noqa: BLE001 - try again next round
+                log.exception("discord shard claim failed bot=%s", self.bot.name)
+
+    async def _connect(self, ids: list[int] | None) -> None:
+        client = self._client = self._make_client(ids)
         try:
             await client.login(self._token)
         except BaseException as exc:
@@ -121,7 +172,7 @@ class DiscordAdapter(Adapter):
                  self.bot.name, me, me.id if me else "", len(client.guilds),
                  client.shard_count or 1)
 
-    def _make_client(self) -> discord.Client:
+    def _make_client(self, ids: list[int] | None = None) -> discord.Client:
         # Bots here never join voice: discord.py's once-per-process "PyNaCl/davey is not
         # installed, voice will NOT be supported" warnings would only be noise on stderr.
         discord.VoiceClient.warn_nacl = False
@@ -140,6 +191,10 @@ class DiscordAdapter(Adapter):
         client: discord.Client
         if shards is None:
             client = discord.Client(**options)
+        elif isinstance(shards, DiscordShards):  # this process's share of the shards
+            mine: list[int] = sorted(ids or []) if shards.ids == "auto" else sorted(shards.ids)
+            client = discord.AutoShardedClient(shard_count=shards.count, shard_ids=mine,
+                                               **options)
         else:
             count = None if shards == "auto" else shards
             client = discord.AutoShardedClient(shard_count=count, **options)
@@ -153,7 +208,12 @@ class DiscordAdapter(Adapter):
     async def stop(self) -> None:
         """Close the connection; turns still running after the App's drain are cancelled."""
         self._stopping = True
+        if self._claiming is not None:
+            self._claiming.cancel()
+            await asyncio.gather(self._claiming, return_exceptions=True)
         await self._shut_client()
+        if self._claims is not None:
+            await asyncio.to_thread(self._claims.close)  # after the shards disconnected
         turns = list(self._turns)
         for task in turns:
             task.cancel()

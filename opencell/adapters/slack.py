@@ -72,6 +72,9 @@ _POST_HINTS = {
 }
 
 
+STOPPING_BODY = '{"ok": false, "error": "stopping"}'
+
+
 class SlackAdapter(Adapter):
     """One bot on one Slack workspace, through slack-bolt's async app.
 
@@ -210,6 +213,11 @@ class SlackAdapter(Adapter):
 
     async def _serve_http(self, app: AsyncApp) -> None:
         async def events(request: web.Request) -> web.Response:
+            if not self.accepting:  # stopping: Slack retries it (elsewhere, behind a balancer)
+                log.info("slack event refused bot=%s reason=stopping action=slack_retries",
+                         self.bot.name)
+                return web.Response(status=503, headers={"Retry-After": "1"},
+                                    text=STOPPING_BODY, content_type="application/json")
             raw = await request.read()
             headers = request.headers
             refused = malformed_signing(headers.getall(TIMESTAMP_HEADER, []),

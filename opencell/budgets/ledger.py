@@ -33,10 +33,10 @@ from opencell.budgets.reservations import (
     Hold,
     Refusal,
     Reservation,
-    Tallies,
     Tally,
     TallyKey,
 )
+from opencell.budgets.shared import SharedTallies, tallies_for
 from opencell.budgets.spikes import SpikeDetector
 from opencell.config import BotConfig, BudgetsConfig, OpenCellConfig
 from opencell.errors import BudgetExceededError
@@ -85,7 +85,10 @@ class BudgetLedger:
                           if bot.budget is not None and bot.budget.blocked_message}
         self._periods: list[Period] = sorted({limit.period for limit in self.limits})
         self._windows: dict[Period, Window] = {}
-        self._tallies = Tallies()
+        self._tallies = tallies_for(store)
+        janitor = getattr(observability, "janitor", None)
+        if isinstance(self._tallies, SharedTallies) and janitor is not None:
+            janitor.add(self._tallies.release_dead)  # a dead process's reservations
         self._fired = FiredAlerts()
         self.spikes = SpikeDetector(budgets.alerts.spike_factor)
         self.notifier = notifier or AlertNotifier(webhooks=budgets.alerts.webhooks,

@@ -68,6 +68,8 @@ class Reservation:
     ts: float
     keys: tuple[TallyKey, ...] = ()
     done: bool = False
+    shared: tuple[str, tuple[TallyKey, ...]] | None = None
+    """Its row in the database (``shared.py``): id and the tally keys it holds."""
 
 
 @dataclass(frozen=True, slots=True)

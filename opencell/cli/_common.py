@@ -73,7 +73,7 @@ def opened_store(config: Path | None) -> Iterator[Any]:
 
     from opencell.config import load_config
     from opencell.errors import ConfigError, OpenCellError, StoreError
-    from opencell.store import Store, owner_is_alive
+    from opencell.store import Store
 
     try:
         store = Store.open(load_config(config).store.url)
@@ -82,7 +82,7 @@ def opened_store(config: Path | None) -> Iterator[Any]:
     except OpenCellError as exc:
         fail(f"error: {exc}")
     try:
-        store.close_orphans(owner_is_alive)
+        store.close_orphans()
         yield store
     except (StoreError, SQLAlchemyError) as exc:
         fail(f"error: the store at {store.url} failed: {type(exc).__name__}: "

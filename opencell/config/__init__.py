@@ -28,6 +28,7 @@ from opencell.config.mcp import McpServerConfig
 from opencell.config.platforms import (
     ConsoleConfig,
     DiscordConfig,
+    DiscordShards,
     PlatformsConfig,
     SlackConfig,
 )
@@ -287,9 +288,10 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
 
 __all__ = [
     "AgentOpsConfig", "AlertsConfig", "BotBudget", "BotConfig", "BudgetLimit", "BudgetsConfig",
-    "CommaList", "ConsoleConfig", "DashboardConfig", "DiscordConfig", "Duration", "LLMConfig",
-    "McpServerConfig", "MiddlewareEntry", "Model", "OTLPConfig", "ObservabilityConfig",
-    "OpenCellConfig", "PlatformsConfig", "RateLimitConfig", "RedactRule", "RetentionConfig",
-    "SessionConfig", "SlackConfig", "StoreConfig", "ToolEntry", "claim_name", "each_error",
-    "format_loc", "load_config", "parse_duration", "parse_rate", "read_bot", "validate_source",
+    "CommaList", "ConsoleConfig", "DashboardConfig", "DiscordConfig", "DiscordShards",
+    "Duration", "LLMConfig", "McpServerConfig", "MiddlewareEntry", "Model", "OTLPConfig",
+    "ObservabilityConfig", "OpenCellConfig", "PlatformsConfig", "RateLimitConfig", "RedactRule",
+    "RetentionConfig", "SessionConfig", "SlackConfig", "StoreConfig", "ToolEntry", "claim_name",
+    "each_error", "format_loc", "load_config", "parse_duration", "parse_rate", "read_bot",
+    "validate_source",
 ]

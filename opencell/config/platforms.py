@@ -14,6 +14,35 @@ from pydantic import (
 from opencell.config.fields import Duration, Model
 
 
+class DiscordShards(Model):
+    """``shards: {count: N, ids: [...]}``: this process runs only the shards ``ids`` of
+    ``count`` (each shard must run in exactly one process; Discord routes a guild's events
+    to one shard, and DMs to shard 0)."""
+
+    count: int = Field(ge=1)
+    """How many shards the bot has in all (the same in every process)."""
+    ids: list[int] | Literal["auto"]
+    """The shards this process runs, each from 0 to ``count - 1``; ``auto``: it claims free
+    shards through the PostgreSQL store, and takes over those of a process that stops."""
+    max: int | None = Field(None, ge=1)
+    """With ``ids: auto``: at most this many shards in this process (default: all that are
+    free; the others then stand by)."""
+
+    @model_validator(mode="after")
+    def _ids_in_range(self) -> DiscordShards:
+        if self.ids == "auto":
+            return self
+        if not self.ids:
+            raise ValueError("shard ids must name at least one shard (or use ids: auto)")
+        wrong = sorted({i for i in self.ids if not 0 <= i < self.count})
+        if wrong:
+            raise ValueError(f"shard ids {wrong} are not shards of count {self.count} "
+                             f"(use ids from 0 to {self.count - 1})")
+        if len(set(self.ids)) != len(self.ids):
+            raise ValueError("shard ids must not repeat")
+        return self
+
+
 class DiscordConfig(Model):
     """``platforms.discord``: how a bot connects to Discord and which messages it answers."""
 
@@ -27,14 +56,17 @@ class DiscordConfig(Model):
     channel the bot can see. DMs are not affected."""
     ignore_bots: bool = True
     """Never answer other bots (stops two bots from talking to each other forever)."""
-    shards: Literal["auto"] | int | None = None
-    """``auto`` (Discord's recommended count) or a shard count: uses ``AutoShardedClient``."""
+    shards: Literal["auto"] | int | DiscordShards | None = None
+    """``auto`` (Discord's recommended count) or a shard count: this process runs every shard
+    (``AutoShardedClient``); ``{count: N, ids: [...]}``: only those shards, so several
+    processes can split one bot's shards between them."""
     ready_timeout: Duration = 60.0
     """How long start-up waits for Discord's READY (raise it for bots with many shards)."""
 
     @field_validator("shards")
     @classmethod
-    def _shard_count(cls, value: Literal["auto"] | int | None) -> Literal["auto"] | int | None:
+    def _shard_count(cls, value: Literal["auto"] | int | DiscordShards | None,
+                     ) -> Literal["auto"] | int | DiscordShards | None:
         if isinstance(value, int) and value < 1:
             raise ValueError(f"{value} is not a shard count; use auto or a number from 1")
         return value

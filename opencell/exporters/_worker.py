@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from opentelemetry.sdk.trace import ReadableSpan
 
 from opencell.exporters._http import THREAD_PREFIX, Delivery
-from opencell.exporters.outbox import Outbox, StoredEvent
+from opencell.exporters.outbox import Outbox, Position, StoredEvent
 from opencell.guard import guard
 from opencell.retry import Backoff as Backoff
 
@@ -84,7 +84,7 @@ class ExportWorker:
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True,
                                         name=f"{THREAD_PREFIX}-{sink.name}")
-        self._cursor: int | None = None
+        self._cursor: Position | None = None
         self._lease_renew_at = 0.0
         self._unsaved = (0, 0)
         self._connected = False
@@ -155,7 +155,8 @@ class ExportWorker:
             "delivered_events": self._delivered_events, "delivered_spans": self._delivered_spans,
             "rejected_events": self._rejected_events, "failed_attempts": self._failures,
             "consecutive_failures": self._attempt, "last_error": self._last_error,
-            "last_success_at": self._last_success, "cursor": self._cursor,
+            "last_success_at": self._last_success,
+            "cursor": None if self._cursor is None else self._cursor[1],
         }
 
     # ------------------------------------------------------------ the thread
@@ -205,7 +206,7 @@ class ExportWorker:
             if not outcome.ok:
                 return self._failed(outcome, connecting=True)
             self._connected = True
-        batch = self.outbox.window(cursor, self._limit, self.outbox.horizon())
+        batch = self.outbox.window(cursor, self._limit)
         if not batch:
             self._caught_up = True
             self._pending, self._oldest = 0, None
@@ -250,7 +251,7 @@ class ExportWorker:
     def _advance(self, batch: Sequence[StoredEvent], spans: int) -> None:
         if self._abandoned:
             return
-        self._cursor = batch[-1].id
+        self._cursor = batch[-1].position
         events, sent = self._unsaved
         self._unsaved = (events + len(batch), sent + spans)
         self._delivered_events += len(batch)

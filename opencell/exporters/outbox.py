@@ -18,19 +18,26 @@ A new exporter starts at the first event of the sessions open right now (or at t
 event): it exports from when it was enabled, not the whole history. A disabled exporter keeps
 its cursor, and resumes there when enabled again.
 
-Several processes may share one store (PostgreSQL): a lease (``lease_owner``/``lease_until``)
-lets one of them drain each exporter's outbox; the others wait, and take over when the lease
-runs out or its owner is gone. On PostgreSQL ids are handed out before commit, so a later id
-can become visible first; the outbox reads only up to the newest id it saw ``settle_s``
-seconds ago, by when the writers' short transactions have committed. SQLite writers are
-serialised, so it needs no such delay.
+Several processes may share one store: a lease (``lease_owner``/``lease_until``, judged by
+the database's clock) lets one of them drain each exporter's outbox; the others wait, and take
+over when the lease runs out or its holder is dead (``Store.is_alive``: an advisory lock on
+PostgreSQL, a file lock on SQLite; never a hostname, a PID or a clock). Every take-over raises
+the row's ``fence``; a holder whose fence is stale cannot move the cursor.
+
+The cursor is a position ``(tx, id)``. On PostgreSQL ids are handed out before commit, so a
+later id can become visible first; events therefore carry the id of the transaction that
+wrote them (``tx``) and the outbox reads in ``(tx, id)`` order, only transactions below the
+reading snapshot's ``xmin``: every one of those has finished, so nothing can appear behind the
+cursor later. An event whose transaction commits late is read when it commits (never
+skipped), there is no settle delay, and a graceful stop drains everything committed. A
+transaction left open anywhere on the server pauses export (it never loses an event). SQLite
+writers are serialised: ``tx`` is 0 and ids alone are the order.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,11 +45,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from opencell.store import Store, owner_is_alive, process_owner
+from opencell.store import Store
 from opencell.store.tables import events, export_cursors, sessions
 from opencell.store.texts import expand
 
-POSTGRES_SETTLE_S = 2.0
+Position = tuple[int, int]
+"""An outbox cursor: ``(tx, id)`` of the last event delivered (``tx`` is 0 on SQLite)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +81,12 @@ class StoredEvent:
     duration_ms: float | None
     success: bool | None
     data: dict[str, Any] = field(default_factory=dict)
+    tx: int = 0
+
+    @property
+    def position(self) -> Position:
+        """Where the cursor stands once this event is delivered."""
+        return self.tx, self.id
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,55 +102,69 @@ class Outbox:
     """One exporter's cursor in the store: claim it, read what is pending, advance it."""
 
     def __init__(self, store: Store, exporter: str, *, lease_s: float = 30.0,
-                 settle_s: float | None = None, owner: str | None = None,
-                 wall: Callable[[], float] = time.time) -> None:
+                 owner: str | None = None, wall: Callable[[], float] | None = None) -> None:
         self.store = store
         self.exporter = exporter
-        self.owner = owner or process_owner()
+        self.owner = owner or store.owner()
         self.lease_s = lease_s
-        postgres = store.dialect_name == "postgresql"
-        self.settle_s = (POSTGRES_SETTLE_S if postgres else 0.0) if settle_s is None \
-            else settle_s
+        self.postgres = store.dialect_name == "postgresql"
         self._wall = wall
-        self._seen: deque[tuple[float, int]] = deque()
+        self._fence = 0
 
-    # ------------------------------------------------------------ transactions
+    def _now(self, conn: Connection) -> float:
+        """The lease clock: the database's (PostgreSQL), so hosts' clocks never matter."""
+        if self._wall is not None:
+            return self._wall()
+        if self.postgres:
+            return float(conn.execute(sa.text(
+                "SELECT EXTRACT(EPOCH FROM clock_timestamp())")).scalar_one())
+        return time.time()
 
     # ------------------------------------------------------------ the cursor
 
-    def claim(self) -> int | None:
+    def claim(self) -> Position | None:
         """Take (or renew) this exporter's lease; the stored cursor, or None if another
         live process holds the lease."""
         c = export_cursors.c
-        now = self._wall()
         with self.store.writing() as conn:
-            row = conn.execute(sa.select(c.last_event_id, c.lease_owner, c.lease_until)
+            now = self._now(conn)
+            row = conn.execute(sa.select(c.last_tx, c.last_event_id, c.lease_owner,
+                                         c.lease_until, c.fence)
                                .where(c.exporter == self.exporter)).first()
             if row is None:
-                start = _starting_point(conn)
+                start = _starting_point(conn, self.postgres)
                 conn.execute(export_cursors.insert().values(
-                    exporter=self.exporter, last_event_id=start, updated_at=now,
-                    lease_owner=self.owner, lease_until=now + self.lease_s))
+                    exporter=self.exporter, last_tx=start[0], last_event_id=start[1],
+                    updated_at=now, lease_owner=self.owner, lease_until=now + self.lease_s,
+                    fence=1))
+                self._fence = 1
                 return start
             holder = row.lease_owner
-            free = (holder in ("", self.owner) or row.lease_until < now
-                    or not _alive(holder))
+            mine = holder == self.owner and int(row.fence) == self._fence
+            free = (mine or holder == "" or row.lease_until < now
+                    or not self.store.is_alive(holder))
             if not free:
                 return None
+            fence = int(row.fence) if mine else int(row.fence) + 1
             taken = conn.execute(export_cursors.update().where(
-                c.exporter == self.exporter, c.lease_owner == holder,
-            ).values(lease_owner=self.owner, lease_until=now + self.lease_s))
-            return int(row.last_event_id) if taken.rowcount else None
+                c.exporter == self.exporter, c.lease_owner == holder, c.fence == row.fence,
+            ).values(lease_owner=self.owner, lease_until=now + self.lease_s, fence=fence))
+            if not taken.rowcount:
+                return None
+            self._fence = fence
+            return int(row.last_tx), int(row.last_event_id)
 
-    def advance(self, to_id: int, *, events_delivered: int, spans_delivered: int) -> bool:
-        """Record delivery up to ``to_id`` and renew the lease; False if the lease was lost."""
+    def advance(self, to: Position, *, events_delivered: int, spans_delivered: int) -> bool:
+        """Record delivery up to ``to`` and renew the lease; False if the lease was lost
+        (another process took over: its fence is newer)."""
         c = export_cursors.c
-        now = self._wall()
         with self.store.writing() as conn:
+            now = self._now(conn)
             done = conn.execute(export_cursors.update().where(
                 c.exporter == self.exporter, c.lease_owner == self.owner,
-                c.last_event_id <= to_id,
-            ).values(last_event_id=to_id, updated_at=now, lease_until=now + self.lease_s,
+                c.fence == self._fence,
+            ).values(last_tx=to[0], last_event_id=to[1], updated_at=now,
+                     lease_until=now + self.lease_s,
                      delivered_events=c.delivered_events + events_delivered,
                      delivered_spans=c.delivered_spans + spans_delivered))
             return bool(done.rowcount)
@@ -147,32 +175,23 @@ class Outbox:
         with self.store.writing() as conn:
             conn.execute(export_cursors.update().where(
                 c.exporter == self.exporter, c.lease_owner == self.owner,
+                c.fence == self._fence,
             ).values(lease_until=0.0))
 
     # ------------------------------------------------------------ reading
 
-    def horizon(self) -> int | None:
-        """The newest event id safe to read (None: no limit, SQLite)."""
-        if self.settle_s <= 0:
-            return None
-        now = time.monotonic()
-        with self.store.reading() as conn:
-            newest = int(conn.execute(sa.select(sa.func.max(events.c.id))).scalar() or 0)
-        self._seen.append((now, newest))
-        safe = 0
-        while self._seen and now - self._seen[0][0] >= self.settle_s:
-            safe = self._seen.popleft()[1]
-        if safe:
-            self._seen.appendleft((now - self.settle_s, safe))
-        return safe
-
-    def window(self, after: int, limit: int, horizon: int | None = None) -> list[StoredEvent]:
-        """Up to ``limit`` events with ids above ``after`` (and up to ``horizon``), in order."""
+    def window(self, after: Position, limit: int) -> list[StoredEvent]:
+        """Up to ``limit`` events after ``after``, in order; on PostgreSQL only those written
+        by transactions that have all finished (below the snapshot's xmin)."""
         e = events.c
-        condition = e.id > after if horizon is None else sa.and_(e.id > after, e.id <= horizon)
+        if self.postgres:
+            condition = sa.and_(sa.tuple_(e.tx, e.id) > sa.tuple_(*after), e.tx < _XMIN)
+            order: tuple[Any, ...] = (e.tx, e.id)
+        else:
+            condition, order = e.id > after[1], (e.id,)
         stmt = (sa.select(*_EVENT_COLUMNS).join_from(events, sessions, e.session_seq ==
                                                       sessions.c.seq)
-                .where(condition).order_by(e.id).limit(max(1, limit)))
+                .where(condition).order_by(*order).limit(max(1, limit)))
         with self.store.reading() as conn:
             return _events(conn, conn.execute(stmt))
 
@@ -249,18 +268,24 @@ class Outbox:
         return SessionExtent(float(first or 0.0), float(last or 0.0),
                              None if end_id is None else int(end_id))
 
-    def backlog(self, after: int) -> tuple[int, float | None]:
-        """(events pending, time of the oldest pending event) above ``after``.
+    def backlog(self, after: Position) -> tuple[int, float | None]:
+        """(events pending, time of the oldest pending event) after ``after``.
 
-        The count is the id distance: exact on SQLite, an upper bound where ids have gaps.
+        The count is the id distance: exact on SQLite, an estimate where ids have gaps or
+        commit out of order (PostgreSQL).
         """
         e = events.c
         with self.store.reading() as conn:
             newest = conn.execute(sa.select(sa.func.max(e.id))).scalar()
-            oldest = conn.execute(sa.select(e.ts).where(e.id > after)
+            oldest = conn.execute(sa.select(e.ts).where(e.id > after[1])
                                   .order_by(e.id).limit(1)).scalar()
-        pending = max(0, int(newest or 0) - after)
+        pending = max(0, int(newest or 0) - after[1])
         return pending, (None if oldest is None or not pending else float(oldest))
+
+
+_XMIN: sa.ColumnElement[int] = sa.literal_column(
+    "pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+"""The oldest transaction still running when the reading statement started."""
 
 
 def cursor_rows(store: Store) -> list[dict[str, Any]]:
@@ -277,7 +302,7 @@ def cursor_rows(store: Store) -> list[dict[str, Any]]:
 
 
 _EVENT_COLUMNS = (
-    events.c.id, events.c.ts, events.c.kind, events.c.name, events.c.duration_ms,
+    events.c.id, events.c.tx, events.c.ts, events.c.kind, events.c.name, events.c.duration_ms,
     events.c.success, events.c.data, sessions.c.seq, sessions.c.id.label("session_id"),
     sessions.c.bot, sessions.c.bot_type, sessions.c.platform, sessions.c.user_id,
     sessions.c.user_name, sessions.c.channel, sessions.c.tags, sessions.c.started_at,
@@ -298,7 +323,7 @@ def _event(row: Any) -> StoredEvent:
     return StoredEvent(id=int(row.id), session=session, ts=float(row.ts), kind=row.kind,
                        name=row.name or "", duration_ms=row.duration_ms,
                        success=None if row.success is None else bool(row.success),
-                       data=_data(row.data))
+                       data=_data(row.data), tx=int(row.tx or 0))
 
 
 def _tags(text: str | None) -> tuple[str, ...]:
@@ -317,19 +342,21 @@ def _data(text: str | None) -> dict[str, Any]:
     return value if isinstance(value, dict) else {"data": value}
 
 
-def _starting_point(conn: Connection) -> int:
+def _starting_point(conn: Connection, postgres: bool) -> Position:
     """Where a new exporter starts: before the first event of any open session, else at the
-    newest event (it exports what happens from now on, not the history)."""
+    newest event (it exports what happens from now on, not the history). On PostgreSQL,
+    "newest" is every transaction still running or newer, so none is skipped."""
     e, s = events.c, sessions.c
+    if postgres:
+        xmin = int(conn.execute(sa.select(_XMIN)).scalar_one())
+        first = conn.execute(sa.select(e.tx, e.id).join_from(
+            events, sessions, e.session_seq == s.seq).where(s.status == "open")
+            .order_by(e.tx, e.id).limit(1)).first()
+        if first is None or xmin <= first.tx:  # (xmin, 0): every transaction from xmin on
+            return xmin, 0
+        return int(first.tx), int(first.id) - 1
     open_first = conn.execute(sa.select(sa.func.min(e.id)).join_from(
         events, sessions, e.session_seq == s.seq).where(s.status == "open")).scalar()
     if open_first is not None:
-        return int(open_first) - 1
-    return int(conn.execute(sa.select(sa.func.max(e.id))).scalar() or 0)
-
-
-def _alive(owner: str) -> bool:
-    try:
-        return owner_is_alive(owner)
-    except Exception:  # noqa: BLE001 - unknowable counts as alive
-        return True
+        return 0, int(open_first) - 1
+    return 0, int(conn.execute(sa.select(sa.func.max(e.id))).scalar() or 0)

@@ -42,6 +42,7 @@ from opencell.sessions import EndReason, Session
 if TYPE_CHECKING:
     from opencell.config import BotConfig, OpenCellConfig
     from opencell.exporters import Exporters, ExportTuning
+    from opencell.store.janitor import Janitor
     from opencell.store.retention import Pruner
     from opencell.store.store import Store
     from opencell.tools import ToolResult
@@ -69,6 +70,7 @@ class Observability:
         """Message-sized text (input, output, prompt, completion) kept per record field."""
         self.store = store
         self.exporters: Exporters | None = None
+        self.janitor: Janitor | None = None
         """The exporters this instance started and stops (``from_config``)."""
         self.pruner: Pruner | None = None  # retention, started and stopped here
         self._recent: tuple[tuple[str, str], ...] = ()
@@ -89,12 +91,13 @@ class Observability:
         and the enabled exporters (AgentOps, OTLP), which drain the store's outbox on their
         own threads. ``export_tuning`` paces the exporters (tests inject time with it)."""
         from opencell.exporters import start_exporters
-        from opencell.store.store import Store, owner_is_alive
+        from opencell.store.janitor import Janitor
+        from opencell.store.store import Store
 
         env = os.environ if env is None else env
         store = Store.open(config.store.url)
         with guard("closing interrupted sessions"):
-            closed = store.close_orphans(owner_is_alive)
+            closed = store.close_orphans()
             if closed:
                 log.info("sessions interrupted by an earlier crash closed count=%d", len(closed))
         obs = config.observability
@@ -106,6 +109,7 @@ class Observability:
             max_message_chars=obs.max_message_chars, store=store,
             default_tags=[t.strip() for t in env.get("AGENTOPS_TAGS", "").split(",") if t.strip()])
         use_for_logs(observability.redactor)  # log lines now hide the bots' YAML secrets too
+        observability.janitor = Janitor(store).start()
         with guard("starting exporters"):
             observability.exporters = start_exporters(config, store, env=env,
                                                       prices=observability.prices,
@@ -120,6 +124,8 @@ class Observability:
         """Flush what is queued (up to ``timeout``) and stop the writer; then give the
         exporters ``export_timeout`` seconds to deliver (what they cannot stays pending in
         the store for the next start) and stop them."""
+        if self.janitor is not None:
+            self.janitor.stop()
         flushed = self.recorder.close(timeout)
         if self.pruner is not None:
             self.pruner.stop(timeout)  # never raises: it only sets an event and joins

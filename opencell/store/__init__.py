@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS = {
     "Store": "opencell.store.store",
     "owner_is_alive": "opencell.store._owner",
-    "process_owner": "opencell.store._owner",
+    "process_owner": "opencell.store.cluster",
     "count": "opencell.store._batch",
     "money": "opencell.store._batch",
     "COST_SUMS": "opencell.store._activity",
@@ -41,7 +41,8 @@ __all__ = ["COST_SUMS", "RetentionPolicy", "Store", "bucket_ms", "count", "expor
 if TYPE_CHECKING:
     from opencell.store._activity import COST_SUMS, bucket_ms
     from opencell.store._batch import count, money
-    from opencell.store._owner import owner_is_alive, process_owner
+    from opencell.store._owner import owner_is_alive
+    from opencell.store.cluster import process_owner
     from opencell.store.erasure import forget
     from opencell.store.export import export_jsonl
     from opencell.store.retention import RetentionPolicy, prune

@@ -1,7 +1,8 @@
 """Activity rollups kept with every write batch: what the dashboard reads instead of raw events.
 
 Four small tables, all additive (``count = count + :n`` upserts, so several writers can share
-them, like ``cost_rollups``):
+them, like ``cost_rollups``; rows go in key order, so concurrent writers lock them in the same
+order and never deadlock):
 
 - ``event_rollups``: events per UTC day, bot, kind and name (sessions started and ended by
   reason, turns, model calls per model, tool calls per tool, errors per type, custom events),
@@ -120,8 +121,9 @@ def event_rows(rows: Iterable[EventRow],
         slot_key = (_day(day), infos[session_id][1], bucket)
         hist[slot_key] = hist.get(slot_key, 0) + n
     return ([{"day": k[0], "bot": k[1], "kind": k[2], "name": k[3], "count": int(v[0]),
-              "failures": int(v[1]), "duration_ms": v[2]} for k, v in summed.items()],
-            [{"day": k[0], "bot": k[1], "bucket": k[2], "count": n} for k, n in hist.items()])
+              "failures": int(v[1]), "duration_ms": v[2]} for k, v in sorted(summed.items())],
+            [{"day": k[0], "bot": k[1], "bucket": k[2], "count": n}
+             for k, n in sorted(hist.items())])
 
 
 def _day(number: int) -> str:
@@ -152,7 +154,7 @@ def cost_rows(rollups: Iterable[Mapping[str, Any]],
             value = rollup[name] or 0
             for target in targets:
                 target[name] += value
-    return list(daily.values()), list(users.values())
+    return [daily[k] for k in sorted(daily)], [users[k] for k in sorted(users)]
 
 
 _period_cache: dict[str, tuple[str, str]] = {}

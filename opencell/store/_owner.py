@@ -1,7 +1,8 @@
-"""Who owns an open session: ``host:pid`` of the process that opened it, and whether it lives.
+"""The old liveness judgement, by ``host:pid``: kept for owners written by older OpenCells.
 
-At start-up the store closes sessions whose owner is gone (a crash or ``kill -9``) with reason
-``interrupted``; these two functions decide which ones.
+Owners are now ``host:pid/token`` and judged by a lock (``cluster.py``); this probe is wrong
+across PID namespaces, hosts and PID reuse (SCALE-OUT.md D1, D2), so it only decides for rows
+whose owner has no token.
 """
 
 from __future__ import annotations
@@ -10,18 +11,13 @@ import os
 import socket
 
 
-def process_owner() -> str:
-    """``host:pid`` of this process: the owner written on the sessions it opens."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
 def owner_is_alive(owner: str) -> bool:
     """Whether the process that owns a session may still be running.
 
     Same host: the pid is probed (gone or a zombie → dead; not ours to signal → alive).
     Another host: alive, since we cannot know. A malformed owner is judged dead.
     """
-    host, sep, pid_text = owner.rpartition(":")
+    host, sep, pid_text = owner.partition("/")[0].rpartition(":")
     if not sep or not pid_text.isdigit():
         return False
     if host != socket.gethostname():

@@ -178,4 +178,4 @@ def rollup_rows(usage: Iterable[Usage],
             row["unpriced_calls"] += 1
         else:
             row["cost_usd"] += call.cost_usd
-    return list(rows.values())
+    return [rows[key] for key in sorted(rows)]  # key order: concurrent writers never deadlock

@@ -164,7 +164,9 @@ def holds_terms(session_seq: Any, terms: list[str]) -> sa.ColumnElement[bool]:
 
 
 def term_rows(pairs: Iterable[tuple[int, str]]) -> list[dict[str, Any]]:
-    return [{"term": term, "session_seq": seq} for seq, term in set(pairs)]
+    """Rows for ``search_terms``, once each, in (session, term) order: writers that insert
+    in one order cannot deadlock each other."""
+    return [{"term": term, "session_seq": seq} for seq, term in sorted(set(pairs))]
 
 
 def backfill(conn: Connection, dialect: Dialect, chunk: int = 5000) -> None:

@@ -29,7 +29,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -38,11 +38,13 @@ from sqlalchemy.engine import URL, Connection, Engine
 
 from opencell.errors import StoreError
 from opencell.records import Record
-from opencell.store._activity import ActivityStatements, add_session_end, write_activity
-from opencell.store._batch import BatchPlan, plan_batch, to_json
-from opencell.store._owner import owner_is_alive, process_owner
+from opencell.store._activity import ActivityStatements, write_activity
+from opencell.store._batch import BatchPlan, plan_batch
+from opencell.store._orphans import close_sessions_of, judge_each
+from opencell.store._owner import owner_is_alive
 from opencell.store._reads import SessionReads
 from opencell.store._writes import SessionInfo, Statements, resolve_sessions, rollup_rows
+from opencell.store.cluster import Membership, process_owner
 from opencell.store.dialect import WRITE, Dialect, dialect_for, remove_stale_wal
 from opencell.store.losses import drop_rows, losses, quarantine_row
 from opencell.store.migrations import LATEST, check_version, current_version, upgrade
@@ -82,6 +84,28 @@ class Store(SessionReads):
         self._rejected = 0
         self._recreated = 0
         self._last_warning: dict[str, float] = {}
+        self._members = Membership(engine, dialect)
+
+    def owner(self) -> str:
+        """This process's instance name, registered in this store (see ``cluster.py``)."""
+        return self._members.owner()
+
+    def is_alive(self, owner: str) -> bool:
+        """Whether the instance ``owner`` is still running (its lock is held)."""
+        return self._members.is_alive(owner)
+
+    def serve_alone(self) -> None:
+        """SQLite: claim the file for this process's bots, or raise ``StoreError`` when
+        another process runs bots on it (several bot processes need PostgreSQL)."""
+        self._members.serve_alone()
+
+    def dead(self, owners: Iterable[str]) -> set[str]:
+        """Which of ``owners`` are instances that are gone."""
+        return self._members.dead(owners)
+
+    def insert_missing(self, table: sa.Table, keys: Sequence[str]) -> sa.Insert:
+        """``INSERT … ON CONFLICT (keys) DO NOTHING`` in this database's dialect."""
+        return self._dialect.insert_missing(table, keys)
 
     @property
     def engine(self) -> Engine:
@@ -116,7 +140,9 @@ class Store(SessionReads):
         return store
 
     def close(self) -> None:
-        """Close every pooled connection. The store can be used again (it reconnects)."""
+        """Close every pooled connection and give up this process's registration. The
+        store can be used again (it reconnects and registers again)."""
+        self._members.release()
         self._dialect.close()
         self._engine.dispose()
 
@@ -214,7 +240,7 @@ class Store(SessionReads):
         """
         if not records:
             return
-        owner = process_owner()
+        owner = self.owner()
         plan = plan_batch(records, owner)
         if plan.rejected:
             self._rejected += plan.rejected
@@ -254,7 +280,7 @@ class Store(SessionReads):
 
     def note_drops(self, counts: Mapping[str, int], last_error: str | None) -> None:
         """Note that this process's recorder dropped ``counts`` records (per reason)."""
-        self._insert(record_drops, drop_rows(counts, last_error, process_owner()))
+        self._insert(record_drops, drop_rows(counts, last_error, self.owner()))
 
     def losses(self) -> dict[str, Any]:
         """What recording lost or set apart, ever (see ``losses.losses``)."""
@@ -289,12 +315,13 @@ class Store(SessionReads):
                  "b_cache_write_tokens": t.cache_write_tokens, "b_cost_usd": t.cost_usd,
                  "b_unpriced_calls": t.unpriced_calls, "b_last_activity": t.last_activity,
                  "b_last_turn_failed": t.last_turn_failed}
-                for sid, t in plan.totals.items()])
+                for sid, t in sorted(plan.totals.items(), key=lambda item: infos[item[0]][0])])
         if plan.ends:
             conn.execute(sql.end_session, [
                 {"b_seq": infos[e.session_id][0], "b_status": e.status, "b_reason": e.reason,
-                 "b_ended_at": e.ts, "b_metadata": e.metadata} for e in plan.ends])
-        if plan.terms:
+                 "b_ended_at": e.ts, "b_metadata": e.metadata}
+                for e in sorted(plan.ends, key=lambda end: infos[end.session_id][0])])
+        if plan.terms:  # in key order, like every multi-row upsert (no deadlock between writers)
             conn.execute(self._dialect.insert_missing(search_terms, ("term", "session_seq")),
                          term_rows((infos[sid][0], term) for sid, term in plan.terms))
         rollups = rollup_rows(plan.usage, infos) if plan.usage else []
@@ -334,48 +361,19 @@ class Store(SessionReads):
 
     # ------------------------------------------------------------ crash recovery
 
-    def close_orphans(self, is_alive: Callable[[str], bool]) -> list[str]:
-        """Close open sessions whose owner process is judged dead (``is_alive(owner)``).
+    def close_orphans(self, is_alive: Callable[[str], bool] | None = None) -> list[str]:
+        """Close open sessions whose owner process is dead; the closed sessions' ids.
 
-        Each is ended with reason ``interrupted`` at its last activity, status ``failed`` if
-        its last turn failed else ``success``, and gets a ``session_end`` event. An
-        ``is_alive`` that raises counts as alive. Returns the closed sessions' ids.
+        By default an owner is dead when its instance lock is free (``cluster.py``): any
+        process may call this at any time (the janitor does, every few seconds), and a live
+        process's sessions are never touched. ``is_alive(owner)`` replaces that judgement
+        (one that raises counts as alive). Each session is ended ``interrupted`` at its last
+        activity, ``failed`` if its last turn failed else ``success``, with a ``session_end``.
         """
-        s = sessions.c
-        with self.reading() as conn:
-            rows = conn.execute(sa.select(s.seq, s.id, s.owner, s.last_activity,
-                                          s.last_turn_failed, s.bot)
-                                .where(s.status == "open")).all()
-        verdicts: dict[str, bool] = {}
-        dead = []
-        for row in rows:
-            if row.owner not in verdicts:
-                try:
-                    verdicts[row.owner] = bool(is_alive(row.owner))
-                except Exception:  # noqa: BLE001 - unknowable counts as alive
-                    verdicts[row.owner] = True
-            if not verdicts[row.owner]:
-                dead.append(row)
-        closed: list[str] = []
-        if not dead:
-            return closed
+        judge = self._members.dead if is_alive is None else judge_each(is_alive)
         with self._lock:
-            with self.writing() as conn:
-                for row in dead:
-                    status = "failed" if row.last_turn_failed else "success"
-                    done = conn.execute(self._sql.close_orphan, {
-                        "b_seq": row.seq, "b_status": status, "b_ended_at": row.last_activity})
-                    if done.rowcount:
-                        conn.execute(events.insert(), {
-                            "session_seq": row.seq, "ts": row.last_activity,
-                            "kind": "session_end", "name": "interrupted",
-                            "success": status == "success", "data": to_json({
-                                "reason": "interrupted", "status": status,
-                                "metadata": {"owner": row.owner}})})
-                        add_session_end(conn, self._activity, ts=row.last_activity,
-                                        bot=row.bot, reason="interrupted",
-                                        failed=status != "success")
-                        closed.append(row.id)
+            closed = close_sessions_of(self.reading, self.writing, self._sql, self._activity,
+                                       judge)
             for session_id in closed:
                 self._cache.pop(session_id, None)
         return closed

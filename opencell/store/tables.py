@@ -68,6 +68,8 @@ events = sa.Table(
     sa.Column("duration_ms", sa.Float),
     sa.Column("success", sa.Boolean),
     sa.Column("data", sa.Text, nullable=False, server_default="{}"),
+    # v12: PostgreSQL: the writing transaction's id (the outbox's order); 0 on SQLite
+    sa.Column("tx", sa.BigInteger, nullable=False, server_default="0"),
 )
 """``id`` grows with every insert (SQLite: the rowid, max + 1; no AUTOINCREMENT keyword, which
 costs ~10% of insert speed). Ids are not reused as long as the newest events are never
@@ -105,6 +107,9 @@ export_cursors = sa.Table(
     sa.Column("updated_at", sa.Float),
     sa.Column("lease_owner", sa.String(300), nullable=False, server_default=""),
     sa.Column("lease_until", sa.Float, nullable=False, server_default="0"),
+    # v12: the cursor is (last_tx, last_event_id); fence grows with every take-over
+    sa.Column("last_tx", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("fence", sa.BigInteger, nullable=False, server_default="0"),
 )
 """One row per exporter (``agentops``, ``otlp``): the outbox. Every event with an id above
 ``last_event_id`` is pending for that exporter (see ``exporters/outbox.py``). The lease lets
@@ -231,3 +236,48 @@ search_terms = sa.Table(
 
 DURATION_SORT = sa.func.coalesce(sessions.c.duration_ms, sa.literal_column("-1"))
 """How sessions sort by duration: open sessions (no duration yet) come last when descending."""
+
+# v12: the running processes (cluster.py)
+instances = sa.Table(
+    "instances", METADATA,
+    sa.Column("id", sa.String(300), primary_key=True),
+    sa.Column("lock_key", sa.BigInteger, nullable=False),
+    sa.Column("label", sa.String(300), nullable=False, server_default=""),
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("stopped_at", sa.Float),
+    sa.Column("stop_reason", sa.String(40)),
+)
+
+# v12: budgets shared by every process (budgets/shared.py; PostgreSQL)
+budget_tallies = sa.Table(
+    "budget_tallies", METADATA,
+    sa.Column("scope", sa.String(300), primary_key=True),
+    sa.Column("window", sa.String(40), primary_key=True),
+    sa.Column("spent", sa.Float, nullable=False, server_default="0"),
+    sa.Column("reserved", sa.Float, nullable=False, server_default="0"),
+)
+budget_reservations = sa.Table(
+    "budget_reservations", METADATA,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("owner", sa.String(300), nullable=False),
+    sa.Column("amount", sa.Float, nullable=False),
+    sa.Column("tally_keys", sa.Text, nullable=False),
+    sa.Column("ts", sa.Float, nullable=False),
+)
+"""A reservation in flight (its instance, amount and tally keys), so the janitor can give
+back what a process that died had reserved."""
+
+# v12: the bounded history of open sessions, so any process can continue a conversation
+session_history = sa.Table(
+    "session_history", METADATA,
+    sa.Column("session_id", sa.String(64), primary_key=True),
+    sa.Column("version", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("turns", sa.Text, nullable=False, server_default="[]"),
+)
+
+# v12: messages some process has taken on (platform retries and duplicates answered once)
+platform_events = sa.Table(
+    "platform_events", METADATA,
+    sa.Column("key", sa.String(1000), primary_key=True),
+    sa.Column("ts", sa.Float, nullable=False),
+)

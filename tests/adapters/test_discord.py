@@ -14,6 +14,7 @@ import discord
 import pytest
 import yarl
 
+from opencell.adapters import discord as discord_adapter
 from opencell.adapters._discord_inbound import strip_mentions
 from opencell.adapters.discord import DiscordAdapter
 from opencell.app import App
@@ -471,3 +472,48 @@ async def test_no_ready_within_ready_timeout_is_a_platform_error(fake: FakeDisco
         await adapter.start(deliver)
     await adapter.stop()
     assert adapter.client is not None and adapter.client.is_closed()
+
+
+async def test_two_processes_split_the_shards_between_them(
+        fake: FakeDiscord, isolated_store: str) -> None:
+    """D6: ``shards: {count, ids}`` — each process identifies only its own shards (before,
+    every process identified every shard, so each would have answered every message)."""
+    fake.shards = 2
+    async with running(isolated_store, shards={"count": 2, "ids": [0]}) as first:
+        async with running(isolated_store, shards={"count": 2, "ids": [1]}) as second:
+            assert isinstance(first.adapter.client, discord.AutoShardedClient)
+            assert sorted(i["shard"] for i in fake.identifies) == [[0, 2], [1, 2]]
+            assert first.adapter.client.shard_ids == [0]
+            assert second.adapter.client.shard_ids == [1]
+
+
+def test_shard_ids_must_be_shards_of_the_count() -> None:
+    with pytest.raises(ValueError, match=r"shard ids \[2\] are not shards of count 2"):
+        discord_bot(shards={"count": 2, "ids": [0, 2]})
+
+
+@pytest.mark.postgres
+async def test_shards_are_claimed_automatically_and_taken_over_when_a_process_stops(
+        fake: FakeDiscord, postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """D6: ``shards: {count, ids: auto, max}`` — processes sharing a PostgreSQL store claim
+    free shards (each shard in exactly one process); a process with room stands by and takes
+    a shard over when its holder stops (a crash frees the claim the same way: the server
+    drops a dead connection's locks)."""
+    monkeypatch.setattr(discord_adapter, "CLAIM_INTERVAL", 0.05)
+    fake.shards = 2
+    auto = {"count": 2, "ids": "auto", "max": 1}
+    async with running(postgres_url, shards=auto) as standby_later:
+        async with running(postgres_url, shards=auto) as second:
+            assert sorted(i["shard"] for i in fake.identifies) == [[0, 2], [1, 2]]
+            held = [standby_later.adapter.client.shard_ids,  # type: ignore[union-attr]
+                    second.adapter.client.shard_ids]  # type: ignore[union-attr]
+            assert sorted(held) == [[0], [1]]
+            async with running(postgres_url, shards=auto) as third:
+                assert third.adapter.client is None  # every shard is claimed: standing by
+                await second.app.stop(timeout=5)  # its shard is free now
+                await until(lambda: third.adapter.client is not None
+                            and bool(third.adapter.client.shard_ids),
+                            "the standby taking the shard over")
+                assert third.adapter.client.shard_ids == held[1]  # type: ignore[union-attr]
+                await until(lambda: len(fake.identifies) == 3, "its IDENTIFY")
+                assert fake.identifies[-1]["shard"] == [held[1][0], 2]

@@ -503,3 +503,26 @@ def test_nothing_outside_the_adapters_imports_slack() -> None:
                  if path.parent.name != "adapters"
                  and re.search(r"^\s*(from|import)\s+slack", path.read_text(), re.M)]
     assert offenders == []
+
+
+async def test_events_arriving_during_a_graceful_stop_are_refused_so_slack_retries(
+        fake: FakeSlack, isolated_store: str) -> None:
+    """Rolling restarts: while a stopping worker drains its turns, a new event gets 503
+    (Slack then retries it, and the load balancer sends the retry to another worker)
+    instead of a 200 for a message that would be dropped."""
+    release = asyncio.Event()
+
+    async def thoughtful(request: LLMRequest) -> str:
+        await release.wait()
+        return "worth the wait"
+
+    async with running(slack_bot(fake), isolated_store, thoughtful) as bot:
+        await post_event(bot.url, event("app_mention"))
+        await until(lambda: bool(bot.llm.requests), WAIT, "the model call")
+        stopping = asyncio.create_task(bot.app.stop(timeout=30))
+        await until(lambda: not bot.adapter.accepting, WAIT, "the stop to begin")
+        status, _ = await post_event(bot.url, event("app_mention", text="<@U0FAKEBOT> late"))
+        assert status == 503
+        release.set()
+        await stopping
+        assert [p["text"] for p in fake.posts] == ["worth the wait"]

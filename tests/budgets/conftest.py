@@ -12,6 +12,7 @@ import pytest
 from opencell.config import BotConfig, BudgetsConfig, LLMConfig, OpenCellConfig, StoreConfig
 from opencell.messages import ConversationKey, IncomingMessage
 from opencell.observability.observer import Observability
+from tests.conftest import STORES, on_both_stores
 from tests.fakes.llm_server import FakeLLMServer
 
 SONNET = "claude-sonnet-4-20250514"
@@ -87,3 +88,7 @@ def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def days(n: float) -> float:
     return timedelta(days=n).total_seconds()
+
+
+isolated_store = pytest.fixture(params=STORES, autouse=True, name="isolated_store")(on_both_stores)
+"""Every test of this suite runs on SQLite and on PostgreSQL."""

@@ -17,6 +17,7 @@ from opencell.observability.observer import Observability
 from opencell.runtime import BotRuntime
 from opencell.store.store import Store
 from opencell.tools import tool
+from tests.conftest import STORES, on_both_stores
 from tests.fakes.function_llm import FunctionLLM, answer
 from tests.fakes.waiting import WAIT
 
@@ -182,3 +183,7 @@ def served(conversations: dict[str, str], isolated_store: str) -> Iterator[Serve
     """A real server over the recorded conversations."""
     with ServerThread(isolated_store) as running:
         yield running
+
+
+isolated_store = pytest.fixture(params=STORES, autouse=True, name="isolated_store")(on_both_stores)
+"""Every test of this suite runs on SQLite and on PostgreSQL."""

@@ -15,6 +15,7 @@ from opencell.config import (
     StoreConfig,
 )
 from opencell.exporters import ExportTuning
+from tests.conftest import STORES, on_both_stores
 from tests.fakes.agentops_server import VALID_KEY, FakeAgentOps
 from tests.fakes.otlp_receiver import OTLPReceiver
 from tests.fakes.waiting import WAIT, until_sync
@@ -53,3 +54,7 @@ def otlp_receiver() -> Iterator[OTLPReceiver]:
     receiver.start()
     yield receiver
     receiver.stop()
+
+
+isolated_store = pytest.fixture(params=STORES, autouse=True, name="isolated_store")(on_both_stores)
+"""Every test of this suite runs on SQLite and on PostgreSQL."""

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import time
-from types import SimpleNamespace
 
 import pytest
 import sqlalchemy as sa
 
 from opencell.config import OpenCellConfig, StoreConfig
-from opencell.exporters import outbox as outbox_module
 from opencell.exporters.outbox import Outbox, cursor_rows
 from opencell.observability.observer import Observability
-from opencell.store import migrations
+from opencell.store import migrations, tables
 from opencell.store.store import Store
-from tests.fakes.clock import ManualClock
 
 
 def test_migrations_are_contiguous_and_build_the_cursor_table(isolated_store: str) -> None:
@@ -50,34 +47,49 @@ def test_one_process_at_a_time_drains_an_outbox(isolated_store: str) -> None:
     clock = [1000.0]
     first = Outbox(store, "otlp", owner="hostA:1", lease_s=30, wall=lambda: clock[0])
     second = Outbox(store, "otlp", owner="hostB:2", lease_s=30, wall=lambda: clock[0])
-    assert first.claim() == 0
+    start = first.claim()
+    assert start is not None
     assert second.claim() is None  # another host holds a live lease
-    assert first.advance(5, events_delivered=5, spans_delivered=4)
+    moved = (start[0], start[1] + 5)
+    assert first.advance(moved, events_delivered=5, spans_delivered=4)
     clock[0] += 31  # the lease ran out: the other process takes over where it stopped
-    assert second.claim() == 5
-    assert not first.advance(9, events_delivered=4, spans_delivered=4)  # lost: no write
+    assert second.claim() == moved
+    assert not first.advance((start[0], start[1] + 9), events_delivered=4,
+                             spans_delivered=4)  # lost: no write
     second.release()
-    assert first.claim() == 5  # released at a graceful stop: taken at once
+    assert first.claim() == moved  # released at a graceful stop: taken at once
     (row,) = cursor_rows(store)
     assert (row["last_event_id"], row["delivered_spans"], row["lease_owner"]) == (
-        5, 4, "hostA:1")
+        moved[1], 4, "hostA:1")
     store.close()
 
 
-def test_a_settle_delay_hides_ids_that_may_still_be_committing(
-        isolated_store: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    clock = ManualClock(1000.0)  # the outbox reads time.monotonic() when it looks
-    monkeypatch.setattr(outbox_module, "time", SimpleNamespace(monotonic=clock, time=time.time))
-    obs = Observability.from_config(OpenCellConfig(store=StoreConfig(url=isolated_store)))
+@pytest.mark.postgres
+def test_an_event_whose_transaction_commits_late_is_read_when_it_commits(
+        postgres_url: str) -> None:
+    """F2: an event takes its id, then its transaction waits (a lock, a stall); later ids
+    commit first. The outbox must not pass it: it reads nothing of the later transactions
+    until the early one ends, then everything in commit-safe order. (Today's main skipped it
+    for good once 2 s had passed; and F1: with no settle delay, nothing is held back.)"""
+    obs = Observability.from_config(OpenCellConfig(store=StoreConfig(url=postgres_url)))
+    store = obs.store
+    assert store is not None
     session = obs.start_session(bot="b", bot_type="agent", user_id="u", platform="api")
     assert obs.recorder.flush(5)
-    outbox = Outbox(obs.store, "otlp", settle_s=0.25)  # type: ignore[arg-type]
-    assert outbox.horizon() == 0  # nothing has been visible long enough yet
-    clock.advance(0.125)  # (binary fractions: exact sums)
-    assert outbox.horizon() == 0  # still not
-    clock.advance(0.125)
-    obs.custom(session, "later", {})
-    assert obs.recorder.flush(5)
-    assert outbox.horizon() == 1  # the id seen 0.25 s ago, not the newer one
-    assert [e.id for e in outbox.window(0, 10, outbox.horizon())] == [1]
+    outbox = Outbox(store, "otlp")
+    start = outbox.claim()
+    assert start is not None
+    seen = [e.kind for e in outbox.window(start, 100)]
+    assert seen == ["session_start"]  # committed just now: visible at once (F1)
+    with store.engine.connect() as late:
+        seq = late.execute(sa.select(tables.sessions.c.seq)).scalar_one()
+        late.execute(tables.events.insert().values(session_seq=seq, ts=time.time(),
+                                                   kind="custom", name="late", data="{}"))
+        obs.custom(session, "fast", {})  # a later id, committed first
+        assert obs.recorder.flush(5)
+        pending = outbox.window(start, 100)
+        assert [e.name for e in pending] == ["b"]  # "fast" waits behind the open transaction
+        late.commit()
+    names = [e.name for e in outbox.window(start, 100)]
+    assert names == ["b", "late", "fast"]
     obs.close()

@@ -55,7 +55,7 @@ async def test_a_large_message_and_answer_are_each_stored_once(isolated_store: s
         assert call["completion"] == answer
         assert call["input"]["add"][-1]["content"] == message["input"]
 
-        exported = Outbox(store, "test").window(0, 100)
+        exported = Outbox(store, "test").window((0, 0), 100)
         exported_message = next(e for e in exported if e.kind == "message")
         assert exported_message.data["output"] == answer
         assert exported_message.data["input"] == message["input"]

@@ -17,7 +17,6 @@ import sqlalchemy as sa
 from opencell.errors import OpenCellError, StoreError
 from opencell.records import Record, new_session_id
 from opencell.store import migrations, tables
-from opencell.store import store as store_module
 from opencell.store.dialect import dialect_for
 from opencell.store.store import Store, owner_is_alive, process_owner
 
@@ -332,7 +331,7 @@ def test_close_orphans_closes_sessions_of_dead_owners_only(
     child.wait()
     dead_owner = f"{process_owner().rpartition(':')[0]}:{child.pid}"
     dead_ok, dead_failed, alive = (new_session_id(T0) for _ in range(3))
-    monkeypatch.setattr(store_module, "process_owner", lambda: dead_owner)
+    monkeypatch.setattr(store, "owner", lambda: dead_owner)
     store.write_batch([start(dead_ok, T0), message(dead_ok, T0 + 5),
                        start(dead_failed, T0), message(dead_failed, T0 + 7, ok=False)])
     monkeypatch.undo()

@@ -1,0 +1,152 @@
+"""Conversations shared by several processes (PostgreSQL): a lock per conversation, the open
+session's row, and the stored history any process can continue from.
+
+``middleware/cluster.py`` uses it around every turn when the store is PostgreSQL:
+
+- ``turn(key)``: a session-level advisory lock keyed by (database, schema, conversation), held
+  on a connection of its own for the whole turn, so the turns of one conversation run one at a
+  time across processes (in arrival order per process; the lock itself is not FIFO). The
+  turn's statements run on that connection:
+- ``Turn.begin``: take the platform message on (the first process to do so answers it; a
+  retry or duplicate delivery elsewhere is dropped), read the conversation's open session
+  (``sessions.conversation_key``, open) with the version and turns of its stored history
+  (``session_history``), and make this process its ``owner`` (the janitor's view) — one
+  transaction;
+- ``Turn.save(id, version, turns)``: the bounded history after the turn, as JSON.
+- ``still_mine(id, version)``: whether this process should end the session when it goes idle here.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from opencell.store.cluster import lock_key
+from opencell.store.store import Store
+from opencell.store.tables import platform_events, session_history, sessions
+
+LOCK_POOL = 100
+"""At most this many turns hold a conversation lock at once in one process."""
+
+
+@dataclass(frozen=True, slots=True)
+class OpenSession:
+    """A conversation's open session as stored."""
+
+    id: str
+    owner: str
+    started_at: float
+    version: int
+    turns: list[Any]
+
+
+class ConversationStore:
+    """The database side of conversations served by several processes."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._locks: Engine | None = None
+        self._namespace: str | None = None
+        self._guard = threading.Lock()
+
+    def _lock_engine(self) -> Engine:
+        with self._guard:
+            if self._locks is None:
+                self._locks = sa.create_engine(self.store.engine.url, pool_size=5,
+                                               max_overflow=LOCK_POOL - 5, pool_pre_ping=True)
+                with self.store.reading() as conn:
+                    row = conn.execute(sa.text(
+                        "SELECT current_database(), current_schema()")).one()
+                self._namespace = f"{row[0]}.{row[1]}"
+            return self._locks
+
+    @contextmanager
+    def turn(self, key: str) -> Iterator[Turn]:
+        """Hold the conversation's lock (blocking) until the block ends; the statements of
+        the turn run on the lock's own connection (no pool checkout each)."""
+        engine = self._lock_engine()
+        k = lock_key(f"{self._namespace}\0conversation", key)
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": k})
+            conn.commit()
+            try:
+                yield Turn(conn, self.store)
+            finally:
+                conn.rollback()
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": k})
+                conn.commit()
+
+    def still_mine(self, session_id: str, version: int) -> bool:
+        """True when the session is open and nobody served a turn since this process saved
+        ``version`` of its history (or it was never stored: nobody else knows it)."""
+        s, h = sessions.c, session_history.c
+        with self.store.reading() as conn:
+            row = conn.execute(
+                sa.select(s.status, h.version)
+                .join_from(sessions, session_history, h.session_id == s.id, isouter=True)
+                .where(s.id == session_id)).first()
+        return row is None or (row.status == "open" and int(row.version or 0) == version)
+
+    def prune_messages(self, before: float) -> None:
+        """Forget message keys older than ``before`` (retries come within minutes)."""
+        with self.store.writing() as conn:
+            conn.execute(platform_events.delete().where(platform_events.c.ts < before))
+
+    def close(self) -> None:
+        if self._locks is not None:
+            self._locks.dispose()
+
+
+def _upsert(conn: Connection, store: Store, session_id: str, version: int, turns: str) -> None:
+    h = session_history.c
+    done = conn.execute(session_history.update().where(h.session_id == session_id)
+                        .values(version=version, turns=turns))
+    if not done.rowcount:
+        conn.execute(store.insert_missing(session_history, ("session_id",)),
+                     {"session_id": session_id, "version": version, "turns": turns})
+
+
+class Turn:
+    """What a turn asks of the database, on the connection that holds its lock."""
+
+    def __init__(self, conn: Connection, store: Store) -> None:
+        self.conn = conn
+        self.store = store
+
+    def begin(self, key: str, message: str | None,
+              now: float) -> tuple[bool, OpenSession | None]:
+        """Take the platform message on (False: some process already did; ``None``: no id)
+        and read the conversation's open session, in one transaction."""
+        s, h = sessions.c, session_history.c
+        conn = self.conn
+        fresh = True
+        if message:
+            fresh = conn.execute(self.store.insert_missing(platform_events, ("key",))
+                                 .returning(platform_events.c.key),
+                                 {"key": message[:1000], "ts": now}).first() is not None
+        row = conn.execute(
+            sa.select(s.id, s.owner, s.started_at, h.version, h.turns)
+            .join_from(sessions, session_history, h.session_id == s.id, isouter=True)
+            .where(s.conversation_key == key, s.status == "open")
+            .order_by(s.seq.desc()).limit(1)).first()
+        if row is not None and row.owner != self.store.owner():
+            conn.execute(sessions.update().where(s.id == row.id).values(
+                owner=self.store.owner()))  # this process serves it now (the janitor's view)
+        conn.commit()
+        if row is None:
+            return fresh, None
+        return fresh, OpenSession(row.id, row.owner, float(row.started_at),
+                                  int(row.version or 0),
+                                  json.loads(row.turns) if row.turns else [])
+
+    def save(self, session_id: str, version: int, turns: list[Any]) -> None:
+        """Store the session's bounded history as ``version``."""
+        _upsert(self.conn, self.store, session_id, version, json.dumps(turns))
+        self.conn.commit()

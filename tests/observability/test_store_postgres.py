@@ -1,0 +1,77 @@
+"""PostgreSQL only: concurrent writers never deadlock on the rollups (F3), and id-prefix
+search uses an index whatever the database's collation (F4). SCALE-OUT.md §A.2."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from opencell.records import new_session_id
+from opencell.store.store import Store
+from tests.fakes.postgres import PostgresServer
+from tests.observability.test_store import T0, llm, start
+
+pytestmark = pytest.mark.postgres
+
+MODELS = [f"model-{i:02d}" for i in range(24)]
+
+
+def test_writers_with_opposite_key_orders_do_not_deadlock(postgres_url: str) -> None:
+    """Two writers (the recorders of two processes) add the same rollup rows in opposite
+    orders, batch after batch. Rows must be upserted in key order, or each holds a row the
+    other wants: PostgreSQL then aborts one with "deadlock detected" after a 1 s stall."""
+    stores = [Store.open(postgres_url) for _ in range(2)]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(2)
+
+    def write(store: Store, models: list[str]) -> None:
+        sid = new_session_id(T0)
+        store.write_batch([start(sid, T0)])
+        try:
+            for _ in range(40):
+                barrier.wait(30)
+                store.write_batch([llm(sid, T0 + 1, model=m) for m in models])
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+            barrier.abort()
+
+    threads = [threading.Thread(target=write, args=(stores[0], MODELS)),
+               threading.Thread(target=write, args=(stores[1], MODELS[::-1]))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not [e for e in errors if "deadlock" in str(e)], errors[:1]
+    assert not errors, errors[:1]
+    with stores[0].reading() as conn:
+        calls = conn.execute(sa.text("SELECT sum(calls) FROM cost_rollups")).scalar_one()
+    assert int(calls) == 2 * 40 * len(MODELS)
+    for store in stores:
+        store.close()
+
+
+def test_id_prefix_search_uses_an_index_in_a_non_c_collation(
+        postgres_server: PostgresServer) -> None:
+    """Managed PostgreSQL is usually created with en_US.UTF-8; a plain index cannot serve
+    ``LIKE 'prefix%'`` there, only a ``text_pattern_ops`` one can."""
+    name = f"coll_{uuid.uuid4().hex[:10]}"
+    postgres_server.execute(f"CREATE DATABASE {name} TEMPLATE template0 "
+                            "LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8'")
+    url = postgres_server.base_url.rsplit("/", 1)[0] + f"/{name}"
+    store = Store.open(url)
+    try:
+        ids = [new_session_id(T0 + i) for i in range(50)]
+        store.write_batch([start(sid, T0) for sid in ids])
+        rows, _ = store.list_sessions(q=ids[7][:30], limit=10)
+        assert ids[7] in [row["id"] for row in rows]
+        with store.engine.connect() as conn:
+            conn.execute(sa.text("SET enable_seqscan = off"))
+            plan = "\n".join(row[0] for row in conn.execute(sa.text(
+                "EXPLAIN SELECT id FROM sessions WHERE id LIKE :p"), {"p": ids[7][:13] + "%"}))
+        assert "Index Cond" in plan, plan  # a range on the index, not a scan with a filter
+    finally:
+        store.close()
+        postgres_server.execute(f"DROP DATABASE {name} WITH (FORCE)")
