@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import ClassVar
 
 from opencell.config import BotConfig
 from opencell.delivery import Delivery, current_delivery
 from opencell.errors import UnsupportedPlatformError
 from opencell.messages import IncomingMessage, Reply
+from opencell.streaming import EDIT_INTERVAL, ReplyStream, StreamSurface
 from opencell.types import Deliver
 
 log = logging.getLogger("opencell.adapters")
@@ -27,6 +29,8 @@ class Adapter(ABC):
     """
 
     platform: ClassVar[str]
+    stream_interval: ClassVar[float] = EDIT_INTERVAL
+    """Seconds between two updates of a streamed reply on this platform."""
 
     def __init__(self, bot: BotConfig) -> None:
         self.bot = bot
@@ -45,9 +49,14 @@ class Adapter(ABC):
         self._in_flight += 1
         self._idle.clear()
         # The turn's record follows what really went out (see opencell/delivery.py).
-        delivery = Delivery(self.send, f"platform={self.platform} bot={self.bot.name} "
-                                       f"conversation={message.key}",
-                            answers=(message.key, message.message_id))
+        where = f"platform={self.platform} bot={self.bot.name} conversation={message.key}"
+        stream = None
+        if self.bot.stream:
+            surface = self.stream_surface(message)
+            if surface is not None:
+                stream = ReplyStream(surface, interval=self.stream_interval, where=where)
+        delivery = Delivery(self.send, where, answers=(message.key, message.message_id),
+                            stream=stream)
         token = current_delivery.set(delivery)
         try:
             reply = await deliver(message)
@@ -60,6 +69,8 @@ class Adapter(ABC):
             raise
         finally:
             current_delivery.reset(token)
+            if stream is not None:
+                await stream.close()
             delivery.settle("nothing")  # no reply, or the turn raised: nothing was sent
             self._in_flight -= 1
             if self._in_flight == 0:
@@ -84,7 +95,13 @@ class Adapter(ABC):
     async def stop(self) -> None: ...
 
     @abstractmethod
-    async def send(self, reply: Reply) -> None: ...
+    async def send(self, reply: Reply) -> Sequence[str] | None:
+        """Post ``reply``; returns the platform ids of the posted messages (or None)."""
+
+    def stream_surface(self, message: IncomingMessage) -> StreamSurface | None:
+        """Where a streamed answer to ``message`` appears as it is written; None (the
+        default) when this platform cannot show a growing reply: it is then sent whole."""
+        return None
 
     def unsupported(self, feature: str) -> UnsupportedPlatformError:
         """The error for a feature this platform does not offer, naming the platform."""

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TextIO
 
 from rich.console import Console
@@ -34,6 +34,7 @@ class ConsoleAdapter(Adapter):
     """
 
     platform = "console"
+    stream_interval = 0.0  # a terminal takes every piece as it comes
 
     def __init__(self, bot: BotConfig, *, user: str | None = None,
                  stdin: TextIO | None = None, stdout: TextIO | None = None) -> None:
@@ -49,6 +50,7 @@ class ConsoleAdapter(Adapter):
                                    user=self.user)
         self._task: asyncio.Task[None] | None = None
         self._counter = 0
+        self._surface: _ConsoleSurface | None = None
 
     async def start(self, deliver: Deliver) -> None:
         queue: asyncio.Queue[str | None] = asyncio.Queue()
@@ -96,6 +98,9 @@ class ConsoleAdapter(Adapter):
                 message = IncomingMessage(key=self.key, text=line, user_id=self.user,
                                           user_name=self.user, message_id=str(self._counter))
                 await self.handle(message, deliver)
+                surface, self._surface = self._surface, None
+                if surface is not None and surface.printed:
+                    self._write("\n")
                 self._show_prompt()
         finally:
             self.finished.set()
@@ -104,7 +109,18 @@ class ConsoleAdapter(Adapter):
         if self.interactive:
             self._console.print(self.prompt, end="")
 
-    async def send(self, reply: Reply) -> None:
+    def stream_surface(self, message: IncomingMessage) -> _ConsoleSurface:
+        self._surface = _ConsoleSurface(self)
+        return self._surface
+
+    def _write(self, text: str) -> None:
+        try:
+            self._stdout.write(text)
+        except UnicodeEncodeError:
+            self._stdout.write(self._printable(text))
+        self._stdout.flush()
+
+    async def send(self, reply: Reply) -> Sequence[str] | None:
         text = valid_text(reply.text)
         if self.interactive:
             style = "red" if reply.failed else "cyan"
@@ -119,6 +135,7 @@ class ConsoleAdapter(Adapter):
             except UnicodeEncodeError:
                 self._stdout.write(self._printable(text) + "\n")
             self._stdout.flush()
+        return None
 
     def _printable(self, text: str) -> str:
         """``text`` with what stdout's encoding cannot hold replaced by ``?``."""
@@ -132,3 +149,25 @@ class ConsoleAdapter(Adapter):
                 await self._task
             except asyncio.CancelledError:
                 pass
+
+
+class _ConsoleSurface:
+    """A streamed answer on the terminal: each new piece is written as it arrives (a
+    terminal cannot edit, so a status line that the answer replaces stays on its own line)."""
+
+    message_ids: Sequence[str] = ()
+
+    def __init__(self, adapter: ConsoleAdapter) -> None:
+        self._adapter = adapter
+        self.printed = ""
+
+    async def show(self, text: str) -> None:
+        adapter = self._adapter
+        text = valid_text(text)
+        if not self.printed and adapter.interactive:
+            adapter._console.print(f"[bold cyan]{adapter.bot.name}[/] ", end="")
+        if text.startswith(self.printed):
+            adapter._write(text[len(self.printed):])
+        else:
+            adapter._write("\n" + text)
+        self.printed = text

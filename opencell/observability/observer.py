@@ -214,8 +214,12 @@ class Observability:
 
     def llm_call(self, session_id: str, *, provider: str, model: str, request: LLMRequest | None,
                  response: LLMResponse | None, started: float, duration_ms: float,
-                 error: BaseException | None = None) -> float | None:
-        """Record one model call; returns its cost (None: failed, or the model is unpriced)."""
+                 error: BaseException | None = None,
+                 stream: Mapping[str, float | None] | None = None) -> float | None:
+        """Record one model call; returns its cost (None: failed, or the model is unpriced).
+
+        ``stream``: a streamed call's timing (``time_to_first_token_ms``, ``streaming_ms``;
+        see ``streamed_fields``)."""
         data: dict[str, Any] = {"provider": provider, "model": model}
         if response is not None:
             data |= self._usage_fields(provider, model, response.model, response.usage, None)
@@ -230,6 +234,8 @@ class Observability:
         if error is not None:
             data["error"] = valid_text(self.redactor.redact(f"{type(error).__name__}: {error}"))
             data["request_id"] = valid_value(getattr(error, "request_id", None))
+        if stream is not None:
+            data |= streamed_fields(stream)
         self._emit("llm_call", session_id, f"{provider}:{model}", data, ts=started,
                    duration_ms=duration_ms, success=error is None)
         cost = data.get("cost_usd")
@@ -307,6 +313,19 @@ class Observability:
         if not self.capture_content:
             return None
         return valid_text(self.redactor.redact(content))
+
+
+def streamed_fields(timing: Mapping[str, float | None]) -> dict[str, Any]:
+    """An llm_call's streaming fields: ``streamed: true`` and the timings, rounded to µs
+    (a timing that is not a usable number is left out and named in ``invalid``)."""
+    fields: dict[str, Any] = {"streamed": True}
+    for name in ("time_to_first_token_ms", "streaming_ms"):
+        value = timing.get(name)
+        checked = None if value is None else valid_number(value)
+        if value is not None and checked is None:
+            _invalid(fields, name, value)
+        fields[name] = None if checked is None else round(checked, 3)
+    return fields
 
 
 def bot_secrets(bot: BotConfig) -> list[str]:
