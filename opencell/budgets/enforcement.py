@@ -58,7 +58,7 @@ class BudgetedLLM(WrapperLLM):
             request, lambda r: stream_or_complete(self.inner, r, on_text))
 
     async def _call(self, request: LLMRequest,
-                    call: Callable[[LLMRequest], Awaitable[LLMResponse]]) -> LLMResponse:
+                    ask: Callable[[LLMRequest], Awaitable[LLMResponse]]) -> LLMResponse:
         turn = current_turn.get()
         session = turn.session if turn is not None else None
         key = session.key if session is not None else None
@@ -79,7 +79,7 @@ class BudgetedLLM(WrapperLLM):
                         "provider": self.provider, "model": self.model})
             raise
         try:
-            response = await call(request)
+            response = await ask(request)
         except BaseException:
             self._ledger.release(reservation)
             raise
