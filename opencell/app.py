@@ -81,7 +81,10 @@ class App:
             names = wanted.get(bot.name, ())
             if not names:
                 raise bot.locate(("platforms",), "names no platform; add e.g. `console: {}`")
-            self.adapters.extend(adapter_factory(bot, name) for name in names)
+            for name in names:
+                adapter = adapter_factory(bot, name)
+                adapter.feedback = self.observability.feedback
+                self.adapters.append(adapter)
 
     async def dispatch(self, message: IncomingMessage) -> Reply | None:
         """Hand one message to its bot. After ``stop`` begins, new messages are dropped.

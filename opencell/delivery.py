@@ -36,7 +36,7 @@ class Delivery:
     """The outcome of one message's reply; settled once, by the adapter handling it."""
 
     __slots__ = ("outcome", "text", "error", "_waiting", "_send", "_where", "_for", "_claimed",
-                 "stream", "message_ids")
+                 "stream", "message_ids", "session_id")
 
     def __init__(self, send: Send | None = None, where: str = "", *,
                  answers: tuple[ConversationKey, str] | None = None,
@@ -56,6 +56,8 @@ class Delivery:
         self.stream = stream
         """Where a streamed answer appears as it is written (the bot streams and the
         adapter can show it), else None."""
+        self.session_id: str | None = None
+        """The session of the turn this delivery answers (set by the session layer)."""
         self.message_ids: tuple[str, ...] = ()
         """The platform ids of the messages that carried the reply (those adapters report)."""
 

@@ -22,6 +22,7 @@ from opencell.middleware import (
     SessionMiddleware,
     user_middleware,
 )
+from opencell.middleware.feedback import FeedbackCommand
 from opencell.observability.instrument import RecordingLLM, RecordingTools
 from opencell.observability.observer import Observability
 from opencell.records import valid_text
@@ -52,7 +53,8 @@ class BotRuntime:
     ``start_session`` / ``process_message`` / ``end_session`` drive the same chain from
     Python, for scripts and tests.
 
-    The chain is: sessions → errors → ``middleware`` → the bot's YAML middleware → the bot.
+    The chain is: sessions → errors → ``/feedback`` → ``middleware`` → the bot's YAML
+    middleware → the bot.
     Without ``observability`` the process default is used (the store at
     ``OPENCELL_DATABASE_URL``), the same one ``get_agentops()`` records into.
     With ``budgets`` every model call is first reserved against the ledger's limits (see
@@ -97,6 +99,7 @@ class BotRuntime:
         self.chain = MiddlewareChain(self.handle, [
             SessionMiddleware(self.sessions, observability, end_command=session.end_command),
             ErrorsMiddleware(),
+            FeedbackCommand(config.feedback, observability.feedback),
             *middleware,
             *user_middleware(config, clock=clock),
         ])

@@ -19,10 +19,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from opencell.types import Clock
+Clock = Callable[[], float]
 
 log = logging.getLogger("opencell.streaming")
 

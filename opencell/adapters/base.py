@@ -12,6 +12,7 @@ from opencell.config import BotConfig
 from opencell.delivery import Delivery, current_delivery
 from opencell.errors import UnsupportedPlatformError
 from opencell.messages import IncomingMessage, Reply
+from opencell.observability.feedback import FeedbackBook, TurnRef
 from opencell.streaming import EDIT_INTERVAL, ReplyStream, StreamSurface
 from opencell.types import Deliver
 
@@ -38,6 +39,8 @@ class Adapter(ABC):
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self.feedback: FeedbackBook | None = None
+        """Where replies are remembered and reactions recorded (the App sets it)."""
 
     async def handle(self, message: IncomingMessage, deliver: Deliver) -> Reply | None:
         """Get the reply to one message, sent with ``send``; in flight until it is sent.
@@ -71,10 +74,40 @@ class Adapter(ABC):
             current_delivery.reset(token)
             if stream is not None:
                 await stream.close()
-            delivery.settle("nothing")  # no reply, or the turn raised: nothing was sent
+            delivery.settle("nothing")
+            self._remember(message, delivery)  # no reply, or the turn raised: nothing was sent
             self._in_flight -= 1
             if self._in_flight == 0:
                 self._idle.set()
+
+    def _remember(self, message: IncomingMessage, delivery: Delivery) -> None:
+        """Remember which turn the posted reply answered (feedback, thread follow-ups)."""
+        book, command = self.feedback, self.bot.feedback.command
+        if book is None or delivery.outcome != "sent" or delivery.session_id is None:
+            return
+        if command and message.text.strip().startswith(command):
+            return  # the answer to /feedback is not a turn anyone rates
+        key = message.key
+        book.remember(TurnRef(session_id=delivery.session_id, bot=self.bot.name,
+                              turn=message.message_id, platform=key.platform,
+                              channel=key.channel, thread=key.thread, user_id=key.user),
+                      delivery.message_ids)
+
+    async def reacted(self, *, channel: str, message_id: str, user_id: str, reaction: str,
+                      added: bool) -> None:
+        """A person added or removed ``reaction`` on a message in ``channel``: feedback if
+        the message is one of the bot's replies and the reaction is configured. Never
+        raises."""
+        book = self.feedback
+        if book is None:
+            return
+        try:
+            await book.reaction(bot=self.bot.name, platform=self.platform, channel=channel,
+                                message_id=message_id, user_id=user_id, reaction=reaction,
+                                added=added, reactions=self.bot.feedback.reactions)
+        except Exception as exc:  # noqa: BLE001 - feedback never stops the adapter
+            log.warning("reaction not recorded platform=%s bot=%s error=%s: %s",
+                        self.platform, self.bot.name, type(exc).__name__, exc)
 
     @property
     def in_flight(self) -> int:

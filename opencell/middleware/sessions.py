@@ -47,6 +47,8 @@ class SessionMiddleware:
         session = self.tracker.acquire(message.key, user_name=message.user_name)
         ctx.session = session
         ctx.history = session.history
+        if ctx.delivery is not None:
+            ctx.delivery.session_id = session.id
         token = current_turn.set(ctx)
         wall, start = time.time(), time.perf_counter()
         reply: Reply | None = None

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from opencell.guard import guard
 from opencell.llm.base import LLMRequest, LLMResponse, ToolCall, Usage
 from opencell.llm.pricing import PriceBook
+from opencell.observability.feedback import FeedbackBook
 from opencell.observability.recorder import NullRecorder, Recorder
 from opencell.observability.redact import Redactor, use_for_logs
 from opencell.records import (
@@ -70,6 +71,8 @@ class Observability:
         self.exporters: Exporters | None = None
         """The exporters this instance started and stops (``from_config``)."""
         self._recent: tuple[tuple[str, str], ...] = ()
+        self.feedback = FeedbackBook(self)
+        """Replies → turns and the ratings on them (``opencell/observability/feedback.py``)."""
 
     @classmethod
     def disabled(cls) -> Observability:

@@ -20,15 +20,17 @@ from sqlalchemy import Connection
 from opencell.calendar import PERIODS, period_bounds, utc_date
 from opencell.errors import StoreError
 from opencell.store.dialect import Dialect
+from opencell.store.feedback import feedback_filter, session_score
 from opencell.store.tables import DURATION_SORT, cost_rollups, events, sessions
 from opencell.store.texts import expand
 
-SessionSort = Literal["started_at", "duration", "cost"]
+SessionSort = Literal["started_at", "duration", "cost", "feedback"]
 
 SORT_KEYS: dict[str, sa.ColumnElement[Any]] = {
     "started_at": sessions.c.started_at,
     "duration": DURATION_SORT,
     "cost": sessions.c.cost_usd,
+    "feedback": session_score(),
 }
 
 COST_KEYS: dict[str, sa.Column[Any]] = {
@@ -141,7 +143,7 @@ def decode_cursor(cursor: str, sort: str, descending: bool) -> tuple[float, str]
 def list_query(dialect: Dialect, *, bot: str | None, user: str | None, platform: str | None,
                status: str | None, tag: str | None, since: float | None, until: float | None,
                q: str | None, sort: str, descending: bool, limit: int,
-               cursor: str | None) -> sa.Select[Any]:
+               cursor: str | None, feedback: str | None = None) -> sa.Select[Any]:
     """The SELECT for one page of sessions (``limit + 1`` rows: the extra one says "more")."""
     key = SORT_KEYS.get(sort)
     if key is None:
@@ -162,6 +164,8 @@ def list_query(dialect: Dialect, *, bot: str | None, user: str | None, platform:
         needle = q.strip()
         conditions.append(sa.or_(dialect.prefix_match(_s.id, needle.lower()),
                                  _s.user_id == needle, _s.user_name == needle))
+    if feedback is not None:
+        conditions.append(feedback_filter(feedback))
     if cursor is not None:
         value, last_id = decode_cursor(cursor, sort, descending)
         conditions.append(_after(key, value, last_id, descending))
