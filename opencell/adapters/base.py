@@ -11,7 +11,7 @@ from typing import ClassVar
 from opencell.config import BotConfig
 from opencell.delivery import Delivery, current_delivery
 from opencell.errors import UnsupportedPlatformError
-from opencell.messages import IncomingMessage, Reply
+from opencell.messages import ConversationKey, IncomingMessage, Reply
 from opencell.observability.feedback import FeedbackBook, TurnRef
 from opencell.streaming import EDIT_INTERVAL, ReplyStream, StreamSurface
 from opencell.types import Deliver
@@ -90,8 +90,14 @@ class Adapter(ABC):
         key = message.key
         book.remember(TurnRef(session_id=delivery.session_id, bot=self.bot.name,
                               turn=message.message_id, platform=key.platform,
-                              channel=key.channel, thread=key.thread, user_id=key.user),
+                              channel=self.reply_channel(key), thread=key.thread,
+                              user_id=key.user),
                       delivery.message_ids)
+
+    def reply_channel(self, key: ConversationKey) -> str:
+        """The channel id the bot's replies in ``key``'s conversation are posted in (what a
+        reaction event names)."""
+        return key.channel
 
     async def reacted(self, *, channel: str, message_id: str, user_id: str, reaction: str,
                       added: bool) -> None:

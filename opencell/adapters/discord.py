@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -29,10 +30,11 @@ import discord
 
 from opencell.adapters._chunks import split_message
 from opencell.adapters._discord_inbound import InboundPolicy, Skipped
+from opencell.adapters._streaming import PiecewiseSurface
 from opencell.adapters.base import Adapter
 from opencell.config import BotConfig, DiscordConfig
 from opencell.errors import MissingSecretError, PlatformError
-from opencell.messages import IncomingMessage, Reply
+from opencell.messages import ConversationKey, IncomingMessage, Reply
 from opencell.types import Deliver
 
 log = logging.getLogger("opencell.adapters.discord")
@@ -77,6 +79,7 @@ class DiscordAdapter(Adapter):
         self._deliver: Deliver | None = None
         self._connection: asyncio.Task[None] | None = None
         self._turns: set[asyncio.Task[None]] = set()
+        self._typing: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
 
     @property
@@ -131,6 +134,8 @@ class DiscordAdapter(Adapter):
         intents.guild_messages = True
         intents.dm_messages = True
         intents.message_content = True
+        intents.guild_reactions = True  # 👍/👎 on the bot's replies are feedback
+        intents.dm_reactions = True
         options: dict[str, Any] = {
             "intents": intents, "allowed_mentions": NO_PINGS, "max_messages": None,
             "chunk_guilds_at_startup": False,
@@ -147,7 +152,15 @@ class DiscordAdapter(Adapter):
         async def on_message(message: discord.Message) -> None:
             self._on_message(message)
 
+        async def on_raw_reaction_add(payload: discord.RawReactionActionEvent) -> None:
+            await self._on_reaction(payload, added=True)
+
+        async def on_raw_reaction_remove(payload: discord.RawReactionActionEvent) -> None:
+            await self._on_reaction(payload, added=False)
+
         client.event(on_message)
+        client.event(on_raw_reaction_add)
+        client.event(on_raw_reaction_remove)
         return client
 
     async def stop(self) -> None:
@@ -215,6 +228,17 @@ class DiscordAdapter(Adapter):
 
     # ------------------------------------------------------------------ incoming
 
+    async def _on_reaction(self, payload: discord.RawReactionActionEvent, *,
+                           added: bool) -> None:
+        client = self._client
+        me = client.user if client is not None else None
+        if me is None or payload.user_id == me.id:
+            return
+        emoji = payload.emoji
+        reaction = emoji.name if emoji.is_unicode_emoji() else (emoji.name or str(emoji))
+        await self.reacted(channel=str(payload.channel_id), message_id=str(payload.message_id),
+                           user_id=str(payload.user_id), reaction=reaction or "", added=added)
+
     def _on_message(self, message: discord.Message) -> None:
         """Called in gateway order; everything up to the task start is synchronous, so the
         runtime sees one conversation's messages in the order Discord sent them."""
@@ -230,11 +254,28 @@ class DiscordAdapter(Adapter):
         if isinstance(incoming, Skipped):
             log.debug("discord message skipped bot=%s message_id=%s reason=%s",
                       self.bot.name, message.id, incoming.reason)
+            if incoming.follow_up is not None and self.feedback is not None:
+                self._start(self._follow_up(incoming.follow_up, deliver), message.id)
             return
-        task = asyncio.create_task(self._turn(incoming, deliver),
-                                   name=f"discord-turn-{message.id}")
+        self._start(self._turn(incoming, deliver), message.id)
+
+    def _start(self, work: Any, message_id: int) -> None:
+        task = asyncio.create_task(work, name=f"discord-turn-{message_id}")
         self._turns.add(task)
         task.add_done_callback(self._turns.discard)
+
+    async def _follow_up(self, message: IncomingMessage, deliver: Deliver) -> None:
+        """A message in a thread that does not mention the bot: answered if the bot
+        answered this person in this thread before (``follow_threads``)."""
+        book, key = self.feedback, message.key
+        if book is None or not await book.took_part(
+                bot=self.bot.name, platform=self.platform, channel=self.reply_channel(key),
+                thread=key.thread, user_id=key.user):
+            return
+        await self._turn(message, deliver)
+
+    def reply_channel(self, key: ConversationKey) -> str:
+        return key.thread or key.channel  # a thread is a channel of its own on Discord
 
     async def _turn(self, message: IncomingMessage, deliver: Deliver) -> None:
         """One message: typing while the bot thinks, then the reply (the runtime sends it
@@ -245,12 +286,14 @@ class DiscordAdapter(Adapter):
         channel = self._client.get_partial_messageable(
             int(key.thread or key.channel), guild_id=int(key.workspace) if key.workspace else None)
         typing = asyncio.create_task(self._keep_typing(channel), name="discord-typing")
+        self._typing[message.message_id] = typing
         try:
             await self.handle(message, deliver)
         except Exception as exc:  # noqa: BLE001 - log, keep serving other conversations
             log.warning("discord turn failed bot=%s conversation=%s error=%s: %s",
                         self.bot.name, key, type(exc).__name__, exc)
         finally:
+            self._typing.pop(message.message_id, None)
             await _cancel(typing)
 
     async def _keep_typing(self, channel: discord.PartialMessageable) -> None:
@@ -264,27 +307,54 @@ class DiscordAdapter(Adapter):
 
     # ------------------------------------------------------------------ outgoing
 
-    async def send(self, reply: Reply) -> None:
+    async def send(self, reply: Reply) -> list[str]:
         """Post ``reply`` where its conversation is, in pieces of at most 2,000 characters;
         the first piece replies to ``reply.in_reply_to`` (if that message is gone, it is
-        posted plainly)."""
-        key = reply.key
-        if key is None or self._client is None or key.platform != self.platform:
+        posted plainly). Returns the posted messages' ids."""
+        if reply.key is None:
+            raise PlatformError(f"cannot send a Discord reply for bot '{self.bot.name}' "
+                                "without a Discord conversation (key=None)")
+        post = self._poster(reply.key, reply.in_reply_to)
+        return [str((await post(index, piece)).id)
+                for index, piece in enumerate(split_message(reply.text, MESSAGE_LIMIT))]
+
+    def _poster(self, key: ConversationKey, in_reply_to: str
+                ) -> Callable[[int, str], Awaitable[discord.Message]]:
+        """Posts piece ``index`` of a reply in ``key``'s channel or thread (the first as a
+        Discord reply to ``in_reply_to``)."""
+        if self._client is None or key.platform != self.platform:
             raise PlatformError(f"cannot send a Discord reply for bot '{self.bot.name}' "
                                 f"without a Discord conversation (key={key})")
         target = int(key.thread or key.channel)
         guild_id = int(key.workspace) if key.workspace else None
         channel = self._client.get_partial_messageable(target, guild_id=guild_id)
         reference = None
-        if reply.in_reply_to:
+        if in_reply_to:
             reference = discord.MessageReference(
-                message_id=int(reply.in_reply_to), channel_id=target, guild_id=guild_id,
+                message_id=int(in_reply_to), channel_id=target, guild_id=guild_id,
                 fail_if_not_exists=False)
-        for index, piece in enumerate(split_message(reply.text, MESSAGE_LIMIT)):
+
+        async def post(index: int, piece: str) -> discord.Message:
             if index == 0 and reference is not None:
-                await channel.send(piece, reference=reference)
-            else:
-                await channel.send(piece)
+                return await channel.send(piece, reference=reference)
+            return await channel.send(piece)
+
+        return post
+
+    def stream_surface(self, message: IncomingMessage) -> PiecewiseSurface[discord.Message]:
+        """A streamed answer: posted, edited in place (discord.py waits out 429s, honouring
+        ``Retry-After``), continued in a new message past 2,000 characters; the typing
+        indicator stops when the first piece is up."""
+        typing = self._typing.get(message.message_id)
+
+        async def edit(posted: discord.Message, piece: str) -> None:
+            await posted.edit(content=piece)
+
+        return PiecewiseSurface(
+            split=lambda text: split_message(text, MESSAGE_LIMIT),
+            post=self._poster(message.key, message.message_id), edit=edit,
+            ident=lambda posted: str(posted.id),
+            on_first=typing.cancel if typing is not None else None)
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:
