@@ -19,8 +19,9 @@ What it serves (payloads from ``tests/data/discord/``, shaped like Discord's own
 * The gateway: HELLO, heartbeat ACKs, IDENTIFY → READY + GUILD_CREATE (one guild with roles,
   two text channels and a thread), RESUME → RESUMED (logged in ``resumes``).
   ``await fake.dispatch("MESSAGE_CREATE", fake.message(...))`` pushes an event to every
-  connected client (``fake.reaction(...)`` builds MESSAGE_REACTION_ADD/REMOVE payloads); ``drop_connections(code)`` scripts a disconnect; ``withhold_ready`` a
-  gateway that never says READY. With ``refuse_privileged_intents`` the gateway closes with
+  connected client (``fake.reaction(...)`` builds MESSAGE_REACTION_ADD/REMOVE payloads);
+  ``drop_connections(code)`` scripts a disconnect; ``withhold_ready`` a gateway that never
+  says READY. With ``refuse_privileged_intents`` the gateway closes with
   4014 when IDENTIFY asks for the Message Content intent, as Discord does when it is not
   enabled in the Developer Portal.
 
