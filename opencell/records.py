@@ -6,14 +6,20 @@ the kind's own fields (JSON-serialisable, already redacted):
 - ``session_start``: bot, bot_type, platform, workspace, channel, thread, user_id, user_name,
   tags (list), key (the conversation key as text)
 - ``message``: input (text or None), output (text or None), input_chars, output_chars,
-  user_id; ``duration_ms`` = processing time; ``success``
+  user_id, message_id (the platform's id of the user's message, when it has one: the turn
+  that feedback names); ``duration_ms`` = processing time; ``success``
 - ``llm_call``: provider, model (requested), response_model, input_tokens, output_tokens,
   cache_read_tokens, cache_write_tokens, cost_usd (None = unpriced), price_source,
-  stop_reason, request_id, error (on failure); ``duration_ms``; ``success``
+  stop_reason, request_id, error (on failure); streamed calls also streamed (true),
+  time_to_first_token_ms and streaming_ms (first piece to last; None when nothing arrived);
+  ``duration_ms``; ``success``
 - ``tool_call``: tool, call_id, args, result (truncated), result_chars, error; ``duration_ms``;
   ``success``
 - ``error``: type, message, stack, context (dict)
-- ``custom``: the event's data (``name`` is the event's name)
+- ``custom``: the event's data (``name`` is the event's name). ``feedback`` (see
+  ``observability/feedback.py``): turn, value (good | bad | None when retracted), score
+  (+1 | -1 | 0), source (the reaction, ``command`` or ``api``), user_id, retracted, bot,
+  comment, message_id (the rated reply)
 - ``alert``: scope, level, message, … (budgets)
 - ``session_end``: reason (idle_timeout | explicit | end_command | shutdown | interrupted),
   status (success | failed), metadata (dict)

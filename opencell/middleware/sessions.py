@@ -94,7 +94,8 @@ class SessionMiddleware:
                 output, outcome = delivery.text, delivery.outcome
             lost = outcome in ("send_failed", "cut_off")
             obs.message(session, text=message.text, output=output, user_id=message.user_id,
-                        started=started, duration_ms=duration_ms, success=not (failed or lost))
+                        started=started, duration_ms=duration_ms, success=not (failed or lost),
+                        message_id=message.message_id)
             error = ctx.error or cancelled
             if error is None and not lost:
                 return

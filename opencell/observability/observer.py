@@ -208,12 +208,15 @@ class Observability:
     # ------------------------------------------------------------ events
 
     def message(self, session: Session, *, text: str, output: str | None, user_id: str,
-                started: float, duration_ms: float, success: bool) -> None:
-        self._emit("message", session.id, "turn", {
-            "input": self.text(text), "output": self.text(output),
-            "user_id": valid_text(user_id), "input_chars": len(text),
-            "output_chars": len(output or "")},
-            ts=started, duration_ms=duration_ms, success=success)
+                started: float, duration_ms: float, success: bool,
+                message_id: str = "") -> None:
+        data = {"input": self.text(text), "output": self.text(output),
+                "user_id": valid_text(user_id), "input_chars": len(text),
+                "output_chars": len(output or "")}
+        if message_id:  # the platform's id of the user's message: what feedback names
+            data["message_id"] = valid_text(message_id)
+        self._emit("message", session.id, "turn", data,
+                   ts=started, duration_ms=duration_ms, success=success)
 
     def llm_call(self, session_id: str, *, provider: str, model: str, request: LLMRequest | None,
                  response: LLMResponse | None, started: float, duration_ms: float,

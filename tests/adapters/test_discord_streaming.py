@@ -4,6 +4,7 @@ discord.py against the fake Discord (message edits, reaction events)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from opencell.observability.observer import Observability
 from opencell.runtime import BotRuntime
 from opencell.store import feedback as feedback_rows
 from opencell.store.store import Store
+from tests.conftest import clean_env, opencell
 from tests.fakes.discord_server import ALICE, GENERAL_ID, THREAD_ID, FakeDiscord
 from tests.fakes.llm_server import FakeLLMServer, streamed
 from tests.fakes.waiting import until
@@ -192,6 +194,18 @@ async def test_a_thumbs_up_then_its_removal_leaves_no_score_and_a_thumbs_down_la
     assert [(e["data"]["turn"], e["data"]["value"]) for e in events] == [
         (first["id"], "good"), (first["id"], None), (second["id"], "bad")]
     assert [s["id"] for s in bad] == [session["id"]] and good == []
+
+    env = clean_env(OPENCELL_DATABASE_URL=isolated_store, COLUMNS="200")
+    listed = opencell("sessions", "--feedback", "bad", "--json", env=env)
+    assert [s["id"] for s in json.loads(listed.stdout)["sessions"]] == [session["id"]]
+    assert json.loads(opencell("sessions", "--feedback", "good", "--json",
+                               env=env).stdout)["sessions"] == []
+    shown = opencell("session", session["id"], env=env)
+    assert shown.returncode == 0, shown.stderr
+    turns = [block for block in shown.stdout.split("» ")[1:]]
+    [rated] = [t for t in turns if "rated 👎" in t]
+    assert rated.startswith("second question")  # the 👎 sits on the turn it judged
+    assert "👍 0 / 👎 1" in shown.stdout
 
 
 async def test_a_restarted_bot_still_finds_the_turn_of_an_old_reply(
