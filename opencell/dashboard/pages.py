@@ -19,7 +19,7 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from opencell.calendar import DIMENSIONS, Period, period_bounds
-from opencell.dashboard import queries
+from opencell.dashboard import quality, queries
 from opencell.dashboard.api import MAX_RANGE_DAYS
 from opencell.dashboard.state import NAV, state_of
 from opencell.dashboard.views import (
@@ -31,6 +31,7 @@ from opencell.dashboard.views import (
     session_filters,
 )
 from opencell.records import short_session_id
+from opencell.store.feedback import satisfaction, session_scores
 
 router = APIRouter(include_in_schema=False)
 
@@ -131,11 +132,13 @@ def sessions_page(request: Request,
         params.pop("sort")
         params.pop("order")
     return render(request, "sessions.html", {
-        "rows": rows, "filters": filters, "facets": facets, "tick": tick,
+        "rows": rows, "scores": session_scores(state.store, [row["id"] for row in rows]),
+        "filters": filters, "facets": facets, "tick": tick,
         "next_link": link("/sessions", params, cursor=cursor) if cursor else None,
         "first_link": link("/sessions", params) if filters.cursor else None,
         "sort_links": {key: link("/sessions", params, sort=key, order="desc")
-                       for key in ("started_at", "duration", "cost")},
+                       for key in ("started_at", "duration", "cost")}
+        | {"feedback": link("/sessions", params, sort="feedback", order="asc")},
         "filtered": bool({k for k in params if k not in ("sort", "order")}),
     })
 
@@ -157,7 +160,11 @@ def session_live(request: Request,
 
 def _session_context(detail: dict[str, Any]) -> dict[str, Any]:
     timeline = detail["timeline"]
-    return {"s": detail["session"], "items": replay(timeline),
+    ratings: dict[str, dict[str, int]] = {}
+    for rating in detail["session"].get("feedback") or []:
+        counts = ratings.setdefault(str(rating["turn"]), {"good": 0, "bad": 0})
+        counts[rating["value"]] += 1
+    return {"s": detail["session"], "items": replay(timeline), "ratings": ratings,
             "cost_by_model": detail["cost_by_model"], "truncated": detail["truncated"],
             "last_event_id": timeline[-1]["id"] if timeline else 0}
 
@@ -207,9 +214,14 @@ def analytics_page(request: Request,
     data = state.read(lambda conn: queries.analytics(conn, first=first, last=last,
                                                      bot=bot or None))
     facets = state.read(queries.facets)
-    return render(request, "analytics.html", {"a": data, "facets": facets, "bot": bot or "",
-                                              "since": first.isoformat(),
-                                              "until": last.isoformat()})
+    ttft = state.read(lambda conn: quality.time_to_first_token(conn, first=first, last=last,
+                                                               bot=bot or None))
+    daily = [row for row in satisfaction(state.store, since=quality.range_start(first),
+                                         bot=bot or None) if row["day"] <= last.isoformat()]
+    return render(request, "analytics.html", {
+        "a": data, "facets": facets, "bot": bot or "", "since": first.isoformat(),
+        "until": last.isoformat(), "ttft": ttft, "satisfaction": daily,
+        "satisfaction_by_bot": quality.satisfaction_summary(daily)})
 
 
 @router.get("/costs")

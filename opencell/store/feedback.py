@@ -105,6 +105,22 @@ def session_feedback(store: Store, session_id: str) -> list[dict[str, Any]]:
              "ts": _iso(row["ts"])} for row in rows]
 
 
+def session_scores(store: Store, session_ids: Iterable[str]) -> dict[str, dict[str, int]]:
+    """``{session id: {"good": n, "bad": n}}`` for the rated ones among ``session_ids``."""
+    ids = list(session_ids)
+    if not ids:
+        return {}
+    f = feedback.c
+    out: dict[str, dict[str, int]] = {}
+    with store.reading() as conn:
+        for session_id, score, n in conn.execute(
+                sa.select(f.session_id, f.score, sa.func.count())
+                .where(f.session_id.in_(ids)).group_by(f.session_id, f.score)):
+            counts = out.setdefault(session_id, {"good": 0, "bad": 0})
+            counts["good" if score > 0 else "bad"] += int(n)
+    return out
+
+
 def session_score() -> sa.ScalarSelect[Any]:
     """The net feedback of the session row being read (👍 count − 👎 count; 0 unrated)."""
     f = feedback.c
