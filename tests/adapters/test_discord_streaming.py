@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import discord
+import httpx
 import pytest
 import yarl
 
@@ -23,9 +24,10 @@ from opencell.runtime import BotRuntime
 from opencell.store import feedback as feedback_rows
 from opencell.store.store import Store
 from tests.conftest import clean_env, opencell
+from tests.dashboard.conftest import ServerThread
 from tests.fakes.discord_server import ALICE, GENERAL_ID, THREAD_ID, FakeDiscord
 from tests.fakes.llm_server import FakeLLMServer, streamed
-from tests.fakes.waiting import until
+from tests.fakes.waiting import WAIT, until
 
 ERROR = "Sorry, something went wrong on my side. Please try again in a moment."
 LONG = "".join(f"Line {n} of a long streamed answer, with a few words.\n" for n in range(60))
@@ -118,6 +120,12 @@ async def test_a_long_streamed_answer_is_edited_in_place_and_continues_past_2000
     assert call["streamed"] is True
     assert 0 < call["time_to_first_token_ms"] <= call["duration_ms"]
     assert call["streaming_ms"] > 0
+    with ServerThread(isolated_store) as dashboard:
+        analytics = httpx.get(f"{dashboard.url}/analytics", timeout=WAIT).text
+        page = httpx.get(f"{dashboard.url}/sessions/{session['id']}", timeout=WAIT).text
+    ttft = analytics.split('data-section="ttft"')[1].split("</section>")[0]
+    assert '<tr data-bot="helper"><td>helper</td><td>claude-test</td><td class="num">1</td>' in ttft
+    assert "data-ttft" in page and "first token" in page
 
 
 async def test_stream_false_posts_the_same_answer_once(
@@ -206,6 +214,19 @@ async def test_a_thumbs_up_then_its_removal_leaves_no_score_and_a_thumbs_down_la
     [rated] = [t for t in turns if "rated 👎" in t]
     assert rated.startswith("second question")  # the 👎 sits on the turn it judged
     assert "👍 0 / 👎 1" in shown.stdout
+
+    with ServerThread(isolated_store) as dashboard:
+        page = httpx.get(f"{dashboard.url}/sessions/{session['id']}", timeout=WAIT).text
+        listing = httpx.get(f"{dashboard.url}/sessions?feedback=bad", timeout=WAIT).text
+        none_good = httpx.get(f"{dashboard.url}/sessions?feedback=good", timeout=WAIT).text
+        analytics = httpx.get(f"{dashboard.url}/analytics", timeout=WAIT).text
+    bubbles = {b.split("bubble-text")[1][:60]: b for b in page.split("tl-bot")[1:]}
+    [first_bubble] = [b for text, b in bubbles.items() if "first question" in text]
+    [second_bubble] = [b for text, b in bubbles.items() if "second question" in text]
+    assert 'data-feedback="bad"' in second_bubble and "data-feedback" not in first_bubble
+    assert session["id"] in listing and session["id"] not in none_good
+    quality = analytics.split('data-section="satisfaction"')[1].split("</section>")[0]
+    assert '<tr data-bot="helper"><td>helper</td><td class="num">0</td>' in quality
 
 
 async def test_a_restarted_bot_still_finds_the_turn_of_an_old_reply(
