@@ -24,6 +24,12 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.trace import SpanKind
 
+from opencell.exporters._feedback import (
+    feedback_attributes,
+    feedback_event,
+    is_feedback,
+    stream_attributes,
+)
 from opencell.exporters._http import (
     Delivery,
     ExportSession,
@@ -156,6 +162,7 @@ class OTLPExporter(SpanBuilder):
                     "role": "assistant",
                     "parts": [{"type": "text", "content": data.get("completion")}],
                     "finish_reason": data.get("stop_reason") or "stop"}])
+        a.update(stream_attributes(event))
         error = None
         events: tuple[Event, ...] = ()
         if event.success is False:
@@ -203,6 +210,10 @@ class OTLPExporter(SpanBuilder):
         a = self._common(event, {"opencell.event.kind": event.kind})
         if self.content:
             a["opencell.event.data"] = as_json(event.data)
+        if is_feedback(event):  # a user's rating: the GenAI evaluation result
+            rating = feedback_attributes(event)
+            a.update(rating)
+            return self._child("feedback", event, a, events=(feedback_event(event, rating),))
         return self._child(event.name or event.kind, event, a)
 
     @staticmethod
