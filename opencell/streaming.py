@@ -5,7 +5,8 @@ background task shows the growing text through the adapter's :class:`StreamSurfa
 first piece at once (so the time to the first visible word is the model's), later ones at
 most once per ``interval`` seconds (Discord and Slack allow about one edit a second per
 message; a surface whose client waits out a 429's ``Retry-After`` simply makes the next update
-later). Pieces never wait for the platform: ``push`` only appends.
+later). Later pieces never wait for the platform: ``push`` only appends (the first one is shown
+inline, before the pump takes over).
 
 When the turn's reply is ready, :meth:`ReplyStream.finish` stops the pump and shows the final
 text — the reply itself, or, when the turn failed after some text was shown, that text with
@@ -78,6 +79,13 @@ class ReplyStream:
             return
         self._text += piece
         self._status = ""
+        if self._task is None and self._shown is None and not self._showing:
+            # The first piece goes up at once, here: no hop through the pump's task, so the
+            # first visible word costs what posting it costs (the model's stream waits
+            # meanwhile, as it would for a bare bot posting it).
+            self._task = asyncio.create_task(self._pump(), name="opencell-reply-stream")
+            await self._show(self._text)
+            return
         self._kick()
 
     async def status(self, line: str) -> None:
