@@ -32,6 +32,9 @@ log = logging.getLogger("opencell.feedback")
 Value = Literal["good", "bad"]
 SCORES: dict[str, int] = {"good": 1, "bad": -1}
 MAX_REMEMBERED = 50_000
+NOT_PART_TTL = 300.0
+"""Seconds a "the bot was not in that thread" answer from the store is trusted (another
+process sharing the store may answer there meanwhile)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +68,10 @@ class FeedbackBook:
         self._replies: OrderedDict[tuple[str, str, str, str], TurnRef] = OrderedDict()
         self._threads: OrderedDict[tuple[str, str, str, str, str], None] = OrderedDict()
         self._last: OrderedDict[str, str] = OrderedDict()
+        self._not_part: OrderedDict[tuple[str, str, str, str, str], float] = OrderedDict()
         self._tasks: set[asyncio.Future[Any]] = set()
+        self._pending: list[dict[str, Any]] = []
+        self._writing = False
 
     @property
     def _store(self) -> Any:
@@ -84,11 +90,14 @@ class FeedbackBook:
                 _put(self._replies, (ref.bot, ref.platform, ref.channel, message_id), ref)
             if message_ids and self._store is not None:
                 now = time.time()
-                self._background(rows.remember_replies, self._store, [
+                self._pending.extend(
                     {"bot": ref.bot, "platform": ref.platform, "channel": ref.channel,
                      "message_id": m, "thread": ref.thread, "user_id": ref.user_id,
                      "session_id": ref.session_id, "turn": ref.turn, "ts": now}
-                    for m in message_ids])
+                    for m in message_ids)
+                if not self._writing:  # one writer at a time; it takes what piled up
+                    self._writing = True
+                    self._background(self._write_replies)
 
     async def find(self, *, bot: str, platform: str, channel: str,
                    message_id: str) -> TurnRef | None:
@@ -119,12 +128,17 @@ class FeedbackBook:
             return True
         if self._store is None:
             return False
+        checked = self._not_part.get(key)
+        if checked is not None and time.monotonic() - checked < NOT_PART_TTL:
+            return False  # asked the store lately (a busy thread the bot is not in)
         with guard("looking up a thread"):
             found = await asyncio.to_thread(rows.took_part, self._store, bot=bot,
                                             platform=platform, channel=channel,
                                             thread=thread, user_id=user_id)
             if found:
                 _put(self._threads, key, None)
+            else:
+                _put(self._not_part, key, time.monotonic())
             return bool(found)
         return False
 
@@ -172,6 +186,18 @@ class FeedbackBook:
                                  score=score, comment=comment_text)
 
     # ------------------------------------------------------------ background writes
+
+    def _write_replies(self) -> None:
+        """Store the reply rows that piled up (in the worker thread), until none are left:
+        a busy bot writes one transaction per batch, not one per reply."""
+        try:
+            while True:
+                batch, self._pending = self._pending, []
+                if not batch:
+                    return
+                rows.remember_replies(self._store, batch)
+        finally:
+            self._writing = False
 
     def _background(self, fn: Any, *args: Any, **kwargs: Any) -> None:
         def run() -> None:
