@@ -44,9 +44,7 @@ MESSAGE_LIMIT = 2000
 """Discord rejects longer message content (400, code 50035)."""
 TYPING_EVERY = 8.0
 """Discord shows "is typing…" for about 10 s after each trigger."""
-TYPING_GRACE = 0.25
-"""A streaming bot shows typing only if the first piece has not appeared by then: an answer
-that starts sooner needs no indicator (and the request would only delay it)."""
+
 NO_PINGS = discord.AllowedMentions(everyone=False, users=False, roles=False,
                                    replied_user=True)
 """The model's text may say @everyone or <@id>; nobody is notified except the asker."""
@@ -288,8 +286,7 @@ class DiscordAdapter(Adapter):
             return
         channel = self._client.get_partial_messageable(
             int(key.thread or key.channel), guild_id=int(key.workspace) if key.workspace else None)
-        grace = TYPING_GRACE if self.bot.stream else 0.0
-        typing = asyncio.create_task(self._keep_typing(channel, grace), name="discord-typing")
+        typing = asyncio.create_task(self._keep_typing(channel), name="discord-typing")
         self._typing[message.message_id] = typing
         try:
             await self.handle(message, deliver)
@@ -300,11 +297,8 @@ class DiscordAdapter(Adapter):
             self._typing.pop(message.message_id, None)
             await _cancel(typing)
 
-    async def _keep_typing(self, channel: discord.PartialMessageable, grace: float = 0.0
-                           ) -> None:
+    async def _keep_typing(self, channel: discord.PartialMessageable) -> None:
         try:
-            if grace:
-                await asyncio.sleep(grace)
             while True:
                 await channel.typing()
                 await asyncio.sleep(TYPING_EVERY)
