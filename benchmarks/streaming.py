@@ -108,7 +108,7 @@ class _Stamped(io.StringIO):
         return super().write(text)
 
     def isatty(self) -> bool:
-        return False
+        return True  # an interactive terminal: the console streams there
 
 
 async def _console(count: int, warm: int, store_url: str, llm: FakeLLMServer
@@ -123,7 +123,7 @@ async def _console(count: int, warm: int, store_url: str, llm: FakeLLMServer
     try:
         for i in range(warm + count):
             out = _Stamped()
-            adapter = ConsoleAdapter(bot, stdin=io.StringIO(""), stdout=out)
+            adapter = ConsoleAdapter(bot, stdin=_Stamped(""), stdout=out)
             message = IncomingMessage(key=adapter.key, text=f"question {i}", user_id="you",
                                       message_id=str(i))
             start = time.perf_counter()

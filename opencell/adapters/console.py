@@ -109,7 +109,11 @@ class ConsoleAdapter(Adapter):
         if self.interactive:
             self._console.print(self.prompt, end="")
 
-    def stream_surface(self, message: IncomingMessage) -> _ConsoleSurface:
+    def stream_surface(self, message: IncomingMessage) -> _ConsoleSurface | None:
+        """An interactive terminal prints the answer as it is written; piped output keeps
+        one whole reply per line (scripts read it line by line)."""
+        if not self.interactive:
+            return None
         self._surface = _ConsoleSurface(self)
         return self._surface
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -61,6 +62,26 @@ class GatedModel:
         return None
 
 
+class _Whole:
+    """``GatedModel`` seen only through ``complete`` (piped output never streams)."""
+
+    provider, model = "offline", "gated"
+
+    def __init__(self, inner: GatedModel) -> None:
+        self.inner = inner
+
+    async def complete(self, request: LLMRequest) -> LLMResponse:
+        pieces: list[str] = []
+
+        async def keep(piece: str) -> None:
+            pieces.append(piece)
+
+        return await self.inner.stream(request, keep)
+
+    async def aclose(self) -> None:
+        return None
+
+
 @pytest.fixture
 async def observability(isolated_store: str) -> AsyncIterator[Observability]:
     obs = Observability.from_config(OpenCellConfig(store=StoreConfig(url=isolated_store)))
@@ -73,10 +94,23 @@ def console_bot(**fields: Any) -> BotConfig:
                                      "platforms": {"console": {}}, **fields})
 
 
-async def run_console(bot: BotConfig, runtime: BotRuntime, lines: list[str]
-                      ) -> tuple[ConsoleAdapter, io.StringIO]:
-    out = io.StringIO()
-    adapter = ConsoleAdapter(bot, stdin=io.StringIO("".join(f"{x}\n" for x in lines)),
+class Terminal(io.StringIO):
+    """A terminal for the console adapter (interactive: it streams there)."""
+
+    def isatty(self) -> bool:
+        return True
+
+    @property
+    def text(self) -> str:
+        """What a person reads: the output without the colour codes."""
+        return re.sub(r"\x1b\[[0-9;]*m", "", self.getvalue())
+
+
+async def run_console(bot: BotConfig, runtime: BotRuntime, lines: list[str], *,
+                      interactive: bool = True) -> tuple[ConsoleAdapter, Terminal]:
+    out = Terminal() if interactive else io.StringIO()
+    stdin_type = Terminal if interactive else io.StringIO
+    adapter = ConsoleAdapter(bot, stdin=stdin_type("".join(f"{x}\n" for x in lines)),
                              stdout=out)
     adapter.feedback = runtime.observability.feedback
     await adapter.start(runtime.dispatch)
@@ -88,11 +122,23 @@ async def test_the_console_prints_each_piece_as_it_arrives(observability: Observ
     model = GatedModel()
     runtime = BotRuntime(bot, llm=model, observability=observability)
     adapter, out = await run_console(bot, runtime, ["hello"])
-    await until(lambda: "First half, " in out.getvalue(), "the first piece on screen")
-    assert "second half" not in out.getvalue()  # still being written
+    await until(lambda: "First half, " in out.text, "the first piece on screen")
+    assert "second half" not in out.text  # still being written
     model.gate.set()
     await asyncio.wait_for(adapter.finished.wait(), 30)
-    assert out.getvalue() == "First half, second half.\n"  # the same as a whole reply
+    assert "demo First half, second half.\nyou> " in out.text  # as a whole reply reads
+
+
+async def test_piped_output_keeps_one_whole_reply_per_line(
+        observability: Observability) -> None:
+    bot = console_bot()
+    model = GatedModel()
+    model.gate.set()
+    runtime = BotRuntime(bot, llm=_Whole(model), observability=observability)
+    adapter, out = await run_console(bot, runtime, ["hello"], interactive=False)
+    await asyncio.wait_for(adapter.finished.wait(), 30)
+    assert out.getvalue() == "First half, second half.\n"
+    await runtime.aclose()
     await runtime.aclose()
 
 
@@ -107,8 +153,8 @@ async def test_an_agent_turn_streams_a_status_line_then_only_the_final_answer(
     await asyncio.wait_for(adapter.finished.wait(), 30)
     # The step's own words may flash up before the status line replaces them (a terminal
     # cannot erase them); the answer follows the status line, once.
-    assert out.getvalue().endswith("_using lookup…_\nFirst half, second half.\n")
-    assert out.getvalue().count("First half") == 1
+    assert "_using lookup…_\nFirst half, second half.\nyou> " in out.text
+    assert out.text.count("First half") == 1
     await runtime.aclose()
 
 
@@ -117,7 +163,8 @@ async def test_feedback_command_rates_the_previous_answer_in_the_console(
     bot = console_bot()
     runtime = BotRuntime(bot, observability=observability)
     adapter, out = await run_console(bot, runtime, [
-        "/feedback good", "hello", "/feedback bad not what I asked", "/feedback meh"])
+        "/feedback good", "hello", "/feedback bad not what I asked", "/feedback meh"],
+        interactive=False)
     await asyncio.wait_for(adapter.finished.wait(), 30)
     lines = out.getvalue().splitlines()
     assert lines[0] == "There is no answer of mine in this conversation to rate yet."
