@@ -91,6 +91,11 @@ class Delivery:
             if stream.shown:  # the answer is already on screen: finish it in place
                 await self._finish_stream(stream, reply)
                 return
+            if stream.error is not None:  # the platform refused its first piece already
+                log.warning("send failed %s error=%s: %s", self._where,
+                            type(stream.error).__name__, stream.error)
+                self.settle("send_failed", error=stream.error)
+                return
         if self._send is None or not reply.text:
             self.settle("nothing")
             return

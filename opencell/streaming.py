@@ -60,6 +60,8 @@ class ReplyStream:
         self._broken = False
         self._task: asyncio.Task[None] | None = None
         self._showing = False
+        self.error: BaseException | None = None
+        """Why the surface failed (it is then left alone)."""
         self.updates = 0
         """How many times the surface was asked to show new text."""
 
@@ -89,11 +91,16 @@ class ReplyStream:
         self._kick()
 
     async def status(self, line: str) -> None:
-        """Agent turns: the text so far was a tool step, not the answer. Replace it with a
-        short status line; the next piece starts the answer afresh."""
+        """Agent turns: the text so far was a tool step, not the answer. What is on screen
+        becomes a short status line (nothing is posted just for it: until the first words
+        show, the platform's typing indicator says the bot is working); the next piece
+        starts the answer afresh."""
         if self._closed:
             return
-        self._text, self._status = "", line
+        self._text = ""
+        if self._shown is None and not self._showing:
+            return
+        self._status = line
         self._kick()
 
     def _kick(self) -> None:
@@ -127,6 +134,7 @@ class ReplyStream:
             log.warning("streamed reply update failed %s error=%s: %s", self._where,
                         type(exc).__name__, exc)
             self._broken = True
+            self.error = exc
             return False
         finally:
             self._showing = False
