@@ -172,7 +172,9 @@ async def test_a_thumbs_up_then_its_removal_leaves_no_score_and_a_thumbs_down_la
         second = fake.message("second question")
         await fake.dispatch("MESSAGE_CREATE", second)
         reply = await fake.wait_for_reply_to(second)
-        [session] = Store.open(isolated_store).list_sessions()[0] or [None]
+        store = bot.observability.store
+        await until(lambda: store.list_sessions()[0], "the session stored")
+        [session] = store.list_sessions()[0]
         book = bot.observability.feedback
 
         reply_to_first = next(p for p in fake.posts if p.reply_to == first["id"])

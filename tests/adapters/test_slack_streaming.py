@@ -112,6 +112,7 @@ async def test_reactions_rate_the_turn_and_removing_one_retracts_it(
         await post_event(url, body)
         [post] = await fake.wait_posts(1)
         store = app.observability.store
+        await until(lambda: store.list_sessions()[0], WAIT, "the session stored")
         [session] = store.list_sessions()[0]
         await post_event(url, reaction_event(post["_ts"], "+1"))
         await until(lambda: feedback_rows.session_feedback(store, session["id"]), WAIT, "👍")
@@ -162,6 +163,7 @@ async def test_feedback_command_rates_the_previous_answer(
         await fake.wait_posts(2)
         await app.observability.feedback.settle()
         store = app.observability.store
+        await until(lambda: store.list_sessions()[0], WAIT, "the session stored")
         [session] = store.list_sessions()[0]
         [rating] = feedback_rows.session_feedback(store, session["id"])
     assert fake.posts[1]["text"] == "Thanks for the feedback!"
