@@ -62,6 +62,12 @@ def _platforms(quick: bool) -> list[Figure]:
     return platforms.run(quick)
 
 
+def _streaming(quick: bool) -> list[Figure]:
+    from benchmarks import streaming
+
+    return streaming.run(quick)
+
+
 def _exporter(quick: bool) -> list[Figure]:
     from benchmarks import exporter
 
@@ -119,6 +125,7 @@ BENCHMARKS: dict[str, Callable[[bool], list[Figure]]] = {
     "pipeline": _pipeline,
     "sessions": _sessions,
     "platforms": _platforms,
+    "streaming": _streaming,
     "exporter": _exporter,
     "dashboard": _dashboard,
     "redact": _redact,

@@ -83,7 +83,10 @@ class App:
             names = wanted.get(bot.name, ())
             if not names:
                 raise bot.locate(("platforms",), "names no platform; add e.g. `console: {}`")
-            self.adapters.extend(adapter_factory(bot, name) for name in names)
+            for name in names:
+                adapter = adapter_factory(bot, name)
+                adapter.feedback = self.observability.feedback
+                self.adapters.append(adapter)
         for adapter in self.adapters:
             adapter.use_store(self.observability.store)
 

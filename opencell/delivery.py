@@ -14,15 +14,17 @@ caller receives the chain's reply, and the record is written at once.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from typing import Literal
 
 from opencell.messages import ConversationKey, IncomingMessage, Reply
+from opencell.streaming import ReplyStream
 
 log = logging.getLogger("opencell.adapters")
 
-Send = Callable[[Reply], Awaitable[None]]
+Send = Callable[[Reply], Awaitable[Sequence[str] | None]]
+"""An adapter's ``send``; it may return the platform ids of the messages it posted."""
 
 Outcome = Literal["sent", "nothing", "send_failed", "cut_off"]
 """``sent``: the reply went out. ``nothing``: there was no reply to send. ``send_failed``: the
@@ -33,10 +35,12 @@ was sent."""
 class Delivery:
     """The outcome of one message's reply; settled once, by the adapter handling it."""
 
-    __slots__ = ("outcome", "text", "error", "_waiting", "_send", "_where", "_for", "_claimed")
+    __slots__ = ("outcome", "text", "error", "_waiting", "_send", "_where", "_for", "_claimed",
+                 "stream", "message_ids", "session_id")
 
     def __init__(self, send: Send | None = None, where: str = "", *,
-                 answers: tuple[ConversationKey, str] | None = None) -> None:
+                 answers: tuple[ConversationKey, str] | None = None,
+                 stream: ReplyStream | None = None) -> None:
         self._send = send
         self._where = where
         """Named in the log line of a failed send (platform, bot, conversation)."""
@@ -49,6 +53,13 @@ class Delivery:
         self.error: BaseException | None = None
         """Why sending failed (``send_failed``)."""
         self._waiting: list[Callable[[Delivery], None]] = []
+        self.stream = stream
+        """Where a streamed answer appears as it is written (the bot streams and the
+        adapter can show it), else None."""
+        self.session_id: str | None = None
+        """The session of the turn this delivery answers (set by the session layer)."""
+        self.message_ids: tuple[str, ...] = ()
+        """The platform ids of the messages that carried the reply (those adapters report)."""
 
     def when_settled(self, callback: Callable[[Delivery], None]) -> None:
         """Call ``callback(self)`` once the outcome is known (now, if it already is)."""
@@ -74,16 +85,40 @@ class Delivery:
         """
         if self.outcome is not None:
             return
+        stream = self.stream
+        if stream is not None:
+            await stream.close()
+            if stream.shown:  # the answer is already on screen: finish it in place
+                await self._finish_stream(stream, reply)
+                return
+            if stream.error is not None:  # the platform refused its first piece already
+                log.warning("send failed %s error=%s: %s", self._where,
+                            type(stream.error).__name__, stream.error)
+                self.settle("send_failed", error=stream.error)
+                return
         if self._send is None or not reply.text:
             self.settle("nothing")
             return
         try:
-            await self._send(reply)
+            ids = await self._send(reply)
         except Exception as exc:  # noqa: BLE001 - keep serving other conversations
             log.warning("send failed %s error=%s: %s", self._where, type(exc).__name__, exc)
             self.settle("send_failed", error=exc)
         else:
+            self.message_ids = tuple(ids or ())
             self.settle("sent", text=reply.text)
+
+    async def _finish_stream(self, stream: ReplyStream, reply: Reply) -> None:
+        final = stream.final_text(reply.text, failed=reply.failed)
+        try:
+            await stream.finish(final)
+        except Exception as exc:  # noqa: BLE001 - keep serving other conversations
+            log.warning("send failed %s error=%s: %s", self._where, type(exc).__name__, exc)
+            self.message_ids = tuple(stream.surface.message_ids)
+            self.settle("send_failed", error=exc)
+        else:
+            self.message_ids = tuple(stream.surface.message_ids)
+            self.settle("sent", text=final)
 
     def settle(self, outcome: Outcome, *, text: str | None = None,
                error: BaseException | None = None) -> None:

@@ -8,19 +8,25 @@ the kind's own fields (JSON-serialisable, already redacted):
   text, the first session of a version) or ``bot_version`` (its digest, later sessions);
   ``replay_of`` (a replay's source session)
 - ``message``: input (text or None), output (text or None), input_chars, output_chars,
-  user_id, turn (its number in the session); ``duration_ms`` = processing time; ``success``
+  user_id, turn (its number in the session), message_id (the platform's id of the user's
+  message, when it has one: the turn that feedback names); ``duration_ms`` = processing time;
+  ``success``
 - ``llm_call``: provider, model (requested), response_model, input_tokens, output_tokens,
   cache_read_tokens, cache_write_tokens, cost_usd (None = unpriced), price_source,
   stop_reason, request_id, response_id (the completion's id), max_tokens, temperature,
-  server (``host:port``), tool_calls (names), turn, error (on failure); with content capture
-  also completion, completion_calls (id, name, arguments) and what the model was sent, as the
-  change since the session's previous call: input (``from``, ``keep``, ``add``, ``n``,
-  ``call``), system and tools_offered when they changed (``opencell/transcript.py`` rebuilds
-  it); ``duration_ms``; ``success``
+  server (``host:port``), tool_calls (names), turn, error (on failure); streamed calls also
+  streamed (true), time_to_first_token_ms and streaming_ms (first piece to last; None when
+  nothing arrived); with content capture also completion, completion_calls (id, name,
+  arguments) and what the model was sent, as the change since the session's previous call:
+  input (``from``, ``keep``, ``add``, ``n``, ``call``), system and tools_offered when they
+  changed (``opencell/transcript.py`` rebuilds it); ``duration_ms``; ``success``
 - ``tool_call``: tool, call_id, args, result (truncated), result_chars, error, turn;
   ``duration_ms``; ``success``
 - ``error``: type, message, stack, context (dict), turn (when the error belongs to one)
-- ``custom``: the event's data (``name`` is the event's name)
+- ``custom``: the event's data (``name`` is the event's name). ``feedback`` (see
+  ``observability/feedback.py``): turn, value (good | bad | None when retracted), score
+  (+1 | -1 | 0), source (the reaction, ``command`` or ``api``), user_id, retracted, bot,
+  comment, message_id (the rated reply)
 - ``alert``: scope, level, message, … (budgets)
 - ``session_end``: reason (idle_timeout | explicit | end_command | shutdown | interrupted),
   status (success | failed), metadata (dict)

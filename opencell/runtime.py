@@ -13,7 +13,8 @@ from opencell.context import TurnContext
 from opencell.delivery import current_delivery
 from opencell.errors import OpenCellError
 from opencell.llm import create_llm
-from opencell.llm.base import ChatMessage, LLMClient, LLMRequest, ToolSpec
+from opencell.llm.base import ChatMessage, LLMClient, LLMRequest, LLMResponse, ToolSpec
+from opencell.llm.streaming import stream_or_complete
 from opencell.messages import ConversationKey, IncomingMessage, Reply
 from opencell.middleware import (
     ErrorsMiddleware,
@@ -22,6 +23,7 @@ from opencell.middleware import (
     user_middleware,
 )
 from opencell.middleware.cluster import ClusterTurns
+from opencell.middleware.feedback import FeedbackCommand
 from opencell.observability.instrument import RecordingLLM, RecordingTools
 from opencell.observability.observer import Observability
 from opencell.observability.versions import definition
@@ -56,7 +58,8 @@ class BotRuntime:
     ``start_session`` / ``process_message`` / ``end_session`` drive the same chain from
     Python, for scripts and tests.
 
-    The chain is: sessions → errors → ``middleware`` → the bot's YAML middleware → the bot.
+    The chain is: sessions → errors → ``/feedback`` → ``middleware`` → the bot's YAML
+    middleware → the bot.
     Without ``observability`` the process default is used (the store at
     ``OPENCELL_DATABASE_URL``), the same one ``get_agentops()`` records into.
     With ``budgets`` every model call is first reserved against the ledger's limits (see
@@ -110,6 +113,7 @@ class BotRuntime:
         self.chain = MiddlewareChain(self.handle, [
             SessionMiddleware(self.sessions, observability, end_command=session.end_command),
             ErrorsMiddleware(),
+            FeedbackCommand(config.feedback, observability.feedback),
             *middleware,
             *user_middleware(config, clock=clock),
         ])
@@ -200,7 +204,7 @@ class BotRuntime:
         if self.config.type == "agent":
             text = await self._agent_turn(ctx, turn)
         else:
-            response = await self.llm.complete(self._request(ctx, turn, ()))
+            response = await self._ask(ctx, self._request(ctx, turn, ()))
             text = response.text or EMPTY_ANSWER
             turn.append(ChatMessage(role="assistant", content=text))
         ctx.history.add_turn(turn)
@@ -209,13 +213,17 @@ class BotRuntime:
     async def _agent_turn(self, ctx: TurnContext, turn: list[ChatMessage]) -> str:
         specs = self.tools.specs(user_id=ctx.message.user_id)
         for _ in range(self.config.max_iterations):
-            response = await self.llm.complete(self._request(ctx, turn, specs))
+            response = await self._ask(ctx, self._request(ctx, turn, specs))
             if not response.tool_calls:
                 text = response.text or EMPTY_ANSWER
                 turn.append(ChatMessage(role="assistant", content=text))
                 return text
             turn.append(ChatMessage(role="assistant", content=response.text,
                                     tool_calls=response.tool_calls))
+            stream = ctx.delivery.stream if ctx.delivery is not None else None
+            if stream is not None:  # that text was a step, not the answer
+                names = ", ".join(dict.fromkeys(c.name for c in response.tool_calls))
+                await stream.status(f"_using {names}…_")
             # One at a time: tools may depend on each other's side effects, and the order of
             # results then matches the order the model asked in.
             for call in response.tool_calls:
@@ -232,6 +240,13 @@ class BotRuntime:
                 "Please try a simpler request.")
         turn.append(ChatMessage(role="assistant", content=text))
         return text
+
+    async def _ask(self, ctx: TurnContext, request: LLMRequest) -> LLMResponse:
+        """One model call: streamed into the reply when the turn's delivery streams."""
+        stream = ctx.delivery.stream if ctx.delivery is not None else None
+        if stream is None:
+            return await self.llm.complete(request)
+        return await stream_or_complete(self.llm, request, stream.push)
 
     def _request(self, ctx: TurnContext, turn: list[ChatMessage],
                  tools: Sequence[ToolSpec]) -> LLMRequest:

@@ -15,9 +15,14 @@ _CONVERSATIONAL = (discord.MessageType.default, discord.MessageType.reply)
 
 @dataclass(frozen=True, slots=True)
 class Skipped:
-    """A message the bot does not answer, and why (for debug logs)."""
+    """A message the bot does not answer, and why (for debug logs).
+
+    ``follow_up``: the message as it would be answered, when it was skipped only for not
+    mentioning the bot in a thread (``follow_threads``: answered if the bot answered this
+    person in that thread before)."""
 
     reason: str
+    follow_up: IncomingMessage | None = None
 
 
 class InboundPolicy:
@@ -29,6 +34,7 @@ class InboundPolicy:
         self.bot = bot
         self.respond_to = settings.respond_to
         self.ignore_bots = settings.ignore_bots
+        self.follow_threads = settings.follow_threads
         self.channels = {entry.strip().lstrip("#").casefold() for entry in settings.channels
                          if entry.strip()}
 
@@ -50,20 +56,23 @@ class InboundPolicy:
         if not dm and self.channels and not self._allowed(channel_id, thread_id, names):
             return Skipped("channel not in the allowlist")
         mentioned = _mentions_me(message, me)
-        if self.respond_to == "mentions" and not dm and not mentioned:
-            return Skipped("respond_to=mentions and the bot is not mentioned")
         text = strip_mentions(message.content, me.id, guild)
-        if not text:
-            return Skipped("no text after removing the mention")
         key = ConversationKey(bot=self.bot, platform="discord",
                               workspace=str(guild.id) if guild else "",
                               channel=str(channel_id), thread=str(thread_id or ""),
                               user=str(author.id))
-        return IncomingMessage(
+        incoming = IncomingMessage(
             key=key, text=text, user_id=str(author.id), user_name=author.display_name,
             message_id=str(message.id), from_bot=author.bot,
             meta={"channel_name": names[-1] if names else "", "dm": dm,
                   "mentioned": mentioned, "jump_url": message.jump_url})
+        if self.respond_to == "mentions" and not dm and not mentioned:
+            follow = self.follow_threads and thread_id is not None and bool(text)
+            return Skipped("respond_to=mentions and the bot is not mentioned",
+                           follow_up=incoming if follow else None)
+        if not text:
+            return Skipped("no text after removing the mention")
+        return incoming
 
     def _allowed(self, channel_id: int, thread_id: int | None, names: list[str]) -> bool:
         ids = {str(channel_id), str(thread_id)} if thread_id else {str(channel_id)}

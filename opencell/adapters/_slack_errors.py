@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from slack_sdk.errors import SlackApiError
 
+from opencell.errors import PlatformError
+
 
 def error_code(exc: SlackApiError) -> str:
     """The ``error`` field of a failed call, or its HTTP status when the body was not JSON."""
@@ -13,3 +15,19 @@ def error_code(exc: SlackApiError) -> str:
         return str(data["error"])
     status = getattr(response, "status_code", None)
     return f"HTTP {status}" if status else "unknown_error"
+
+
+POST_HINTS = {
+    "not_in_channel": "invite the bot to the channel (/invite @bot)",
+    "channel_not_found": "the bot cannot see this channel; invite it or check the channel id",
+    "missing_scope": "add the chat:write scope and reinstall the app",
+    "ratelimited": "Slack kept rate-limiting after retries",
+    "msg_too_long": "the message is too long for Slack",
+}
+
+
+def post_error(method: str, channel: str, exc: SlackApiError) -> PlatformError:
+    """The error for a failed post or update, with what to do about it."""
+    error = error_code(exc)
+    hint = POST_HINTS.get(error, f"see Slack's {method} errors")
+    return PlatformError(f"{method} to {channel} failed ({error}): {hint}")

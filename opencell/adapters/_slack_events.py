@@ -114,6 +114,40 @@ def message_from_event(body: Mapping[str, Any], *, bot: str, settings: SlackConf
                                  "event": kind, "dm": is_dm})
 
 
+def thread_follow_up(body: Mapping[str, Any], *, bot: str, settings: SlackConfig,
+                     me: BotIdentity) -> IncomingMessage | None:
+    """A channel thread reply that does not mention the bot, as it would be answered — the
+    candidate for ``follow_threads`` (the caller answers it only if the bot answered this
+    person in that thread before); None for anything else."""
+    event = body.get("event")
+    if (not settings.follow_threads or settings.respond_to != "mentions"
+            or not isinstance(event, Mapping) or event.get("type") != "message"):
+        return None
+    thread_ts, ts = event.get("thread_ts"), event.get("ts")
+    if not thread_ts or thread_ts == ts or mentions(str(event.get("text") or ""), me.user_id):
+        return None
+    return message_from_event(body, bot=bot, me=me,
+                              settings=settings.model_copy(update={"respond_to": "all"}))
+
+
+def reaction_from_event(body: Mapping[str, Any]) -> tuple[str, str, str, str, bool] | None:
+    """(channel, message ts, user, reaction name, added) of a ``reaction_added`` or
+    ``reaction_removed`` event on a message; None for anything else."""
+    event = body.get("event")
+    if not isinstance(event, Mapping):
+        return None
+    kind = event.get("type")
+    item = event.get("item")
+    if kind not in ("reaction_added", "reaction_removed") or not isinstance(item, Mapping):
+        return None
+    channel, ts = item.get("channel"), item.get("ts")
+    user, name = event.get("user"), event.get("reaction")
+    if item.get("type") != "message" or not all(
+            isinstance(v, str) for v in (channel, ts, user, name)):
+        return None
+    return str(channel), str(ts), str(user), str(name), kind == "reaction_added"
+
+
 def mentions(text: str, user_id: str) -> bool:
     """Whether ``text`` (Slack markup) mentions ``user_id``."""
     return _mention(user_id).search(text) is not None

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar
 
 from opencell.config import BotConfig
 from opencell.delivery import Delivery, current_delivery
 from opencell.errors import UnsupportedPlatformError
-from opencell.messages import IncomingMessage, Reply
+from opencell.messages import ConversationKey, IncomingMessage, Reply
+from opencell.observability.feedback import FeedbackBook, TurnRef
+from opencell.streaming import EDIT_INTERVAL, ReplyStream, StreamSurface
 from opencell.types import Deliver
 
 if TYPE_CHECKING:
@@ -30,6 +33,8 @@ class Adapter(ABC):
     """
 
     platform: ClassVar[str]
+    stream_interval: ClassVar[float] = EDIT_INTERVAL
+    """Seconds between two updates of a streamed reply on this platform."""
 
     def __init__(self, bot: BotConfig) -> None:
         self.bot = bot
@@ -49,6 +54,8 @@ class Adapter(ABC):
         (Slack HTTP mode: a non-2xx answer makes Slack retry, and a load balancer sends the
         retry to another worker) they are refused rather than acknowledged and dropped."""
         self.accepting = False
+        self.feedback: FeedbackBook | None = None
+        """Where replies are remembered and reactions recorded (the App sets it)."""
 
     async def handle(self, message: IncomingMessage, deliver: Deliver) -> Reply | None:
         """Get the reply to one message, sent with ``send``; in flight until it is sent.
@@ -60,9 +67,14 @@ class Adapter(ABC):
         self._in_flight += 1
         self._idle.clear()
         # The turn's record follows what really went out (see opencell/delivery.py).
-        delivery = Delivery(self.send, f"platform={self.platform} bot={self.bot.name} "
-                                       f"conversation={message.key}",
-                            answers=(message.key, message.message_id))
+        where = f"platform={self.platform} bot={self.bot.name} conversation={message.key}"
+        stream = None
+        if self.bot.stream:
+            surface = self.stream_surface(message)
+            if surface is not None:
+                stream = ReplyStream(surface, interval=self.stream_interval, where=where)
+        delivery = Delivery(self.send, where, answers=(message.key, message.message_id),
+                            stream=stream)
         token = current_delivery.set(delivery)
         try:
             reply = await deliver(message)
@@ -75,10 +87,48 @@ class Adapter(ABC):
             raise
         finally:
             current_delivery.reset(token)
-            delivery.settle("nothing")  # no reply, or the turn raised: nothing was sent
+            if stream is not None:
+                await stream.close()
+            delivery.settle("nothing")
+            self._remember(message, delivery)  # no reply, or the turn raised: nothing was sent
             self._in_flight -= 1
             if self._in_flight == 0:
                 self._idle.set()
+
+    def _remember(self, message: IncomingMessage, delivery: Delivery) -> None:
+        """Remember which turn the posted reply answered (feedback, thread follow-ups)."""
+        book, command = self.feedback, self.bot.feedback.command
+        if book is None or delivery.outcome != "sent" or delivery.session_id is None:
+            return
+        if command and message.text.strip().startswith(command):
+            return  # the answer to /feedback is not a turn anyone rates
+        key = message.key
+        book.remember(TurnRef(session_id=delivery.session_id, bot=self.bot.name,
+                              turn=message.message_id, platform=key.platform,
+                              channel=self.reply_channel(key), thread=key.thread,
+                              user_id=key.user),
+                      delivery.message_ids)
+
+    def reply_channel(self, key: ConversationKey) -> str:
+        """The channel id the bot's replies in ``key``'s conversation are posted in (what a
+        reaction event names)."""
+        return key.channel
+
+    async def reacted(self, *, channel: str, message_id: str, user_id: str, reaction: str,
+                      added: bool) -> None:
+        """A person added or removed ``reaction`` on a message in ``channel``: feedback if
+        the message is one of the bot's replies and the reaction is configured. Never
+        raises."""
+        book = self.feedback
+        if book is None:
+            return
+        try:
+            await book.reaction(bot=self.bot.name, platform=self.platform, channel=channel,
+                                message_id=message_id, user_id=user_id, reaction=reaction,
+                                added=added, reactions=self.bot.feedback.reactions)
+        except Exception as exc:  # noqa: BLE001 - feedback never stops the adapter
+            log.warning("reaction not recorded platform=%s bot=%s error=%s: %s",
+                        self.platform, self.bot.name, type(exc).__name__, exc)
 
     @property
     def in_flight(self) -> int:
@@ -99,7 +149,13 @@ class Adapter(ABC):
     async def stop(self) -> None: ...
 
     @abstractmethod
-    async def send(self, reply: Reply) -> None: ...
+    async def send(self, reply: Reply) -> Sequence[str] | None:
+        """Post ``reply``; returns the platform ids of the posted messages (or None)."""
+
+    def stream_surface(self, message: IncomingMessage) -> StreamSurface | None:
+        """Where a streamed answer to ``message`` appears as it is written; None (the
+        default) when this platform cannot show a growing reply: it is then sent whole."""
+        return None
 
     def unsupported(self, feature: str) -> UnsupportedPlatformError:
         """The error for a feature this platform does not offer, naming the platform."""

@@ -19,7 +19,7 @@ import json
 import logging
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TextIO
 
 from rich.console import Console
@@ -54,6 +54,7 @@ class ConsoleAdapter(Adapter):
     """
 
     platform = "console"
+    stream_interval = 0.0  # a terminal takes every piece as it comes
 
     def __init__(self, bot: BotConfig, *, user: str | None = None,
                  stdin: TextIO | None = None, stdout: TextIO | None = None,
@@ -77,6 +78,7 @@ class ConsoleAdapter(Adapter):
         """Interactive: set when the prompt may be shown (no turn running)."""
         self._held = HeldLogs()
         self._thinking = Thinking(self._console, bot.name)
+        self._surface: _ConsoleSurface | None = None
 
     async def start(self, deliver: Deliver) -> None:
         queue: asyncio.Queue[str | None] = asyncio.Queue()
@@ -158,6 +160,9 @@ class ConsoleAdapter(Adapter):
                     await self.handle(message, deliver)
                 finally:
                     self._thinking.stop()
+                surface, self._surface = self._surface, None
+                if surface is not None and surface.printed:
+                    self._write("\n")
                 self._show_prompt()
         finally:
             self.finished.set()
@@ -166,7 +171,22 @@ class ConsoleAdapter(Adapter):
         if self.interactive:
             self._may_read.set()
 
-    async def send(self, reply: Reply) -> None:
+    def stream_surface(self, message: IncomingMessage) -> _ConsoleSurface | None:
+        """An interactive terminal prints the answer as it is written; piped output keeps
+        one whole reply per line (scripts read it line by line)."""
+        if not self.interactive:
+            return None
+        self._surface = _ConsoleSurface(self)
+        return self._surface
+
+    def _write(self, text: str) -> None:
+        try:
+            self._stdout.write(text)
+        except UnicodeEncodeError:
+            self._stdout.write(self._printable(text))
+        self._stdout.flush()
+
+    async def send(self, reply: Reply) -> Sequence[str] | None:
         text = valid_text(reply.text)
         if self.interactive:
             self._thinking.stop()
@@ -188,6 +208,7 @@ class ConsoleAdapter(Adapter):
             except UnicodeEncodeError:
                 self._stdout.write(self._printable(text) + "\n")
             self._stdout.flush()
+        return None
 
     def _printable(self, text: str) -> str:
         """``text`` with what stdout's encoding cannot hold replaced by ``?``."""
@@ -212,3 +233,26 @@ class ConsoleAdapter(Adapter):
                 await self._task
             except asyncio.CancelledError:
                 pass
+
+
+class _ConsoleSurface:
+    """A streamed answer on the terminal: each new piece is written as it arrives (a
+    terminal cannot edit, so a status line that the answer replaces stays on its own line)."""
+
+    message_ids: Sequence[str] = ()
+
+    def __init__(self, adapter: ConsoleAdapter) -> None:
+        self._adapter = adapter
+        self.printed = ""
+
+    async def show(self, text: str) -> None:
+        adapter = self._adapter
+        text = valid_text(text)
+        if not self.printed and adapter.interactive:
+            adapter._thinking.stop()  # the answer itself now shows the bot is working
+            adapter._console.print(f"[bold cyan]{adapter.bot.name}[/] ", end="")
+        if text.startswith(self.printed):
+            adapter._write(text[len(self.printed):])
+        else:
+            adapter._write("\n" + text)
+        self.printed = text

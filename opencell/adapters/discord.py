@@ -22,17 +22,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import discord
 
 from opencell.adapters._chunks import split_message
+from opencell.adapters._discord_errors import gateway_error, login_error
 from opencell.adapters._discord_inbound import InboundPolicy, Skipped
+from opencell.adapters._discord_shards import claim_forever
+from opencell.adapters._streaming import PiecewiseSurface
 from opencell.adapters.base import Adapter
 from opencell.config import BotConfig, DiscordConfig, DiscordShards
 from opencell.errors import MissingSecretError, PlatformError
-from opencell.messages import IncomingMessage, Reply
+from opencell.messages import ConversationKey, IncomingMessage, Reply
 from opencell.store.claims import ShardClaims
 from opencell.types import Deliver
 
@@ -48,6 +51,7 @@ MESSAGE_LIMIT = 2000
 """Discord rejects longer message content (400, code 50035)."""
 TYPING_EVERY = 8.0
 """Discord shows "is typing…" for about 10 s after each trigger."""
+
 NO_PINGS = discord.AllowedMentions(everyone=False, users=False, roles=False,
                                    replied_user=True)
 """The model's text may say @everyone or <@id>; nobody is notified except the asker."""
@@ -83,6 +87,7 @@ class DiscordAdapter(Adapter):
         self._deliver: Deliver | None = None
         self._connection: asyncio.Task[None] | None = None
         self._turns: set[asyncio.Task[None]] = set()
+        self._typing: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
         self._claims: ShardClaims | None = None
         self._claiming: asyncio.Task[None] | None = None
@@ -121,26 +126,7 @@ class DiscordAdapter(Adapter):
         return shards.max if isinstance(shards, DiscordShards) else None
 
     async def _claim_forever(self) -> None:
-        """Take over shards other processes gave up (stopped or died), while under ``max``."""
-        assert self._claims is not None
-        while not self._stopping:
-            await asyncio.sleep(CLAIM_INTERVAL)
-            try:
-                new = await asyncio.to_thread(self._claims.claim, self._shard_max())
-                if not new or self._stopping:
-                    continue
-                log.info("discord shards taken over bot=%s shards=%s", self.bot.name, new)
-                client = self._client
-                if not isinstance(client, discord.AutoShardedClient):
-                    await self._connect(sorted(self._claims.held))
-                    continue
-                for shard in new:  # discord.py reads its shard list when a shard resumes
-                    assert client.shard_ids is not None
-                    client.shard_ids.append(shard)
-                    await client.launch_shard(discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY,
-                                              shard)
-            except Exception:  # noqa: BLE001 - try again next round
-                log.exception("discord shard claim failed bot=%s", self.bot.name)
+        await claim_forever(self, CLAIM_INTERVAL)
 
     async def _connect(self, ids: list[int] | None) -> None:
         client = self._client = self._make_client(ids)
@@ -148,7 +134,7 @@ class DiscordAdapter(Adapter):
             await client.login(self._token)
         except BaseException as exc:
             await client.close()
-            error = self._login_error(exc)
+            error = login_error(exc, self.bot.name)
             if error is exc:
                 raise
             raise error from exc
@@ -162,8 +148,8 @@ class DiscordAdapter(Adapter):
         finally:
             await _cancel(ready)
         if ready not in done:
-            failure = self._gateway_error(self._connection if self._connection in done
-                                          else None)
+            failure = gateway_error(self.bot.name, self.settings.ready_timeout,
+                                    self._connection if self._connection in done else None)
             await self._shut_client()
             raise failure
         self._connection.add_done_callback(self._connection_ended)
@@ -182,6 +168,8 @@ class DiscordAdapter(Adapter):
         intents.guild_messages = True
         intents.dm_messages = True
         intents.message_content = True
+        intents.guild_reactions = True  # 👍/👎 on the bot's replies are feedback
+        intents.dm_reactions = True
         options: dict[str, Any] = {
             "intents": intents, "allowed_mentions": NO_PINGS, "max_messages": None,
             "chunk_guilds_at_startup": False,
@@ -202,7 +190,15 @@ class DiscordAdapter(Adapter):
         async def on_message(message: discord.Message) -> None:
             self._on_message(message)
 
+        async def on_raw_reaction_add(payload: discord.RawReactionActionEvent) -> None:
+            await self._on_reaction(payload, added=True)
+
+        async def on_raw_reaction_remove(payload: discord.RawReactionActionEvent) -> None:
+            await self._on_reaction(payload, added=False)
+
         client.event(on_message)
+        client.event(on_raw_reaction_add)
+        client.event(on_raw_reaction_remove)
         return client
 
     async def stop(self) -> None:
@@ -234,46 +230,24 @@ class DiscordAdapter(Adapter):
         if self._stopping:
             return
         log.error("discord connection ended for good bot=%s error=%s", self.bot.name,
-                  self._gateway_error(task) if error else "closed")
+                  gateway_error(self.bot.name, self.settings.ready_timeout, task)
+                  if error else "closed")
         self.finished.set()
 
     # ------------------------------------------------------------------ errors
 
-    def _login_error(self, exc: BaseException) -> BaseException:
-        name = self.bot.name
-        if isinstance(exc, discord.LoginFailure):
-            return PlatformError(
-                f"Discord rejected the bot token for bot '{name}' (401): check DISCORD_TOKEN "
-                "(or platforms.discord.token); Developer Portal → your app → Bot → Reset Token")
-        if isinstance(exc, discord.HTTPException):
-            return PlatformError(f"Discord answered {exc.status} while logging in bot "
-                                 f"'{name}': {exc.text or exc}")
-        if isinstance(exc, aiohttp.ClientError | OSError):
-            return PlatformError(f"could not reach Discord at {discord.http.Route.BASE} for "
-                                 f"bot '{name}': {exc or type(exc).__name__}")
-        return exc
-
-    def _gateway_error(self, task: asyncio.Task[None] | None) -> PlatformError:
-        name = self.bot.name
-        if task is None:
-            return PlatformError(f"bot '{name}' did not become ready on Discord within "
-                                 f"{self.settings.ready_timeout:g}s; check the network, "
-                                 "or raise platforms.discord.ready_timeout")
-        exc = None if task.cancelled() else task.exception()
-        if isinstance(exc, discord.PrivilegedIntentsRequired):
-            return PlatformError(
-                f"Discord refused bot '{name}' the Message Content intent: enable it in the "
-                "Developer Portal → your app → Bot → Privileged Gateway Intents")
-        if isinstance(exc, discord.ConnectionClosed) and exc.code == 4004:
-            return PlatformError(f"Discord rejected the bot token for bot '{name}' at the "
-                                 "gateway (4004): check DISCORD_TOKEN")
-        if isinstance(exc, discord.ConnectionClosed):
-            return PlatformError(f"Discord closed the gateway for bot '{name}' "
-                                 f"(code {exc.code}): {exc.reason or 'no reason given'}")
-        what = f"{type(exc).__name__}: {exc}" if exc else "it closed"
-        return PlatformError(f"the Discord gateway connection for bot '{name}' failed: {what}")
-
     # ------------------------------------------------------------------ incoming
+
+    async def _on_reaction(self, payload: discord.RawReactionActionEvent, *,
+                           added: bool) -> None:
+        client = self._client
+        me = client.user if client is not None else None
+        if me is None or payload.user_id == me.id:
+            return
+        emoji = payload.emoji
+        reaction = emoji.name if emoji.is_unicode_emoji() else (emoji.name or str(emoji))
+        await self.reacted(channel=str(payload.channel_id), message_id=str(payload.message_id),
+                           user_id=str(payload.user_id), reaction=reaction or "", added=added)
 
     def _on_message(self, message: discord.Message) -> None:
         """Called in gateway order; everything up to the task start is synchronous, so the
@@ -290,11 +264,28 @@ class DiscordAdapter(Adapter):
         if isinstance(incoming, Skipped):
             log.debug("discord message skipped bot=%s message_id=%s reason=%s",
                       self.bot.name, message.id, incoming.reason)
+            if incoming.follow_up is not None and self.feedback is not None:
+                self._start(self._follow_up(incoming.follow_up, deliver), message.id)
             return
-        task = asyncio.create_task(self._turn(incoming, deliver),
-                                   name=f"discord-turn-{message.id}")
+        self._start(self._turn(incoming, deliver), message.id)
+
+    def _start(self, work: Any, message_id: int) -> None:
+        task = asyncio.create_task(work, name=f"discord-turn-{message_id}")
         self._turns.add(task)
         task.add_done_callback(self._turns.discard)
+
+    async def _follow_up(self, message: IncomingMessage, deliver: Deliver) -> None:
+        """A message in a thread that does not mention the bot: answered if the bot
+        answered this person in this thread before (``follow_threads``)."""
+        book, key = self.feedback, message.key
+        if book is None or not await book.took_part(
+                bot=self.bot.name, platform=self.platform, channel=self.reply_channel(key),
+                thread=key.thread, user_id=key.user):
+            return
+        await self._turn(message, deliver)
+
+    def reply_channel(self, key: ConversationKey) -> str:
+        return key.thread or key.channel  # a thread is a channel of its own on Discord
 
     async def _turn(self, message: IncomingMessage, deliver: Deliver) -> None:
         """One message: typing while the bot thinks, then the reply (the runtime sends it
@@ -305,12 +296,14 @@ class DiscordAdapter(Adapter):
         channel = self._client.get_partial_messageable(
             int(key.thread or key.channel), guild_id=int(key.workspace) if key.workspace else None)
         typing = asyncio.create_task(self._keep_typing(channel), name="discord-typing")
+        self._typing[message.message_id] = typing
         try:
             await self.handle(message, deliver)
         except Exception as exc:  # noqa: BLE001 - log, keep serving other conversations
             log.warning("discord turn failed bot=%s conversation=%s error=%s: %s",
                         self.bot.name, key, type(exc).__name__, exc)
         finally:
+            self._typing.pop(message.message_id, None)
             await _cancel(typing)
 
     async def _keep_typing(self, channel: discord.PartialMessageable) -> None:
@@ -324,27 +317,54 @@ class DiscordAdapter(Adapter):
 
     # ------------------------------------------------------------------ outgoing
 
-    async def send(self, reply: Reply) -> None:
+    async def send(self, reply: Reply) -> list[str]:
         """Post ``reply`` where its conversation is, in pieces of at most 2,000 characters;
         the first piece replies to ``reply.in_reply_to`` (if that message is gone, it is
-        posted plainly)."""
-        key = reply.key
-        if key is None or self._client is None or key.platform != self.platform:
+        posted plainly). Returns the posted messages' ids."""
+        if reply.key is None:
+            raise PlatformError(f"cannot send a Discord reply for bot '{self.bot.name}' "
+                                "without a Discord conversation (key=None)")
+        post = self._poster(reply.key, reply.in_reply_to)
+        return [str((await post(index, piece)).id)
+                for index, piece in enumerate(split_message(reply.text, MESSAGE_LIMIT))]
+
+    def _poster(self, key: ConversationKey, in_reply_to: str
+                ) -> Callable[[int, str], Awaitable[discord.Message]]:
+        """Posts piece ``index`` of a reply in ``key``'s channel or thread (the first as a
+        Discord reply to ``in_reply_to``)."""
+        if self._client is None or key.platform != self.platform:
             raise PlatformError(f"cannot send a Discord reply for bot '{self.bot.name}' "
                                 f"without a Discord conversation (key={key})")
         target = int(key.thread or key.channel)
         guild_id = int(key.workspace) if key.workspace else None
         channel = self._client.get_partial_messageable(target, guild_id=guild_id)
         reference = None
-        if reply.in_reply_to:
+        if in_reply_to:
             reference = discord.MessageReference(
-                message_id=int(reply.in_reply_to), channel_id=target, guild_id=guild_id,
+                message_id=int(in_reply_to), channel_id=target, guild_id=guild_id,
                 fail_if_not_exists=False)
-        for index, piece in enumerate(split_message(reply.text, MESSAGE_LIMIT)):
+
+        async def post(index: int, piece: str) -> discord.Message:
             if index == 0 and reference is not None:
-                await channel.send(piece, reference=reference)
-            else:
-                await channel.send(piece)
+                return await channel.send(piece, reference=reference)
+            return await channel.send(piece)
+
+        return post
+
+    def stream_surface(self, message: IncomingMessage) -> PiecewiseSurface[discord.Message]:
+        """A streamed answer: posted, edited in place (discord.py waits out 429s, honouring
+        ``Retry-After``), continued in a new message past 2,000 characters; the typing
+        indicator stops when the first piece is up."""
+        typing = self._typing.get(message.message_id)
+
+        async def edit(posted: discord.Message, piece: str) -> None:
+            await posted.edit(content=piece)
+
+        return PiecewiseSurface(
+            split=lambda text: split_message(text, MESSAGE_LIMIT),
+            post=self._poster(message.key, message.message_id), edit=edit,
+            ident=lambda posted: str(posted.id),
+            on_first=typing.cancel if typing is not None else None)
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -24,8 +25,14 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
-from opencell.adapters._slack_errors import error_code
-from opencell.adapters._slack_events import BotIdentity, RecentKeys, message_from_event
+from opencell.adapters._slack_errors import error_code, post_error
+from opencell.adapters._slack_events import (
+    BotIdentity,
+    RecentKeys,
+    message_from_event,
+    reaction_from_event,
+    thread_follow_up,
+)
 from opencell.adapters._slack_format import slack_messages
 from opencell.adapters._slack_signature import (
     REFUSED_BODY,
@@ -34,10 +41,11 @@ from opencell.adapters._slack_signature import (
     malformed_signing,
 )
 from opencell.adapters._slack_users import UserNames
+from opencell.adapters._streaming import PiecewiseSurface
 from opencell.adapters.base import Adapter
 from opencell.config import BotConfig
 from opencell.errors import MissingSecretError, PlatformError
-from opencell.messages import IncomingMessage, Reply
+from opencell.messages import ConversationKey, IncomingMessage, Reply
 from opencell.types import Clock, Deliver
 
 log = logging.getLogger("opencell.adapters.slack")
@@ -63,13 +71,6 @@ SEEN_MAX = 20_000
 CONNECT_TIMEOUT = 30.0
 STOP_GRACE = 5.0
 _NETWORK_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
-_POST_HINTS = {
-    "not_in_channel": "invite the bot to the channel (/invite @bot)",
-    "channel_not_found": "the bot cannot see this channel; invite it or check the channel id",
-    "missing_scope": "add the chat:write scope and reinstall the app",
-    "ratelimited": "Slack kept rate-limiting after retries",
-    "msg_too_long": "the message is too long for Slack",
-}
 
 
 STOPPING_BODY = '{"ok": false, "error": "stopping"}'
@@ -289,17 +290,41 @@ class SlackAdapter(Adapter):
                 return
             if self.identity is None:
                 return
+            reaction = reaction_from_event(body)
+            if reaction is not None:
+                channel, ts, user, name, added = reaction
+                if user != self.identity.user_id:
+                    self._start(self.reacted(channel=channel, message_id=ts, user_id=user,
+                                             reaction=name, added=added), f"reaction-{ts}")
+                return
             message = message_from_event(body, bot=self.bot.name, settings=self.settings,
                                          me=self.identity)
+            follow_up = False
+            if message is None and self.feedback is not None:
+                message = thread_follow_up(body, bot=self.bot.name, settings=self.settings,
+                                           me=self.identity)
+                follow_up = message is not None
             if message is None or not self._messages.add((message.key.channel,
                                                           message.message_id)):
                 return
-            task = asyncio.create_task(self._answer(message),
-                                       name=f"slack-{self.bot.name}-{message.message_id}")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            work = self._follow_up(message) if follow_up else self._answer(message)
+            self._start(work, message.message_id)
         except Exception:  # noqa: BLE001 - never fail the ack: Slack would retry the event
             log.exception("slack event dropped bot=%s", self.bot.name)
+
+    def _start(self, work: Any, name: str) -> None:
+        task = asyncio.create_task(work, name=f"slack-{self.bot.name}-{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _follow_up(self, message: IncomingMessage) -> None:
+        """A thread reply without a mention: answered if the bot answered this person in
+        this thread before (``follow_threads``)."""
+        book, key = self.feedback, message.key
+        if book is not None and await book.took_part(
+                bot=self.bot.name, platform=self.platform, channel=key.channel,
+                thread=key.thread, user_id=key.user):
+            await self._answer(message)
 
     async def _answer(self, message: IncomingMessage) -> None:
         deliver, users = self._deliver, self._users
@@ -320,22 +345,47 @@ class SlackAdapter(Adapter):
 
     # ------------------------------------------------------------ replies out
 
-    async def send(self, reply: Reply) -> None:
-        """Post ``reply`` in its conversation's thread (a DM's top level has none)."""
+    async def send(self, reply: Reply) -> list[str]:
+        """Post ``reply`` in its conversation's thread (a DM's top level has none); returns
+        the posted messages' ts."""
         if reply.key is None:
             raise PlatformError("a Slack reply needs the conversation it answers (Reply.key)")
-        if self._client is None:
+        post = self._poster(reply.key)
+        return [await post(index, text) for index, text in enumerate(slack_messages(reply.text))]
+
+    def _poster(self, key: ConversationKey) -> Callable[[int, str], Awaitable[str]]:
+        client = self._client
+        if client is None:
             raise PlatformError(f"bot '{self.bot.name}': the Slack adapter is not started")
-        channel, thread_ts = reply.key.channel, reply.key.thread or None
-        for text in slack_messages(reply.text):
+        channel, thread_ts = key.channel, key.thread or None
+
+        async def post(index: int, text: str) -> str:
             try:
-                await self._client.chat_postMessage(channel=channel, text=text,
-                                                    thread_ts=thread_ts)
+                answer = await client.chat_postMessage(channel=channel, text=text,
+                                                       thread_ts=thread_ts)
             except SlackApiError as exc:
-                error = error_code(exc)
-                hint = _POST_HINTS.get(error, "see Slack's chat.postMessage errors")
-                raise PlatformError(f"chat.postMessage to {channel} failed ({error}): "
-                                    f"{hint}") from None
+                raise post_error("chat.postMessage", channel, exc) from None
+            return str(answer.get("ts") or "")
+
+        return post
+
+    def stream_surface(self, message: IncomingMessage) -> PiecewiseSurface[str] | None:
+        """A streamed answer: ``chat.postMessage`` for the first piece, ``chat.update`` as
+        it grows (the growing text converted to mrkdwn each time; ``ratelimited`` answers
+        are retried after their ``Retry-After``), a new message past 3,900 characters."""
+        client = self._client
+        if client is None:
+            return None
+        channel = message.key.channel
+
+        async def update(ts: str, text: str) -> None:
+            try:
+                await client.chat_update(channel=channel, ts=ts, text=text)
+            except SlackApiError as exc:
+                raise post_error("chat.update", channel, exc) from None
+
+        return PiecewiseSurface(split=slack_messages, post=self._poster(message.key),
+                                edit=update, ident=lambda ts: ts)
 
 
 async def _close_socket_mode(handler: AsyncSocketModeHandler) -> None:

@@ -14,13 +14,15 @@ no less than its reservation — the worst case — so it can never lower a tall
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from opencell.budgets.limits import CallScope
 from opencell.context import current_turn
 from opencell.errors import BudgetExceededError
 from opencell.guard import guard
-from opencell.llm.base import LLMClient, LLMRequest, LLMResponse
+from opencell.llm.base import LLMClient, LLMRequest, LLMResponse, TextSink
+from opencell.llm.streaming import stream_or_complete
 from opencell.llm.usage import estimate_input_tokens, worst_case_usage
 from opencell.llm.wrapper import WrapperLLM
 
@@ -48,6 +50,15 @@ class BudgetedLLM(WrapperLLM):
         return None if cost is None else cost.total_usd
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
+        return await self._call(request, self.inner.complete)
+
+    async def stream(self, request: LLMRequest, on_text: TextSink) -> LLMResponse:
+        """A streamed call is reserved and settled like any other."""
+        return await self._call(
+            request, lambda r: stream_or_complete(self.inner, r, on_text))
+
+    async def _call(self, request: LLMRequest,
+                    ask: Callable[[LLMRequest], Awaitable[LLMResponse]]) -> LLMResponse:
         turn = current_turn.get()
         session = turn.session if turn is not None else None
         key = session.key if session is not None else None
@@ -68,7 +79,7 @@ class BudgetedLLM(WrapperLLM):
                         "provider": self.provider, "model": self.model})
             raise
         try:
-            response = await self.inner.complete(request)
+            response = await ask(request)
         except BaseException:
             self._ledger.release(reservation)
             raise

@@ -15,19 +15,30 @@ def sessions(
     platform: Annotated[str | None, typer.Option(help="console, discord, slack, api …")] = None,
     status: Annotated[str | None, typer.Option(help="open, success or failed.")] = None,
     since: Annotated[str | None, typer.Option(help="e.g. 2h, 7d or 2026-11-01.")] = None,
+    feedback: Annotated[str | None, typer.Option(
+        help="good, bad, rated or unrated: by the ratings people gave the replies.")] = None,
+    sort: Annotated[str, typer.Option(
+        help="started_at, duration, cost or feedback (net 👍 − 👎).")] = "started_at",
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
     config: ConfigOption = None,
 ) -> None:
-    """List sessions, newest first. In a terminal the table fits its width; piped, it is
-    tab-separated with a header line and full ids."""
+    """List sessions, newest first (``--sort feedback``: worst-rated first). In a terminal
+    the table fits its width; piped, it is tab-separated with a header line and full ids."""
     from opencell.cli.views import show_sessions
 
     if status not in (None, "open", "success", "failed"):
         fail(f"--status: '{status}' is not one of open, success, failed", code=2)
+    if feedback not in (None, "good", "bad", "rated", "unrated"):
+        fail(f"--feedback: '{feedback}' is not one of good, bad, rated, unrated", code=2)
+    if sort not in ("started_at", "duration", "cost", "feedback"):
+        fail(f"--sort: '{sort}' is not one of started_at, duration, cost, feedback", code=2)
+    # Sorting by feedback puts the worst-rated first.
     with opened_store(config) as store:
         rows, cursor = store.list_sessions(bot=bot, user=user, platform=platform,
-                                           status=status, since=parse_since(since), limit=limit)
+                                           status=status, since=parse_since(since), limit=limit,
+                                           feedback=feedback, sort=sort,
+                                           descending=sort != "feedback")
     if as_json:
         print_json({"sessions": rows, "next_cursor": cursor})
     else:
@@ -43,6 +54,7 @@ def session(
     """Show one session with its timeline."""
     from opencell.cli.views import session_view
     from opencell.errors import AmbiguousSessionError
+    from opencell.store.feedback import session_feedback
 
     with opened_store(config) as store:
         try:
@@ -51,6 +63,8 @@ def session(
             fail(f"error: '{session_id}' matches several sessions; give more characters of "
                  "the id (`opencell sessions` lists them)")
         events = store.timeline(found["id"]) if found is not None else []
+        if found is not None:
+            found["feedback"] = session_feedback(store, found["id"])
     if found is None:
         fail(f"no session '{session_id}'; list them with `opencell sessions`")
     if as_json:

@@ -66,10 +66,22 @@ def show_sessions(rows: Sequence[Mapping[str, Any]]) -> None:
     show(SESSION_COLUMNS, cells, title=f"{len(rows)} session(s)")
 
 
-def _detail(event: Mapping[str, Any]) -> str:
+RATING = {"good": "👍", "bad": "👎"}
+
+
+def _detail(event: Mapping[str, Any], ratings: Mapping[str, list[str]] | None = None) -> str:
     kind = event["kind"]
     if kind == "message":
-        return f"» {event.get('input') or ''}\n« {event.get('output') or ''}"
+        rated = (ratings or {}).get(str(event.get("message_id") or ""), [])
+        marks = f"\n  rated {' '.join(rated)}" if rated else ""
+        return f"» {event.get('input') or ''}\n« {event.get('output') or ''}{marks}"
+    if kind == "custom" and event.get("name") == "feedback":
+        data = event.get("data") or {}
+        value = data.get("value")
+        said = f"{RATING.get(value, value)} {value}" if value else "retracted"
+        comment = f" “{data['comment']}”" if data.get("comment") else ""
+        return (f"{said} on turn {data.get('turn')} by {data.get('user_id')} "
+                f"({data.get('source')}){comment}")
     if kind == "llm_call":
         if event.get("error"):
             return f"{event.get('model')} failed: {event['error']}"
@@ -110,6 +122,7 @@ def session_view(session: Mapping[str, Any], events: Sequence[Mapping[str, Any]]
         ("duration", millis(session.get("duration_ms"))),
         ("tokens", f"{session['input_tokens']:,} in / {session['output_tokens']:,} out"),
         ("cost", money(session.get("cost_usd"))), ("tags", ", ".join(session.get("tags") or [])),
+        ("feedback", _feedback_summary(session.get("feedback") or [])),
     ]:
         summary.add_row(label, Text(str(value)))
     timeline = Table(title="timeline", title_justify="left", expand=True)
@@ -119,14 +132,24 @@ def session_view(session: Mapping[str, Any], events: Sequence[Mapping[str, Any]]
     timeline.add_column("took", justify="right", no_wrap=True)
     timeline.add_column("ok", no_wrap=True)
     timeline.add_column("details", ratio=1)
+    ratings: dict[str, list[str]] = {}
+    for rating in session.get("feedback") or []:
+        ratings.setdefault(str(rating["turn"]), []).append(RATING[rating["value"]])
     for event in events:
         ok = event.get("success")
         mark = Text("-" if ok is None else ("yes" if ok else "no"),
                     style="" if ok is None else ("green" if ok else "red"))
         timeline.add_row(when(event.get("ts"))[11:], event["kind"], Text(str(event["name"])),
-                         millis(event.get("duration_ms")), mark, Text(_detail(event)))
+                         millis(event.get("duration_ms")), mark,
+                         Text(_detail(event, ratings)))
     return Group(Panel(summary, title=f"session {session['id']}", title_align="left"),
                  timeline)
+
+
+def _feedback_summary(ratings: Sequence[Mapping[str, Any]]) -> str:
+    good = sum(1 for r in ratings if r["value"] == "good")
+    bad = len(ratings) - good
+    return f"👍 {good} / 👎 {bad}" if ratings else "-"
 
 
 def _alert(event: Mapping[str, Any]) -> str:

@@ -186,6 +186,26 @@ class BotBudget(Model):
     """What users of this bot see when a call is blocked; default ``budgets.blocked_message``."""
 
 
+DEFAULT_REACTIONS: dict[str, Literal["good", "bad"]] = {
+    "👍": "good", "👎": "bad", "+1": "good", "-1": "bad", "thumbsup": "good",
+    "thumbsdown": "bad",
+}
+"""👍 and 👎 as Discord sends them (the emoji) and as Slack names them (``+1``, ``thumbsup``…)."""
+
+
+class FeedbackConfig(Model):
+    """``feedback:``: how people rate a bot's replies (see the README's Feedback section)."""
+
+    reactions: dict[str, Literal["good", "bad"]] = DEFAULT_REACTIONS
+    """Reactions on a bot reply that count as feedback: the emoji (Discord) or the emoji's
+    name without colons (Slack), mapped to ``good`` or ``bad``. Skin tones count as the
+    plain emoji. Replaces the default set: list 👍/👎 too if you still want them."""
+    command: str | None = "/feedback"
+    """``/feedback good|bad [comment]`` rates the bot's previous reply; null turns it off."""
+    thanks: str = "Thanks for the feedback!"
+    """What the bot answers to the command."""
+
+
 class BotConfig(Model):
     """One bot, as written in its YAML file."""
 
@@ -203,6 +223,10 @@ class BotConfig(Model):
     max_iterations: int = Field(8, ge=1, le=100)
     """Agent bots: model calls per turn before giving up."""
     error_message: str = "Sorry, something went wrong on my side. Please try again in a moment."
+    stream: bool = True
+    """Show answers as the model writes them (console, Discord, Slack); false: post each
+    answer once it is complete."""
+    feedback: FeedbackConfig = FeedbackConfig()
     _source: Path | None = PrivateAttr(default=None)
     _lines: dict[tuple[str | int, ...], int] = PrivateAttr(default_factory=dict)
 

@@ -56,6 +56,9 @@ class DiscordConfig(Model):
     channel the bot can see. DMs are not affected."""
     ignore_bots: bool = True
     """Never answer other bots (stops two bots from talking to each other forever)."""
+    follow_threads: bool = True
+    """With ``respond_to: mentions``: in a thread where someone mentioned the bot or it
+    answered them, that person's follow-ups are answered without a new mention."""
     shards: Literal["auto"] | int | DiscordShards | None = None
     """``auto`` (Discord's recommended count) or a shard count: this process runs every shard
     (``AutoShardedClient``); ``{count: N, ids: [...]}``: only those shards, so several
@@ -95,6 +98,9 @@ class SlackConfig(Model):
     are not affected."""
     ignore_bots: bool = True
     """Never answer other bots (stops two bots from talking to each other forever)."""
+    follow_threads: bool = True
+    """With ``respond_to: mentions``: in a thread where someone mentioned the bot or it
+    answered them, that person's follow-ups are answered without a new mention."""
 
     @field_validator("path")
     @classmethod

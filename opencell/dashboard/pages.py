@@ -19,7 +19,7 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from opencell.calendar import DIMENSIONS, Period, period_bounds
-from opencell.dashboard import queries
+from opencell.dashboard import quality, queries
 from opencell.dashboard.api import MAX_RANGE_DAYS
 from opencell.dashboard.replays import add_what_if, session_extras, what_if_model
 from opencell.dashboard.state import NAV, state_of
@@ -34,6 +34,7 @@ from opencell.dashboard.views import (
 )
 from opencell.dashboard.waterfall import waterfalls
 from opencell.records import short_session_id
+from opencell.store.feedback import satisfaction, session_scores
 
 router = APIRouter(include_in_schema=False)
 
@@ -137,6 +138,7 @@ def sessions_page(request: Request,
         params.pop("order")
     return render(request, "sessions.html", {
         "rows": page["sessions"], "total": page["total"],
+        "scores": session_scores(state.store, [row["id"] for row in page["sessions"]]),
         "total_capped": page["total_capped"], "filters": filters,
         "facets": facets, "tick": tick,
         "next_link": link("/sessions", params, cursor=page["next_cursor"])
@@ -150,14 +152,15 @@ def sessions_page(request: Request,
     })
 
 
-SORT_LABELS = {"started_at": "Started", "duration": "Duration", "cost": "Cost"}
+SORT_LABELS = {"started_at": "Started", "duration": "Duration", "cost": "Cost",
+               "feedback": "Rating"}
 
 
 def _toggled(filters: SessionFilters, key: str) -> str:
     """A column header's link: the other direction when the list is sorted by it already."""
     if filters.sort == key:
         return "asc" if filters.order == "desc" else "desc"
-    return "desc"
+    return "asc" if key == "feedback" else "desc"  # ratings: the worst first
 
 
 @router.get("/sessions/{session_id}")
@@ -180,7 +183,11 @@ def session_live(request: Request,
 
 def _session_context(detail: dict[str, Any]) -> dict[str, Any]:
     timeline = detail["timeline"]
-    return {"s": detail["session"], "items": replay(timeline),
+    ratings: dict[str, dict[str, int]] = {}
+    for rating in detail["session"].get("feedback") or []:
+        counts = ratings.setdefault(str(rating["turn"]), {"good": 0, "bad": 0})
+        counts[rating["value"]] += 1
+    return {"s": detail["session"], "items": replay(timeline), "ratings": ratings,
             "cost_by_model": detail["cost_by_model"], "truncated": detail["truncated"],
             "last_event_id": timeline[-1]["id"] if timeline else 0}
 
@@ -231,10 +238,14 @@ def analytics_page(request: Request,
                                                      bot=bot or None))
     over_time = state.read(lambda conn: trends(conn, first, last, bot or None))
     facets = state.read(queries.facets)
-    return render(request, "analytics.html", {"a": data, "trends": over_time,
-                                              "facets": facets, "bot": bot or "",
-                                              "since": first.isoformat(),
-                                              "until": last.isoformat()})
+    ttft = state.read(lambda conn: quality.time_to_first_token(conn, first=first, last=last,
+                                                               bot=bot or None))
+    daily = [row for row in satisfaction(state.store, since=quality.range_start(first),
+                                         bot=bot or None) if row["day"] <= last.isoformat()]
+    return render(request, "analytics.html", {
+        "a": data, "trends": over_time, "facets": facets, "bot": bot or "",
+        "since": first.isoformat(), "until": last.isoformat(), "ttft": ttft,
+        "satisfaction": daily, "satisfaction_by_bot": quality.satisfaction_summary(daily)})
 
 
 @router.get("/costs")

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from opencell.errors import AmbiguousSessionError
 from opencell.store import reads as store_queries
+from opencell.store.feedback import session_feedback
 from opencell.store.tables import events, sessions
 from opencell.transcript import ModelInput, step
 
@@ -27,7 +28,7 @@ LAST_DAY = date(2999, 12, 31)
 near ``date.min``/``date.max`` would overflow."""
 
 Status = Literal["open", "success", "failed"]
-SortKey = Literal["started_at", "duration", "cost"]
+SortKey = Literal["started_at", "duration", "cost", "feedback"]
 
 
 class SessionFilters(BaseModel):
@@ -48,7 +49,10 @@ class SessionFilters(BaseModel):
         None, description="Started at or after: a UTC day (YYYY-MM-DD) or an ISO time.")
     until: date | datetime | None = Field(
         None, description="Started before: a UTC day (that whole day included) or an ISO time.")
-    sort: SortKey = Field("started_at", description="started_at, duration or cost.")
+    feedback: Literal["good", "bad", "rated", "unrated"] | None = Field(
+        None, description="By the ratings people gave the replies (net 👍 − 👎).")
+    sort: SortKey = Field("started_at",
+                          description="started_at, duration, cost or feedback (net 👍 − 👎).")
     order: Literal["desc", "asc"] = "desc"
     limit: int = Field(50, ge=1, le=200)
     cursor: str | None = Field(None, max_length=500,
@@ -91,7 +95,8 @@ def session_filters(filters: SessionFilters) -> dict[str, Any]:
     return {"bot": filters.bot, "user": filters.user, "platform": filters.platform,
             "status": filters.status, "tag": filters.tag, "q": filters.q, "since": since,
             "until": until, "sort": filters.sort, "descending": filters.order == "desc",
-            "limit": filters.limit, "cursor": filters.cursor, "before": filters.before}
+            "limit": filters.limit, "cursor": filters.cursor, "before": filters.before,
+            "feedback": filters.feedback}
 
 
 def session_seq(state: DashboardState, session_id: str) -> int:
@@ -130,6 +135,7 @@ def session_detail(state: DashboardState, id_or_prefix: str, *, after: int | Non
         return timeline, calls
 
     timeline, calls = state.read(read)
+    found["feedback"] = session_feedback(state.store, found["id"])
     truncated = len(timeline) > limit
     timeline = timeline[:limit]
     source = calls if calls is not None else [ev for ev in timeline if ev["kind"] == "llm_call"]

@@ -27,6 +27,12 @@ from collections.abc import Iterable, Sequence
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.trace import SpanKind
 
+from opencell.exporters._feedback import (
+    feedback_attributes,
+    feedback_event,
+    is_feedback,
+    stream_attributes,
+)
 from opencell.exporters._inputs import ModelInputs
 from opencell.exporters._spans import (
     ROOT_LEAD_NS,
@@ -151,6 +157,7 @@ class AgentOpsSpans(SpanBuilder):
                 a["gen_ai.usage.total_cost"] = cost
             a["gen_ai.usage.cache_creation_input_tokens"] = tokens[3]
         _put(a, "gen_ai.response.id", text(data.get("response_id") or data.get("request_id")))
+        a.update(stream_attributes(event))
         error = str(data.get("error") or "the call failed") if event.success is False else None
         events: tuple[Event, ...] = ()
         if error:
@@ -218,6 +225,11 @@ class AgentOpsSpans(SpanBuilder):
         name = event.name or event.kind
         a: Attributes = {"agentops.span.kind": "operation", "operation.name": name,
                          "agentops.entity.input": as_json(event.data)}
+        if is_feedback(event):  # a user's rating: AgentOps shows it as the feedback event
+            rating = feedback_attributes(event)
+            a.update(rating)
+            return self._child(f"{name}.operation", event, a,
+                               events=(feedback_event(event, rating),))
         return self._child(f"{name}.operation", event, a)
 
     @staticmethod

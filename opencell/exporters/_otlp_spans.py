@@ -26,6 +26,12 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.trace import SpanContext, SpanKind
 
 from opencell.exporters import _genai as g
+from opencell.exporters._feedback import (
+    feedback_attributes,
+    feedback_event,
+    is_feedback,
+    stream_attributes,
+)
 from opencell.exporters._inputs import ModelInputs
 from opencell.exporters._spans import (
     RESOURCE,
@@ -232,6 +238,7 @@ class OTLPSpans(SpanBuilder):
                 a["gen_ai.usage.cost"] = cost
                 a["llm.cost.total"] = cost
         self._common(event, a)
+        a.update(stream_attributes(event))
         if self.content:
             self._llm_content(event, outbox, a)
         error = None
@@ -347,6 +354,10 @@ class OTLPSpans(SpanBuilder):
                                  "openinference.span.kind": "CHAIN"})
         if self.content:
             a["opencell.event.data"] = as_json(event.data)
+        if is_feedback(event):  # a user's rating: the GenAI evaluation result
+            rating = feedback_attributes(event)
+            a.update(rating)
+            return self._child("feedback", event, a, events=(feedback_event(event, rating),))
         return self._child(event.name or event.kind, event, a)
 
     def _child(self, name: str, event: StoredEvent, attributes: Attributes, *,

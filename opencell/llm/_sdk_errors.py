@@ -81,7 +81,9 @@ def translate_sdk_error(exc: Exception, sdk: ModuleType, endpoint: Endpoint) -> 
             f"and llm.base_url / {endpoint.base_url_variable}")
     elif isinstance(exc, sdk.APIStatusError):
         cls = LLMResponseError
-        if status is not None and status >= 500:
+        if status == 200:  # an error event inside a streamed answer that had begun
+            message = f"the provider stopped the answer midway ({detail or 'error'}); try again"
+        elif status is not None and status >= 500:
             message = f"the provider failed{said} {retries}; try again later"
         else:
             message = (f"the request was refused{said}; check llm.model and the bot's "

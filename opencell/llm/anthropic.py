@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from opencell.errors import LLMConnectionError, LLMError
 from opencell.llm._arguments import arguments_from_object, arguments_to_object
 from opencell.llm._sdk_errors import (
     Endpoint,
@@ -12,7 +14,16 @@ from opencell.llm._sdk_errors import (
     read_response,
     translate_sdk_error,
 )
-from opencell.llm.base import ChatMessage, LLMRequest, LLMResponse, ToolCall, ToolSpec, Usage
+from opencell.llm.base import (
+    ChatMessage,
+    LLMRequest,
+    LLMResponse,
+    TextSink,
+    ToolCall,
+    ToolSpec,
+    Usage,
+)
+from opencell.llm.streaming import broken_stream_message
 from opencell.llm.usage import ABSENT, checked_usage, field, missing_usage
 
 if TYPE_CHECKING:
@@ -81,6 +92,40 @@ class AnthropicClient:
         return read_response(lambda raw: self._to_response(raw, request), message,
                              self._endpoint)
 
+    async def stream(self, request: LLMRequest, on_text: TextSink) -> LLMResponse:
+        """The same call through the SDK's streaming helper (``messages.stream``): each text
+        delta goes to ``on_text`` as it arrives; the answer is the stream's final message."""
+        sdk = self._sdk
+        try:
+            async with self._client.messages.stream(
+                model=self.model,
+                max_tokens=request.max_tokens,
+                messages=to_anthropic_messages(request.messages),
+                system=request.system or sdk.omit,
+                tools=[to_anthropic_tool(t) for t in request.tools] or sdk.omit,
+                extra_body=None if request.temperature is None
+                else {"temperature": request.temperature},
+            ) as stream:
+                async for event in stream:
+                    if event.type == "text" and event.text:
+                        await on_text(event.text)
+                message = await stream.get_final_message()
+                request_id = stream.request_id
+        except sdk.AnthropicError as exc:
+            raise translate_sdk_error(exc, sdk, self._endpoint) from exc
+        except ValueError as exc:  # the SDK's JSON decoding or model validation
+            raise malformed_response(exc, self._endpoint) from exc
+        except LLMError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the connection broke mid-stream
+            raise LLMConnectionError(broken_stream_message(exc),
+                                     provider=self.provider) from exc
+        response = read_response(lambda raw: self._to_response(raw, request), message,
+                                 self._endpoint)
+        if response.request_id is None and request_id:
+            response = replace(response, request_id=request_id)
+        return response
+
     def _to_response(self, message: Message | Any, request: LLMRequest) -> LLMResponse:
         if not isinstance(message, self._message_type):
             # A body that is not JSON at all comes back as a plain string.
@@ -98,7 +143,7 @@ class AnthropicClient:
             model=message.model,
             tool_calls=tuple(calls),
             stop_reason=message.stop_reason,
-            request_id=message._request_id,
+            request_id=getattr(message, "_request_id", None),
             raw_finish={"id": message.id, "stop_reason": message.stop_reason,
                         "stop_sequence": message.stop_sequence},
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -124,3 +124,19 @@ class LLMClient(Protocol):
     async def complete(self, request: LLMRequest) -> LLMResponse: ...
 
     async def aclose(self) -> None: ...
+
+
+TextSink = Callable[[str], Awaitable[None]]
+"""Receives the answer's text as the model writes it, one piece (delta) at a time."""
+
+
+@runtime_checkable
+class StreamingLLM(Protocol):
+    """An ``LLMClient`` that can also stream: ``stream`` calls ``on_text`` with each piece of
+    the answer's text as it arrives and returns the same ``LLMResponse`` ``complete`` would.
+
+    Optional: ``opencell.llm.streaming.stream_or_complete`` falls back to ``complete`` (one
+    piece, the whole text) for a client without it.
+    """
+
+    async def stream(self, request: LLMRequest, on_text: TextSink) -> LLMResponse: ...

@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Sequence
 
-from opencell.llm.base import ChatMessage, LLMRequest, LLMResponse, ToolCall, Usage
+from opencell.llm.base import ChatMessage, LLMRequest, LLMResponse, TextSink, ToolCall, Usage
 
 DEFAULT_MODEL = "offline-demo"
 LABEL = "[offline]"
@@ -67,6 +67,14 @@ class OfflineClient:
             stop_reason="tool_use" if calls else "end_turn",
             request_id=f"offline-{digest}",
         )
+
+    async def stream(self, request: LLMRequest, on_text: TextSink) -> LLMResponse:
+        """``complete``'s answer, handed to ``on_text`` a word at a time (no delay: the
+        offline model is as fast as a model can be)."""
+        response = await self.complete(request)
+        for piece in re.findall(r"\S+\s*|\s+", response.text):
+            await on_text(piece)
+        return response
 
     async def aclose(self) -> None:
         return None

@@ -7,8 +7,10 @@ Moonshot (Kimi) speaks the same API at its own base URL, so it is this class wit
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from opencell.errors import LLMConnectionError, LLMError
 from opencell.llm._arguments import arguments_from_json, arguments_to_json
 from opencell.llm._sdk_errors import (
     Endpoint,
@@ -16,7 +18,16 @@ from opencell.llm._sdk_errors import (
     read_response,
     translate_sdk_error,
 )
-from opencell.llm.base import ChatMessage, LLMRequest, LLMResponse, ToolCall, ToolSpec, Usage
+from opencell.llm.base import (
+    ChatMessage,
+    LLMRequest,
+    LLMResponse,
+    TextSink,
+    ToolCall,
+    ToolSpec,
+    Usage,
+)
+from opencell.llm.streaming import broken_stream_message
 from opencell.llm.usage import ABSENT, checked_usage, field, missing_usage
 
 if TYPE_CHECKING:
@@ -93,6 +104,42 @@ class OpenAIClient:
         return read_response(lambda raw: self._to_response(raw, request), completion,
                              self._endpoint)
 
+    async def stream(self, request: LLMRequest, on_text: TextSink) -> LLMResponse:
+        """The same call through the SDK's streaming helper (``chat.completions.stream``):
+        each content delta goes to ``on_text`` as it arrives; the answer is the accumulated
+        completion. OpenAI is asked for the usage in the last chunk (``include_usage``);
+        servers that do not send it are billed at the worst case, as for ``complete``."""
+        sdk = self._sdk
+        try:
+            async with self._client.chat.completions.stream(
+                model=self.model,
+                messages=to_openai_messages(request.system, request.messages),
+                tools=[to_openai_tool(t) for t in request.tools] or sdk.omit,
+                temperature=sdk.omit if request.temperature is None else request.temperature,
+                max_tokens=request.max_tokens if self._old_max_tokens else sdk.omit,
+                max_completion_tokens=sdk.omit if self._old_max_tokens else request.max_tokens,
+                stream_options=sdk.omit if self._old_max_tokens else {"include_usage": True},
+            ) as stream:
+                async for event in stream:
+                    if event.type == "content.delta" and event.delta:
+                        await on_text(event.delta)
+                completion = await stream.get_final_completion()
+                request_id = stream._response.headers.get("x-request-id")
+        except sdk.OpenAIError as exc:
+            raise translate_sdk_error(exc, sdk, self._endpoint) from exc
+        except ValueError as exc:  # the SDK's JSON decoding or model validation
+            raise malformed_response(exc, self._endpoint) from exc
+        except LLMError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the connection broke mid-stream
+            raise LLMConnectionError(broken_stream_message(exc),
+                                     provider=self.provider) from exc
+        response = read_response(lambda raw: self._to_response(raw, request), completion,
+                                 self._endpoint)
+        if response.request_id is None and request_id:
+            response = replace(response, request_id=request_id)
+        return response
+
     def _to_response(self, completion: ChatCompletion | Any, request: LLMRequest
                      ) -> LLMResponse:
         if not isinstance(completion, self._completion_type):
@@ -114,7 +161,7 @@ class OpenAIClient:
             model=completion.model,
             tool_calls=calls,
             stop_reason=_STOP_REASONS.get(finish, finish) if finish else None,
-            request_id=completion._request_id,
+            request_id=getattr(completion, "_request_id", None),
             raw_finish={"id": completion.id, "finish_reason": finish,
                         "system_fingerprint": completion.system_fingerprint},
         )

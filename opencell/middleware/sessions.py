@@ -49,6 +49,8 @@ class SessionMiddleware:
         ctx.history = session.history
         session.turns += 1
         ctx.number = session.turns
+        if ctx.delivery is not None:
+            ctx.delivery.session_id = session.id
         token = current_turn.set(ctx)
         wall, start = time.time(), time.perf_counter()
         reply: Reply | None = None
@@ -116,4 +118,4 @@ class SessionMiddleware:
                         turn=turn)
             obs.message(session, text=message.text, output=output, user_id=message.user_id,
                         started=started, duration_ms=duration_ms, success=not (failed or lost),
-                        turn=turn)
+                        turn=turn, message_id=message.message_id)

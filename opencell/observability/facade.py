@@ -151,6 +151,20 @@ class AgentOpsFacade:
         with guard("facade track_event"):
             self.observability.custom(session_id, name, data or {}, ts=_epoch(timestamp))
 
+    def track_feedback(self, session_id: str, value: str | None, *, turn: str | None = None,
+                       user_id: str = "", bot: str = "", comment: str | None = None,
+                       source: str = "api") -> None:
+        """A rating of a turn: ``value`` ``good`` or ``bad`` (None retracts an earlier one
+        from the same ``user_id`` and ``source``). ``turn`` is the id of the user's message
+        the rated reply answered; default: the session's latest answered turn. Recorded as
+        a ``feedback`` event and counted in the session's feedback (lists, analytics)."""
+        if value is not None and value not in ("good", "bad"):
+            raise ValueError(f"feedback is 'good' or 'bad' (or None), not {value!r}")
+        with guard("facade track_feedback"):
+            self.observability.feedback.rate(session_id, bot=bot, turn=turn,
+                                             user_id=user_id, value=value, source=source,
+                                             comment=comment)
+
     def end_session(self, session_id: str, *, success: bool = True,
                     metadata: Mapping[str, Any] | None = None,
                     timestamp: Timestamp = None) -> None:

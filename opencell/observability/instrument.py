@@ -20,9 +20,11 @@ from opencell.llm.base import (
     LLMClient,
     LLMRequest,
     LLMResponse,
+    TextSink,
     ToolCall,
     ToolSpec,
 )
+from opencell.llm.streaming import stream_or_complete
 from opencell.llm.wrapper import WrapperLLM
 from opencell.observability.observer import Observability
 from opencell.records import valid_text, valid_value
@@ -68,17 +70,58 @@ class RecordingLLM(WrapperLLM):
                            request_id=response.request_id, raw_finish=response.raw_finish,
                            priced=True, cost_usd=cost)
 
+    async def stream(self, request: LLMRequest, on_text: TextSink) -> LLMResponse:
+        """A streamed call, recorded like ``complete`` plus its time to first token and
+        streaming duration (first piece to last). Each piece is made valid UTF-8 before it
+        is passed on; a stream that breaks midway is recorded as failed, with the timing of
+        what did arrive."""
+        turn = current_turn.get()
+        session = turn.session if turn is not None else None
+        first: list[float] = []
+
+        async def timed(piece: str) -> None:
+            if not first:
+                first.append(time.perf_counter())
+            await on_text(valid_text(piece))
+
+        if session is None:
+            return valid_response(await stream_or_complete(self.inner, request, timed))
+        number = turn.number if turn is not None else 0
+        wall, start = time.time(), time.perf_counter()
+        try:
+            response = valid_response(await stream_or_complete(self.inner, request, timed))
+        except Exception as exc:
+            self._record(session.id, number, request, None, wall, start, exc,
+                         stream=_timing(start, first))
+            raise
+        recorded, cost = self._record(session.id, number, request, response, wall, start,
+                                      None, stream=_timing(start, first))
+        if not recorded:
+            return response
+        return dataclasses.replace(response, priced=True, cost_usd=cost)
+
     def _record(self, session_id: str, turn: int, request: LLMRequest,
                 response: LLMResponse | None, wall: float, start: float,
-                error: Exception | None) -> tuple[bool, float | None]:
+                error: Exception | None,
+                stream: dict[str, float | None] | None = None) -> tuple[bool, float | None]:
         """(recorded, the call's cost); not recorded when recording itself failed."""
         with guard("recording llm_call"):
             return True, self._obs.llm_call(
                 session_id, provider=self.provider, model=self.model, request=request,
                 response=response, started=wall, error=error,
                 duration_ms=(time.perf_counter() - start) * 1000, turn=turn or None,
-                server=self._server)
+                server=self._server, stream=stream)
         return False, None
+
+
+def _timing(start: float, first: list[float]) -> dict[str, float | None]:
+    """A streamed call's ``time_to_first_token_ms`` and ``streaming_ms`` (None: nothing
+    arrived), measured from ``start`` (the call) and ``first`` (its first piece)."""
+    end = time.perf_counter()
+    if not first:
+        return {"time_to_first_token_ms": None, "streaming_ms": None}
+    return {"time_to_first_token_ms": (first[0] - start) * 1000,
+            "streaming_ms": (end - first[0]) * 1000}
 
 
 class RecordingTools:

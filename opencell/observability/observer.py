@@ -24,6 +24,14 @@ from opencell.guard import guard
 from opencell.llm.base import LLMRequest, LLMResponse, ToolCall, Usage
 from opencell.llm.pricing import PriceBook
 from opencell.llm.usage import storable_usage
+from opencell.observability.feedback import FeedbackBook
+from opencell.observability.fields import (
+    bot_secrets,
+    invalid_field,
+    optional_text,
+    streamed_fields,
+    truncate,
+)
 from opencell.observability.model_input import InputDeltas, call_dict
 from opencell.observability.recorder import NullRecorder, Recorder
 from opencell.observability.redact import Redactor, use_for_logs
@@ -48,9 +56,6 @@ if TYPE_CHECKING:
     from opencell.tools import ToolResult
 
 log = logging.getLogger("opencell.observability")
-
-SECRET_FIELDS = ("api_key", "token", "bot_token", "app_token", "signing_secret")
-
 
 class Observability:
     """Records sessions, messages, model and tool calls, errors and custom events."""
@@ -77,6 +82,8 @@ class Observability:
         self.inputs = InputDeltas()
         """Each session's previous model input: calls are recorded as what is new."""
         self._versions: dict[str, str] = {}  # version texts recorded → their digest
+        self.feedback = FeedbackBook(self)
+        """Replies → turns and the ratings on them (``opencell/observability/feedback.py``)."""
 
     @classmethod
     def disabled(cls) -> Observability:
@@ -171,12 +178,12 @@ class Observability:
         if duration_ms is not None and not (type(duration_ms) is float
                                             and 0.0 <= duration_ms <= MAX_NUMBER) \
                 and valid_number(duration_ms) is None:
-            _invalid(data, "duration_ms", duration_ms)
+            invalid_field(data, "duration_ms", duration_ms)
             duration_ms = None
         if ts is not None and not (type(ts) is float and math.isfinite(ts)):
             checked = valid_number(ts)
             if checked is None:
-                _invalid(data, "ts", ts)
+                invalid_field(data, "ts", ts)
             ts = checked
         if type(session_id) is not str or not session_id.isascii():
             session_id = valid_text(str(session_id))
@@ -235,24 +242,28 @@ class Observability:
 
     def message(self, session: Session, *, text: str, output: str | None, user_id: str,
                 started: float, duration_ms: float, success: bool,
-                turn: int | None = None) -> None:
+                turn: int | None = None, message_id: str = "") -> None:
         data = {"input": self.text(text), "output": self.text(output),
                 "user_id": valid_text(user_id), "input_chars": len(text),
                 "output_chars": len(output or "")}
         if turn:
             data["turn"] = turn
+        if message_id:  # the platform's id of the user's message: what feedback names
+            data["message_id"] = valid_text(message_id)
         self._emit("message", session.id, "turn", data, ts=started, duration_ms=duration_ms,
                    success=success)
 
     def llm_call(self, session_id: str, *, provider: str, model: str, request: LLMRequest | None,
                  response: LLMResponse | None, started: float, duration_ms: float,
                  error: BaseException | None = None, turn: int | None = None,
-                 server: str | None = None) -> float | None:
+                 server: str | None = None,
+                 stream: Mapping[str, float | None] | None = None) -> float | None:
         """Record one model call; returns its cost (None: failed, or the model is unpriced).
 
         With content capture on, the record keeps what the model was sent as the change since
         the session's previous call (``model_input.py``) and what it answered, tool calls
-        included; readers rebuild the whole input with ``opencell.transcript``.
+        included; readers rebuild the whole input with ``opencell.transcript``. ``stream``: a
+        streamed call's timing (``time_to_first_token_ms``, ``streaming_ms``).
         """
         data: dict[str, Any] = {"provider": provider, "model": model}
         if turn:
@@ -265,8 +276,8 @@ class Observability:
                 data["temperature"] = request.temperature
         if response is not None:
             data |= self._usage_fields(provider, model, response.model, response.usage, None)
-            data |= {"stop_reason": _optional_text(response.stop_reason),
-                     "request_id": _optional_text(response.request_id),
+            data |= {"stop_reason": optional_text(response.stop_reason),
+                     "request_id": optional_text(response.request_id),
                      "tool_calls": [valid_text(c.name) for c in response.tool_calls]}
             answer_id = response.raw_finish.get("id") if response.raw_finish else None
             if answer_id:
@@ -282,6 +293,8 @@ class Observability:
         if error is not None:
             data["error"] = valid_text(self.redactor.redact(f"{type(error).__name__}: {error}"))
             data["request_id"] = valid_value(getattr(error, "request_id", None))
+        if stream is not None:
+            data |= streamed_fields(stream)
         self._emit("llm_call", session_id, f"{provider}:{model}", data, ts=started,
                    duration_ms=duration_ms, success=error is None)
         cost = data.get("cost_usd")
@@ -315,7 +328,7 @@ class Observability:
         if usage.estimated:  # the provider's usage was missing or impossible: the worst case
             fields["usage_estimated"] = True
         for field_name, value in invalid.items():
-            _invalid(fields, field_name, value)
+            invalid_field(fields, field_name, value)
         return fields
 
     def tool_call(self, session_id: str, *, call: ToolCall, result: ToolResult, started: float,
@@ -325,7 +338,7 @@ class Observability:
             "tool": valid_text(str(call.name)), "call_id": valid_text(str(call.id)),
             "args": self._value(call.arguments) if self.capture_content else None,
             # Redact the whole text first: a cut through a token would hide it from the patterns.
-            "result": _truncate(self._tool_text(content), self.max_result_chars),
+            "result": truncate(self._tool_text(content), self.max_result_chars),
             "result_chars": len(content), "truncated": len(content) > self.max_result_chars,
             "error": valid_text(self.redactor.redact(str(result.error)))
             if result.error else None,
@@ -371,28 +384,3 @@ class Observability:
         if not self.capture_content:
             return None
         return valid_text(self.redactor.redact(content))
-
-
-def bot_secrets(bot: BotConfig) -> list[str]:
-    """Secret values written into a bot's YAML (tokens, keys): always redacted."""
-    values = [bot.llm.api_key or ""]
-    for platform in (bot.platforms.discord, bot.platforms.slack):
-        if platform is not None:
-            values += [str(getattr(platform, name, "") or "") for name in SECRET_FIELDS]
-    for entry in bot.tools:  # an MCP server's env values and headers (tokens)
-        if entry.mcp is not None:
-            values += entry.mcp.secrets()
-    return [v for v in values if v]
-
-
-def _optional_text(value: object) -> str | None:
-    return None if value is None else valid_text(str(value))
-
-
-def _invalid(data: dict[str, Any], field_name: str, value: object) -> None:
-    """Note a value left out of a record because it is not a usable number."""
-    data.setdefault("invalid", {})[field_name] = valid_text(repr(value)[:100])
-
-
-def _truncate(text: str | None, limit: int) -> str | None:
-    return text if text is None or len(text) <= limit else text[:limit]

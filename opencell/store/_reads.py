@@ -33,19 +33,22 @@ class SessionReads:
         status: str | None = None, tag: str | None = None, since: float | None = None,
         until: float | None = None, q: str | None = None,
         sort: queries.SessionSort = "started_at", descending: bool = True, limit: int = 50,
-        cursor: str | None = None,
+        cursor: str | None = None, feedback: str | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
         """One page of sessions and the cursor of the next page (None on the last page).
 
         ``user`` matches the user id or name; ``q`` a session id prefix, user id or user name;
         ``since``/``until`` bound ``started_at`` (epoch seconds, until exclusive). Sorting by
         ``duration`` puts open sessions (no duration yet) last when descending. Keyset
-        pagination: pass the returned cursor with the same filters and sort.
+        pagination: pass the returned cursor with the same filters and sort. ``feedback``
+        keeps sessions by their ratings (``good``, ``bad``, ``rated``, ``unrated``); sorting
+        by ``feedback`` orders by the net rating (👍 − 👎).
         """
         limit = max(1, min(int(limit), 1000))
         stmt = queries.list_query(self._dialect, bot=bot, user=user, platform=platform,
                                   status=status, tag=tag, since=since, until=until, q=q,
-                                  sort=sort, descending=descending, limit=limit, cursor=cursor)
+                                  sort=sort, descending=descending, limit=limit, cursor=cursor,
+                                  feedback=feedback)
         with self.reading() as conn:
             rows = conn.execute(stmt).mappings().all()
         page = rows[:limit]

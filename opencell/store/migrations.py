@@ -275,13 +275,47 @@ def _v11_search_terms(conn: Connection, dialect: Dialect) -> None:
     backfill(conn, dialect)
 
 
+def _v13_feedback(conn: Connection, dialect: Dialect) -> None:
+    """Reply messages → turns, and the feedback standing on each turn (``feedback.py``)."""
+    md = sa.MetaData()
+    sa.Table(
+        "reply_messages", md,
+        sa.Column("bot", sa.String(200), primary_key=True),
+        sa.Column("platform", sa.String(40), primary_key=True),
+        sa.Column("channel", sa.String(200), primary_key=True),
+        sa.Column("message_id", sa.String(200), primary_key=True),
+        sa.Column("thread", sa.String(200), nullable=False, server_default=""),
+        sa.Column("user_id", sa.String(200), nullable=False, server_default=""),
+        sa.Column("session_id", sa.String(64), nullable=False),
+        sa.Column("turn", sa.String(200), nullable=False, server_default=""),
+        sa.Column("ts", sa.Float, nullable=False),
+        sa.Index("reply_messages_thread", "bot", "platform", "channel", "thread", "user_id"),
+    )
+    sa.Table(
+        "feedback", md,
+        sa.Column("id", Id, primary_key=True, autoincrement=True),
+        sa.Column("session_id", sa.String(64), nullable=False),
+        sa.Column("bot", sa.String(200), nullable=False, server_default=""),
+        sa.Column("turn", sa.String(200), nullable=False, server_default=""),
+        sa.Column("user_id", sa.String(200), nullable=False, server_default=""),
+        sa.Column("source", sa.String(100), nullable=False, server_default=""),
+        sa.Column("score", sa.Integer, nullable=False),
+        sa.Column("comment", sa.Text),
+        sa.Column("ts", sa.Float, nullable=False),
+        sa.UniqueConstraint("session_id", "turn", "user_id", "source", name="feedback_one"),
+        sa.Index("feedback_session", "session_id"),
+        sa.Index("feedback_bot_ts", "bot", "ts"),
+    )
+    md.create_all(conn)
+
+
 Migration = Callable[[Connection, Dialect], None]
 
 MIGRATIONS: list[Migration] = [_v1_base_tables, _v2_cache_tokens_and_sort_indexes,
                                _v3_export_cursors, _v4_activity_rollups, _v5_budget_alerts,
                                _v6_estimated_calls, _v7_quarantine, _v8_texts,
                                _v9_bot_versions_and_replays, _v10_lifecycle,
-                               _v11_search_terms, _v12_cluster]
+                               _v11_search_terms, _v12_cluster, _v13_feedback]
 """Step *n* (1-based) upgrades a version *n-1* database to version *n*."""
 
 LATEST = len(MIGRATIONS)

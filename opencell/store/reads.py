@@ -20,16 +20,18 @@ from sqlalchemy import Connection
 from opencell.calendar import PERIODS, period_bounds, utc_date
 from opencell.errors import StoreError
 from opencell.store.dialect import Dialect
+from opencell.store.feedback import feedback_filter, session_score
 from opencell.store.search import WordPlan, query_words, words_condition
 from opencell.store.tables import DURATION_SORT, cost_rollups, events, sessions
 from opencell.store.texts import expand
 
-SessionSort = Literal["started_at", "duration", "cost"]
+SessionSort = Literal["started_at", "duration", "cost", "feedback"]
 
 SORT_KEYS: dict[str, sa.ColumnElement[Any]] = {
     "started_at": sessions.c.started_at,
     "duration": DURATION_SORT,
     "cost": sessions.c.cost_usd,
+    "feedback": session_score(),
 }
 
 COST_KEYS: dict[str, sa.Column[Any]] = {
@@ -144,7 +146,7 @@ def session_conditions(dialect: Dialect, *, bot: str | None = None, user: str | 
                        platform: str | None = None, status: str | None = None,
                        tag: str | None = None, since: float | None = None,
                        until: float | None = None, q: str | None = None,
-                       plans: list[WordPlan] | None = None,
+                       plans: list[WordPlan] | None = None, feedback: str | None = None,
                        ) -> list[sa.ColumnElement[bool]]:
     """The WHERE terms of a session listing (shared by a page and its total count).
 
@@ -152,6 +154,7 @@ def session_conditions(dialect: Dialect, *, bot: str | None = None, user: str | 
     index — sessions where every word of ``q`` starts a word said in them, a word of the
     user's id or name, or the short id shown in lists. ``plans``: how to match each word
     (``search.plan_words``; without, every word's matches are fetched and intersected).
+    ``feedback``: good, bad, rated or unrated (``store/feedback.py``).
     """
     conditions: list[sa.ColumnElement[bool]] = []
     for column, wanted in ((_s.bot, bot), (_s.platform, platform), (_s.status, status)):
@@ -174,6 +177,8 @@ def session_conditions(dialect: Dialect, *, bot: str | None = None, user: str | 
             either.append(words_condition(dialect, _s.seq, plans or [
                 ("rare", word, []) for word in words]))
         conditions.append(sa.or_(*either))
+    if feedback is not None:
+        conditions.append(feedback_filter(feedback))
     return conditions
 
 

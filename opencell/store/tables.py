@@ -233,6 +233,38 @@ search_terms = sa.Table(
     sa.Column("term", sa.String(40), primary_key=True),
     sa.Column("session_seq", Id, primary_key=True, autoincrement=False),
 )
+# v13: feedback on the bot's replies (see feedback.py).
+reply_messages = sa.Table(
+    "reply_messages", METADATA,
+    sa.Column("bot", sa.String(200), primary_key=True),
+    sa.Column("platform", sa.String(40), primary_key=True),
+    sa.Column("channel", sa.String(200), primary_key=True),
+    sa.Column("message_id", sa.String(200), primary_key=True),
+    sa.Column("thread", sa.String(200), nullable=False, server_default=""),
+    sa.Column("user_id", sa.String(200), nullable=False, server_default=""),
+    sa.Column("session_id", sa.String(64), nullable=False),
+    sa.Column("turn", sa.String(200), nullable=False, server_default=""),
+    sa.Column("ts", sa.Float, nullable=False),
+)
+"""Which turn each platform message the bot posted answered (``turn``: the id of the user's
+message), so a reaction on it finds its turn after a restart; and which threads the bot
+took part in, with whom (``follow_threads``)."""
+feedback = sa.Table(
+    "feedback", METADATA,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("session_id", sa.String(64), nullable=False),
+    sa.Column("bot", sa.String(200), nullable=False, server_default=""),
+    sa.Column("turn", sa.String(200), nullable=False, server_default=""),
+    sa.Column("user_id", sa.String(200), nullable=False, server_default=""),
+    sa.Column("source", sa.String(100), nullable=False, server_default=""),
+    sa.Column("score", sa.Integer, nullable=False),
+    sa.Column("comment", sa.Text),
+    sa.Column("ts", sa.Float, nullable=False),
+    sa.UniqueConstraint("session_id", "turn", "user_id", "source", name="feedback_one"),
+)
+"""The feedback standing now: one row per (turn, person, reaction or ``command``/``api``),
+``score`` +1 (good) or -1 (bad); a retracted reaction's row is deleted. Each change is also
+a ``feedback`` event in the session (the history, and what exporters send)."""
 
 DURATION_SORT = sa.func.coalesce(sessions.c.duration_ms, sa.literal_column("-1"))
 """How sessions sort by duration: open sessions (no duration yet) come last when descending."""

@@ -11,15 +11,17 @@ What it serves (payloads from ``tests/data/discord/``, shaped like Discord's own
 * ``GET /users/@me`` and ``GET /oauth2/applications/@me`` (login), ``GET /gateway/bot``
   (``AutoShardedClient``), ``POST /channels/{id}/messages`` (logged in ``posts``, answered with
   a real-shaped message; over 2,000 characters → 400 / code 50035, as Discord does),
-  ``POST /channels/{id}/typing`` (logged in ``typing``). Every request must carry
+  ``POST /channels/{id}/typing`` (logged in ``typing``), ``PATCH /channels/{id}/messages/{m}``
+  (edits, logged in ``edits``; ``contents`` holds each message's text now). Every request must carry
   ``Authorization: Bot <token>`` with the fake's ``token``, else 401 — which is how a test
   scripts "invalid token". ``rate_limit_posts(n)`` answers the next ``n`` message POSTs with a
   429 that discord.py honours (JSON ``retry_after`` and a ``Via`` header).
 * The gateway: HELLO, heartbeat ACKs, IDENTIFY → READY + GUILD_CREATE (one guild with roles,
   two text channels and a thread), RESUME → RESUMED (logged in ``resumes``).
   ``await fake.dispatch("MESSAGE_CREATE", fake.message(...))`` pushes an event to every
-  connected client; ``drop_connections(code)`` scripts a disconnect; ``withhold_ready`` a
-  gateway that never says READY. With ``refuse_privileged_intents`` the gateway closes with
+  connected client (``fake.reaction(...)`` builds MESSAGE_REACTION_ADD/REMOVE payloads);
+  ``drop_connections(code)`` scripts a disconnect; ``withhold_ready`` a gateway that never
+  says READY. With ``refuse_privileged_intents`` the gateway closes with
   4014 when IDENTIFY asks for the Message Content intent, as Discord does when it is not
   enabled in the Developer Portal.
 
@@ -34,6 +36,7 @@ import asyncio
 import copy
 import itertools
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,11 +81,24 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
+class Edited:
+    """One edit of a message the bot sent (``PATCH /channels/{c}/messages/{m}``)."""
+
+    channel_id: str
+    message_id: str
+    content: str
+    at: float
+    """``time.monotonic()`` when it arrived (benchmarks measure edit rates with it)."""
+
+
+@dataclass(frozen=True)
 class Posted:
     """One message the bot sent: the channel it went to and the JSON body discord.py built."""
 
     channel_id: str
     body: dict[str, Any]
+    message_id: str = ""
+    """The id the fake gave it (empty for a refused POST)."""
 
     @property
     def content(self) -> str:
@@ -114,6 +130,12 @@ class FakeDiscord(ServesInThread):
         """Channel ids of message POSTs answered with 429."""
         self.post_latency = 0.0
         """Seconds each accepted message POST takes to answer (logged when it arrives)."""
+        self.edits: list[Edited] = []
+        """Every accepted message edit, in arrival order."""
+        self.contents: dict[str, str] = {}
+        """Each posted message's content now (after its edits), by message id."""
+        self.post_times: list[float] = []
+        """``time.monotonic()`` of each accepted POST (benchmarks)."""
         self.rejected: list[Posted] = []
         """Message POSTs refused with 400 / 50035 (content over 2,000 characters)."""
         self._rate_limit_left = 0
@@ -259,12 +281,14 @@ class FakeDiscord(ServesInThread):
                 "content": {"_errors": [{"code": "BASE_TYPE_MAX_LENGTH",
                                          "message": "Must be 2000 or fewer in length."}]}}},
                          400)
-        self.posts.append(Posted(channel_id, body))
+        message_id = str(next(self._sent_ids))
+        self.posts.append(Posted(channel_id, body, message_id))
+        self.post_times.append(time.monotonic())
+        self.contents[message_id] = str(body.get("content") or "")
         if self.post_latency:
             await asyncio.sleep(self.post_latency)
         sent = load("message_sent.json")
-        sent.update(id=str(next(self._sent_ids)), channel_id=channel_id,
-                    content=body.get("content", ""))
+        sent.update(id=message_id, channel_id=channel_id, content=body.get("content", ""))
         if body.get("message_reference"):
             sent["message_reference"] = {"type": 0, "channel_id": channel_id,
                                          **body["message_reference"]}
@@ -275,6 +299,37 @@ class FakeDiscord(ServesInThread):
         return _json(sent, headers={"Via": "1.1 google", "X-RateLimit-Bucket": "fake-bucket",
                                     "X-RateLimit-Limit": "5", "X-RateLimit-Remaining": "4",
                                     "X-RateLimit-Reset-After": "5.000"})
+
+    async def _edit_message(self, request: web.Request) -> web.Response:
+        channel_id, message_id = request.match_info["channel_id"], request.match_info["id"]
+        if message_id not in self.contents:
+            return _json({"message": "Unknown Message", "code": 10008}, 404)
+        body = await request.json()
+        content = str(body.get("content") or "")
+        if len(content) > 2000:
+            self.rejected.append(Posted(channel_id, body, message_id))
+            return _json({"message": "Invalid Form Body", "code": 50035}, 400)
+        self.edits.append(Edited(channel_id, message_id, content, time.monotonic()))
+        self.contents[message_id] = content
+        sent = load("message_sent.json")
+        sent.update(id=message_id, channel_id=channel_id, content=content, type=0,
+                    edited_timestamp="2026-01-01T00:00:01.000000+00:00")
+        return _json(sent, headers={"Via": "1.1 google", "X-RateLimit-Bucket": "fake-edit",
+                                    "X-RateLimit-Limit": "5", "X-RateLimit-Remaining": "4",
+                                    "X-RateLimit-Reset-After": "5.000"})
+
+    def reaction(self, message_id: str, emoji: str = "👍", *, channel: str = GENERAL_ID,
+                 user: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A MESSAGE_REACTION_ADD / _REMOVE payload: ``user`` (default Alice) reacting with
+        the unicode ``emoji`` on ``message_id``."""
+        who = user or ALICE
+        data: dict[str, Any] = {"user_id": who["id"], "channel_id": channel,
+                                "message_id": message_id,
+                                "emoji": {"id": None, "name": emoji}, "burst": False,
+                                "type": 0}
+        if channel in CHANNEL_TYPES:
+            data["guild_id"] = GUILD_ID
+        return data
 
     async def _typing(self, request: web.Request) -> web.Response:
         self.typing.append(request.match_info["channel_id"])
@@ -340,6 +395,8 @@ class FakeDiscord(ServesInThread):
         app.router.add_get("/api/v10/gateway", self._gateway_plain)
         app.router.add_post("/api/v10/channels/{channel_id}/messages", self._post_message)
         app.router.add_post("/api/v10/channels/{channel_id}/typing", self._typing)
+        app.router.add_patch("/api/v10/channels/{channel_id}/messages/{id}",
+                             self._edit_message)
         app.router.add_route("*", "/api/{tail:.*}", self._not_found)
         self._runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
         await self._runner.setup()

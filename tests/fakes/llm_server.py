@@ -77,6 +77,14 @@ class Step:
     delay: float = 0.0
     body: Mapping[str, Any] | bytes | str | None = None
     content_type: str = JSON
+    chunk_size: int = 0
+    """Streamed requests: characters of text per delta (0: the whole text in one delta)."""
+    chunk_delay: float = 0.0
+    """Streamed requests: seconds between two deltas."""
+    break_after: int | None = None
+    """Streamed requests: after this many text deltas the stream ends with an error event
+    (Anthropic ``overloaded_error``, OpenAI an ``error`` chunk), as a provider failing
+    mid-answer does."""
 
 
 def reply(text: str, **kwargs: Any) -> Step:
@@ -95,6 +103,13 @@ def error(status: int, message: str = "scripted error", *,
           headers: Mapping[str, str] | None = None) -> Step:
     """An HTTP error in the provider's error shape, e.g. ``error(429, headers={...})``."""
     return Step(status=status, error_message=message, headers=dict(headers or {}))
+
+
+def streamed(text: str, chunk_size: int = 8, *, delay: float = 0.0,
+             break_after: int | None = None, **kwargs: Any) -> Step:
+    """A text answer that a streamed request receives in deltas of ``chunk_size``."""
+    return Step(text=text, chunk_size=chunk_size, chunk_delay=delay,
+                break_after=break_after, **kwargs)
 
 
 def malformed(body: Mapping[str, Any] | bytes | str = b"{not json",
@@ -258,6 +273,9 @@ class FakeLLMServer(ServesInThread):
                 await asyncio.wait_for(self._closing.wait(), step.delay)
             except TimeoutError:
                 pass
+        if (isinstance(body, dict) and body.get("stream") and step.status == 200
+                and step.body is None):
+            return await _stream(request, recorded, step, n)
         return self._render(recorded, step, n)
 
     async def _models(self, request: web.Request) -> web.Response:
@@ -362,3 +380,120 @@ def _error_body(anthropic: bool, step: Step) -> dict[str, Any]:
         return {"type": "error", "error": {"type": kind, "message": step.error_message}}
     return {"error": {"message": step.error_message, "type": kind, "param": None,
                       "code": kind}}
+
+
+# ---------------------------------------------------------------------- streaming (SSE)
+
+
+def _pieces(text: str, size: int) -> list[str]:
+    if not text:
+        return []
+    if size <= 0:
+        return [text]
+    return [text[i:i + size] for i in range(0, len(text), size)]
+
+
+async def _stream(http: web.Request, request: RecordedRequest, step: Step, n: int
+                  ) -> web.StreamResponse:
+    """The step as a server-sent event stream, in the requested API's own event shapes."""
+    anthropic = request.api == "anthropic"
+    response = web.StreamResponse(headers={
+        "Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+        ("request-id" if anthropic else "x-request-id"): f"req_fake_{n}", **step.headers})
+    await response.prepare(http)
+    events = (_anthropic_events if anthropic else _openai_events)(request, step, n)
+    for event in events:
+        if event is None:  # a pause between two text deltas
+            if step.chunk_delay:
+                await asyncio.sleep(step.chunk_delay)
+            continue
+        name, data = event
+        line = f"event: {name}\n" if name else ""
+        await response.write(f"{line}data: {data}\n\n".encode())
+    await response.write_eof()
+    return response
+
+
+SSE = tuple[str, str] | None
+
+
+def _anthropic_events(request: RecordedRequest, step: Step, n: int) -> list[SSE]:
+    body = _anthropic_body(request, step, n)
+    usage = dict(body.get("usage") or {})
+    start = {**body, "content": [], "stop_reason": None,
+             "usage": {**usage, "output_tokens": 1}}
+    out: list[SSE] = [("message_start", json.dumps({"type": "message_start",
+                                                     "message": start}))]
+    index = 0
+    sent = 0
+    for block in body["content"]:
+        if block["type"] == "text":
+            out.append(("content_block_start", json.dumps({
+                "type": "content_block_start", "index": index,
+                "content_block": {"type": "text", "text": ""}})))
+            for piece in _pieces(block["text"], step.chunk_size):
+                if step.break_after is not None and sent >= step.break_after:
+                    out.append(("error", json.dumps({"type": "error", "error": {
+                        "type": "overloaded_error", "message": "Overloaded"}})))
+                    return out
+                if sent:
+                    out.append(None)
+                out.append(("content_block_delta", json.dumps({
+                    "type": "content_block_delta", "index": index,
+                    "delta": {"type": "text_delta", "text": piece}})))
+                sent += 1
+        else:
+            out.append(("content_block_start", json.dumps({
+                "type": "content_block_start", "index": index,
+                "content_block": {**block, "input": {}}})))
+            out.append(("content_block_delta", json.dumps({
+                "type": "content_block_delta", "index": index,
+                "delta": {"type": "input_json_delta",
+                          "partial_json": json.dumps(block["input"])}})))
+        out.append(("content_block_stop", json.dumps({"type": "content_block_stop",
+                                                       "index": index})))
+        index += 1
+    if step.break_after is not None and sent >= step.break_after:
+        out.append(("error", json.dumps({"type": "error", "error": {
+            "type": "overloaded_error", "message": "Overloaded"}})))
+        return out
+    out.append(("message_delta", json.dumps({
+        "type": "message_delta",
+        "delta": {"stop_reason": body["stop_reason"], "stop_sequence": None},
+        "usage": {"output_tokens": usage.get("output_tokens", 0)}})))
+    out.append(("message_stop", json.dumps({"type": "message_stop"})))
+    return out
+
+
+def _openai_events(request: RecordedRequest, step: Step, n: int) -> list[SSE]:
+    body = _openai_body(request, step, n)
+    head = {"id": body["id"], "object": "chat.completion.chunk", "created": body["created"],
+            "model": body["model"]}
+    choice = body["choices"][0]
+    message = choice["message"]
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> SSE:
+        return ("", json.dumps({**head, "choices": [
+            {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]}))
+
+    out: list[SSE] = [chunk({"role": "assistant", "content": ""})]
+    sent = 0
+    for piece in _pieces(message.get("content") or "", step.chunk_size):
+        if step.break_after is not None and sent >= step.break_after:
+            break
+        if sent:
+            out.append(None)
+        out.append(chunk({"content": piece}))
+        sent += 1
+    if step.break_after is not None and sent >= step.break_after:
+        out.append(("", json.dumps({"error": {"message": "The server had an error",
+                                              "type": "server_error"}})))
+        return out
+    for i, call in enumerate(message.get("tool_calls") or []):
+        out.append(chunk({"tool_calls": [{"index": i, **call}]}))
+    out.append(chunk({}, choice["finish_reason"]))
+    include = (request.json.get("stream_options") or {}).get("include_usage")
+    if include and "usage" in body:
+        out.append(("", json.dumps({**head, "choices": [], "usage": body["usage"]})))
+    out.append(("", "[DONE]"))
+    return out

@@ -75,6 +75,10 @@ class FakeSlack:
         self._ratelimits: dict[str, list[int]] = {}
         self._sockets: list[web.WebSocketResponse] = []
         self._ts = itertools.count(1)
+        self.texts: dict[tuple[str, str], str] = {}
+        """Each posted message's text now (after ``chat.update``), by (channel, ts)."""
+        self.update_times: list[tuple[str, float]] = []
+        """(ts, ``time.monotonic()``) of every accepted ``chat.update`` (benchmarks)."""
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -221,8 +225,17 @@ class FakeSlack:
             return {"ok": True, "url": "https://fake-team.slack.com/", "team": "Fake Team",
                     "user": "opencell", "team_id": TEAM, "user_id": BOT_USER,
                     "bot_id": BOT_ID, "is_enterprise_install": False}
+        if method == "chat.update":
+            key = (str(args.get("channel")), str(args.get("ts")))
+            if key not in self.texts:
+                return {"ok": False, "error": "message_not_found"}
+            self.texts[key] = str(args.get("text") or "")
+            self.update_times.append((key[1], time.monotonic()))
+            return {"ok": True, "channel": key[0], "ts": key[1], "text": self.texts[key]}
         if method == "chat.postMessage":
             ts = f"{1_800_000_000 + next(self._ts)}.000100"
+            self.texts[(str(args.get("channel")), ts)] = str(args.get("text") or "")
+            args["_ts"] = ts
             return {"ok": True, "channel": args.get("channel"), "ts": ts,
                     "message": {"type": "message", "text": args.get("text"), "user": BOT_USER,
                                 "bot_id": BOT_ID, "ts": ts}}
@@ -290,6 +303,15 @@ def event(name: str, **changes: Any) -> dict[str, Any]:
         else:
             inner[key] = value
     return body
+
+
+def reaction_event(ts: str, name: str = "+1", *, added: bool = True,
+                   channel: str = "C0GENERAL", user: str = "U0ALICE") -> dict[str, Any]:
+    """A ``reaction_added`` / ``reaction_removed`` body: ``user`` reacting with ``:name:``
+    on the message ``ts`` in ``channel`` (a message of the bot's, as Slack sends it)."""
+    return event("reaction_added", type="reaction_added" if added else "reaction_removed",
+                 user=user, reaction=name, item={"type": "message", "channel": channel,
+                                                 "ts": ts})
 
 
 def twin(body: Mapping[str, Any], kind: str) -> dict[str, Any]:
