@@ -24,10 +24,11 @@ def login_error(exc: BaseException, name: str) -> BaseException:
                              f"bot '{name}': {exc or type(exc).__name__}")
     return exc
 
+
 def gateway_error(name: str, ready_timeout: float, task: asyncio.Task[None] | None
-              ) -> PlatformError:
-"""Why bot ``name`` did not become ready: ``task`` is the gateway connection if it ended
-(None: it did not end within ``ready_timeout``)."""
+                  ) -> PlatformError:
+    """Why bot ``name`` did not become ready: ``task`` is the gateway connection if it ended
+    (None: it did not end within ``ready_timeout``)."""
     if task is None:
         return PlatformError(f"bot '{name}' did not become ready on Discord within "
                              f"{ready_timeout:g}s; check the network, "
