@@ -50,10 +50,24 @@ class Window:
 
 
 def cursors(conn: Connection) -> dict[str, int]:
-    """Every exporter's cursor: the last event id it delivered."""
+    """Every exporter's hold: the highest event id below which it has delivered everything.
+
+    The outbox's cursor is a (transaction, id) position (``exporters/outbox.py``): on
+    PostgreSQL an event whose transaction committed late can have a lower id than events
+    already delivered and still be pending. The hold then stops just below the lowest id
+    written by a transaction after the cursor's, so such an event is never pruned unsent.
+    On SQLite every event's transaction is 0 and the hold is the cursor's id.
+    """
     c = export_cursors.c
-    return {row.exporter: int(row.last_event_id)
-            for row in conn.execute(sa.select(c.exporter, c.last_event_id))}
+    holds: dict[str, int] = {}
+    for row in conn.execute(sa.select(c.exporter, c.last_event_id, c.last_tx)):
+        hold = int(row.last_event_id)
+        later = conn.execute(sa.select(sa.func.min(_e.id))
+                             .where(_e.tx > int(row.last_tx or 0))).scalar()
+        if later is not None:
+            hold = min(hold, int(later) - 1)
+        holds[row.exporter] = hold
+    return holds
 
 
 def id_span(conn: Connection) -> tuple[int, int]:

@@ -35,6 +35,7 @@ from sqlalchemy import Connection
 from opencell.errors import StoreError
 from opencell.store import textgc
 from opencell.store._prune import read_state
+from opencell.store.erasure_extra import erase_side_tables
 from opencell.store.scrub import ERASED, anonymise, digests_in, dumps, erase, in_text, loads
 from opencell.store.store import Store
 from opencell.store.tables import (
@@ -44,6 +45,7 @@ from opencell.store.tables import (
     events,
     export_cursors,
     quarantine,
+    search_terms,
     sessions,
     user_cost_rollups,
 )
@@ -107,9 +109,15 @@ def forget(store: Store, user_id: str, *, platform: str | None = None, dry_run: 
         with _writing(store) as conn:
             unused -= textgc.referenced_since(conn, scanned, unused, seqs)
             report.texts = textgc.delete(conn, unused)
+    insert_terms = store.insert_missing(search_terms, ("term", "session_seq"))
     for chunk in _chunks(sorted(seqs)):
         with _writing(store) as conn:
             _rewrite_events(conn, chunk, needles, report.pseudonym)
+            erase_side_tables(conn, insert_terms, {seq: found[seq]["id"] for seq in chunk},
+                              user_id, report.pseudonym)
+    if not seqs:
+        with _writing(store) as conn:
+            erase_side_tables(conn, insert_terms, {}, user_id, report.pseudonym)
     with _writing(store) as conn:
         report.audit_id = _finish(conn, report, found, user_id, platform,
                                   actor or _actor(), time.time() if now is None else now)

@@ -16,6 +16,7 @@ from opencell.errors import StoreError
 from opencell.exporters.outbox import Outbox
 from opencell.records import Record
 from opencell.store.erasure import audit_log, forget
+from opencell.store.feedback import remember_replies, session_feedback, set_feedback
 from opencell.store.store import Store
 from opencell.store.tables import sessions
 from tests.conftest import clean_env, opencell
@@ -148,11 +149,12 @@ def test_the_platform_option_keeps_the_other_platforms(store: Store) -> None:
 
 
 def test_exporters_that_already_sent_the_data_are_named(store: Store) -> None:
-    outbox = Outbox(store, "agentops", settle_s=0.0)
-    assert outbox.claim() == 0
+    outbox = Outbox(store, "agentops")
+    cursor = outbox.claim()
+    assert cursor is not None and cursor[1] == 0  # (PostgreSQL: the transaction horizon, 0)
     ids = fill(store, time.time())
-    sent = outbox.window(0, 9)  # AgentOps delivered Alice's first session only
-    assert outbox.advance(sent[-1].id, events_delivered=9, spans_delivered=9)
+    sent = outbox.window(cursor, 9)  # AgentOps delivered Alice's first session only
+    assert outbox.advance(sent[-1].position, events_delivered=9, spans_delivered=9)
     report = forget(store, ALICE)
     assert report.exporters == {"agentops": {"events": 9, "sessions": [ids["alice"][0]]}}
     assert audit_log(store)[0]["exporters"] == {"agentops": {"events": 9, "sessions": 1}}
@@ -198,3 +200,25 @@ def test_the_forget_command(store_url: str) -> None:
     assert document["sessions"] == 4 and document["audit_id"] == 1
     again = opencell("forget", "--user", ALICE, env=env)
     assert "nothing stored for that user" in again.stdout
+
+
+def test_the_search_index_ratings_and_reply_map_forget_the_user_too(store: Store) -> None:
+    now = time.time()
+    sid, records = session_records(ALICE, now, "zebrafish")
+    store.write_batch(records)
+    found = store.session_page(q="zebrafish")["sessions"]
+    assert [s["id"] for s in found] == [sid]  # the word she said is searchable
+    set_feedback(store, session_id=sid, bot="support", turn="m1", user_id=ALICE,
+                 source="command", score=-1, comment="zebrafish were late")
+    remember_replies(store, [{"bot": "support", "platform": "discord", "channel": "c1",
+                              "message_id": "r1", "thread": "", "user_id": ALICE,
+                              "session_id": sid, "turn": "m1", "ts": now}])
+
+    report = forget(store, ALICE)
+
+    assert store.session_page(q="zebrafish")["sessions"] == []
+    assert [s["id"] for s in store.session_page(q=sid[-12:])["sessions"]] == [sid]
+    assert scan_tables(store, "zebrafish") == [] and scan_tables(store, ALICE) == []
+    (rating,) = session_feedback(store, sid)
+    assert (rating["user_id"], rating["comment"], rating["value"]) == (
+        report.pseudonym, None, "bad")

@@ -133,33 +133,33 @@ def test_content_expires_before_the_structure(store: Store) -> None:
 
 def test_an_undelivered_event_survives_pruning_until_it_is_delivered(store: Store) -> None:
     now = time.time()
-    outbox = Outbox(store, "otlp", settle_s=0.0)
+    outbox = Outbox(store, "otlp")
     cursor = outbox.claim()  # enabled before the events: all of them are pending for it
-    assert cursor == 0
+    assert cursor is not None and cursor[1] == 0  # (PostgreSQL: the transaction horizon, 0)
     fill(store, now, sessions=2)
     total = event_count(store)
 
     # Content past its window is kept for the exporter (within the grace) …
     content_held = prune(store, POLICY, now=now + 40 * DAY)
-    assert content_held.content_expired == 0 and content_held.held == {"otlp": cursor}
+    assert content_held.content_expired == 0 and content_held.held == {"otlp": 0}
     assert "MARK0" in json.dumps(outbox.window(cursor, 100)[1].data)
     # … and so are the events past theirs.
     held = prune(store, POLICY, now=now + 95 * DAY)
-    assert held.events_deleted == 0 and held.held == {"otlp": cursor}
+    assert held.events_deleted == 0 and held.held == {"otlp": 0}
     assert event_count(store) == total
 
     delivered = outbox.window(cursor, 5)  # the exporter sends five events
-    assert outbox.advance(delivered[-1].id, events_delivered=5, spans_delivered=5)
+    assert outbox.advance(delivered[-1].position, events_delivered=5, spans_delivered=5)
     partly = prune(store, POLICY, now=now + 95 * DAY)
     assert partly.events_deleted == 5 and not partly.lost
-    assert [e.id for e in outbox.window(delivered[-1].id, 1)] == [delivered[-1].id + 1]
+    assert [e.id for e in outbox.window(delivered[-1].position, 1)] == [delivered[-1].id + 1]
 
 
 def test_an_exporter_down_longer_than_window_plus_grace_stops_holding(store: Store) -> None:
     now = time.time()
-    outbox = Outbox(store, "agentops", settle_s=0.0)
+    outbox = Outbox(store, "agentops")
     cursor = outbox.claim()  # enabled before the events: all of them are pending for it
-    assert cursor == 0
+    assert cursor is not None and cursor[1] == 0  # (PostgreSQL: the transaction horizon, 0)
     fill(store, now, sessions=2)
     total = event_count(store)
 
