@@ -44,6 +44,8 @@ class Adapter(ABC):
         self._idle.set()
         self.accepting = True
         """False once a graceful stop has begun (``stop_accepting``)."""
+        self.feedback: FeedbackBook | None = None
+        """Where replies are remembered and reactions recorded (the App sets it)."""
 
     def use_store(self, store: Store | None) -> None:
         """The App's store, for adapters that coordinate through it (Discord shard claims)."""
@@ -54,8 +56,6 @@ class Adapter(ABC):
         (Slack HTTP mode: a non-2xx answer makes Slack retry, and a load balancer sends the
         retry to another worker) they are refused rather than acknowledged and dropped."""
         self.accepting = False
-        self.feedback: FeedbackBook | None = None
-        """Where replies are remembered and reactions recorded (the App sets it)."""
 
     async def handle(self, message: IncomingMessage, deliver: Deliver) -> Reply | None:
         """Get the reply to one message, sent with ``send``; in flight until it is sent.

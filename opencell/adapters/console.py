@@ -137,13 +137,24 @@ class ConsoleAdapter(Adapter):
                         raise EOFError
                     line = first
                 else:
-                    line = input(self.prompt)
+                    line = self._ask()
             except EOFError:
                 self._held.release()
                 self._console.print()  # the shell's prompt starts on a line of its own
                 return
             self._held.release()
             yield valid_text(line)
+
+    def _ask(self) -> str:
+        """One line typed at the prompt: through ``input`` (readline's line editing) when
+        the terminal is the process's own, else read from the streams this adapter was given."""
+        if self._stdin is sys.stdin and self._stdout is sys.stdout:
+            return input(self.prompt)
+        self._write(self.prompt)
+        line = self._stdin.readline()
+        if not line:
+            raise EOFError
+        return line.rstrip("\r\n")
 
     async def _serve(self, queue: asyncio.Queue[str | None], deliver: Deliver) -> None:
         try:

@@ -24,9 +24,12 @@ def model() -> Iterator[FakeLLMServer]:
     fake.stop_thread()
 
 
-def claude_bot(tmp_path: Path) -> Path:
+def claude_bot(tmp_path: Path, *, stream: bool = False) -> Path:
+    """A Claude bot on the console. Not streamed by default: a streamed answer is printed as
+    it arrives (raw), a whole one is rendered as Markdown, which these tests look at."""
     bot = tmp_path / "bot.yaml"
     bot.write_text("name: helper\nllm: {provider: claude, model: claude-sonnet-4-20250514}\n"
+                   f"stream: {str(stream).lower()}\n"
                    "platforms: {console: {prompt: 'you> '}}\n")
     return bot
 
