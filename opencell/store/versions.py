@@ -19,7 +19,7 @@ from sqlalchemy import Connection
 
 from opencell.errors import StoreError
 from opencell.store.reads import SESSION_COLUMNS, iso, session_dict
-from opencell.store.tables import events, sessions, texts
+from opencell.store.tables import events, feedback, sessions, texts
 
 if TYPE_CHECKING:
     from opencell.store.store import Store
@@ -29,13 +29,21 @@ _s, _e = sessions.c, events.c
 
 def feedback_rates(conn: Connection, bot: str, since: float | None) -> dict[tuple[str, str],
                                                                              float]:
-    """Hook for user feedback (👍/👎): (version, origin) → share of rated turns rated 👎.
-
-    No feedback is recorded yet, so this is empty and the 👎 column shows "-". When feedback
-    lands, answer it here from its table (joined to ``sessions`` on the version) and every
-    view of versions shows it.
-    """
-    return {}
+    """(version, origin) → share of the rated turns whose net rating (👍 − 👎) is negative,
+    from the ``feedback`` table (one standing rating per turn, person and reaction)."""
+    f = feedback.c
+    turns = (sa.select(f.session_id, f.turn, sa.func.sum(f.score).label("net"))
+             .group_by(f.session_id, f.turn).subquery())
+    origin = sa.case((_s.platform == "replay", "replay"), else_="live").label("origin")
+    query = (sa.select(_s.bot_version, origin, sa.func.count().label("rated"),
+                       sa.func.sum(sa.case((turns.c.net < 0, 1), else_=0)).label("bad"))
+             .join_from(turns, sessions, turns.c.session_id == _s.id)
+             .where(_s.bot == bot)
+             .group_by(_s.bot_version, origin))
+    if since is not None:
+        query = query.where(_s.started_at >= since)
+    return {(str(row.bot_version or ""), str(row.origin)): int(row.bad or 0) / int(row.rated)
+            for row in conn.execute(query) if row.rated}
 
 
 def version_stats(store: Store, bot: str, *, since: float | None = None

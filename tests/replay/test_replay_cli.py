@@ -12,6 +12,8 @@ import pytest
 from opencell.llm.pricing import PriceBook
 from opencell.llm.what_if import parse_model, what_if_cost
 from opencell.runtime import BotRuntime
+from opencell.store.feedback import set_feedback
+from opencell.store.store import Store
 from tests.conftest import clean_env, opencell
 from tests.fakes.llm_server import FakeLLMServer
 from tests.replay.conftest import (
@@ -100,6 +102,19 @@ def test_versions_compare_and_diff(server: FakeLLMServer, isolated_store: str) -
     assert sorted((r["sessions"], r["turns"]) for r in rows) == [(1, 1), (2, 2)]
     assert all(r["origin"] == "live" and r["model"].startswith("claude:") for r in rows)
     assert all(r["thumbs_down_rate"] is None for r in rows)
+    # 👍/👎 on the turns: the share of rated turns rated 👎, per version.
+    store = Store.open(isolated_store)
+    by_version: dict[str, list[str]] = {}
+    for session in store.list_sessions(bot="shop")[0]:
+        by_version.setdefault(session["bot_version"], []).append(session["id"])
+    two = next(v for v, ids in by_version.items() if len(ids) == 2)
+    for sid, score in zip(by_version[two], (-1, 1), strict=True):
+        set_feedback(store, session_id=sid, bot="shop", turn="1", user_id="u", source="api",
+                     score=score)
+    store.close()
+    rated = json.loads(opencell("versions", "shop", "--json").stdout)["versions"]
+    assert {r["version"]: r["thumbs_down_rate"] for r in rated} == {
+        two: 0.5, **{v: None for v in by_version if v != two}}
     a, b = (r["version"] for r in rows)
     diff = opencell("versions", "shop", "--diff", a[:8], b[:8])
     assert diff.returncode == 0, diff.stderr
