@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import Any
 
 import discord
-
-if TYPE_CHECKING:
-    from opencell.adapters.discord import DiscordAdapter
 
 log = logging.getLogger("opencell.adapters.discord")
 
 
-async def claim_forever(adapter: DiscordAdapter, interval: float) -> None:
+async def claim_forever(adapter: Any, interval: float) -> None:
     """Take over shards other processes gave up (stopped or died), while under ``max``,
-    trying every ``interval`` seconds."""
+    trying every ``interval`` seconds. ``adapter`` is the ``DiscordAdapter`` (not imported
+    here: that would be an import cycle)."""
     assert adapter._claims is not None
     while not adapter._stopping:
         await asyncio.sleep(interval)
