@@ -31,17 +31,24 @@ MAX_TERMS = 500
 MAX_QUERY_WORDS = 8
 
 
+_INDEXED = re.compile(r"\w{2,}")
+"""A word long enough to index (``MIN_CHARS``)."""
+
+
 def terms_of(text: object) -> set[str]:
     """The indexable words of ``text`` (non-strings have none)."""
     if not isinstance(text, str) or not text:
         return set()
+    if len(text) < 3 * MAX_TERMS:  # fewer than MAX_TERMS words fit: no order to keep
+        words = set(_INDEXED.findall(text.lower()))
+        if any(len(w) > MAX_CHARS for w in words):
+            words = {w[:MAX_CHARS] for w in words}
+        return words
     found: set[str] = set()
-    for match in WORD.finditer(text.lower()):
-        word = match.group()
-        if len(word) >= MIN_CHARS:
-            found.add(word[:MAX_CHARS])
-            if len(found) >= MAX_TERMS:
-                break
+    for match in _INDEXED.finditer(text.lower()):
+        found.add(match.group()[:MAX_CHARS])
+        if len(found) >= MAX_TERMS:
+            break
     return found
 
 

@@ -46,6 +46,7 @@ from opencell.store._reads import SessionReads
 from opencell.store._writes import SessionInfo, Statements, resolve_sessions, rollup_rows
 from opencell.store.cluster import Membership, process_owner
 from opencell.store.dialect import WRITE, Dialect, dialect_for, remove_stale_wal
+from opencell.store.indexed_terms import IndexedTerms
 from opencell.store.losses import drop_rows, losses, quarantine_row
 from opencell.store.migrations import LATEST, check_version, current_version, upgrade
 from opencell.store.search import term_rows
@@ -79,6 +80,8 @@ class Store(SessionReads):
         self._sql = Statements(dialect)
         self._activity = ActivityStatements(dialect)
         self._cache: OrderedDict[str, SessionInfo] = OrderedDict()
+        self._indexed = IndexedTerms()
+        self._indexing: list[tuple[int, str]] = []
         self._file_id: tuple[int, int] | None = None
         self._placeholders = 0
         self._rejected = 0
@@ -227,6 +230,7 @@ class Store(SessionReads):
                 remove_stale_wal(path)
                 path.parent.mkdir(parents=True, exist_ok=True)
             self._cache.clear()
+            self._indexed.forget()
             self._recreated += 1
             self._migrate()
 
@@ -262,6 +266,7 @@ class Store(SessionReads):
                 infos, new_placeholders = resolve_sessions(conn, self._sql, plan, self._cache,
                                                            owner)
                 self._write_plan(conn, plan, infos)
+            self._indexed.stored(self._indexing)  # committed: these need not be sent again
             for session_id, info in infos.items():
                 self._remember(session_id, info)
             for end in plan.ends:
@@ -321,9 +326,11 @@ class Store(SessionReads):
                 {"b_seq": infos[e.session_id][0], "b_status": e.status, "b_reason": e.reason,
                  "b_ended_at": e.ts, "b_metadata": e.metadata}
                 for e in sorted(plan.ends, key=lambda end: infos[end.session_id][0])])
-        if plan.terms:  # in key order, like every multi-row upsert (no deadlock between writers)
+        terms = self._indexed.new((infos[sid][0], term) for sid, term in plan.terms)
+        if terms:  # in key order, like every multi-row upsert (no deadlock between writers)
             conn.execute(self._dialect.insert_missing(search_terms, ("term", "session_seq")),
-                         term_rows((infos[sid][0], term) for sid, term in plan.terms))
+                         term_rows(terms))
+        self._indexing = terms
         rollups = rollup_rows(plan.usage, infos) if plan.usage else []
         if rollups:
             conn.execute(sql.add_rollups, rollups)
