@@ -8,7 +8,8 @@ message says what the operator can change.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import ModuleType
 from typing import TypeVar
@@ -22,6 +23,7 @@ from opencell.errors import (
     LLMTimeoutError,
 )
 from opencell.llm.base import LLMResponse
+from opencell.llm.streaming import broken_stream_message
 
 _MAX_DETAIL = 300
 T = TypeVar("T")
@@ -146,3 +148,20 @@ def _api_message(exc: Exception) -> str:
     if isinstance(body, str):
         return body.strip()
     return ""
+
+
+@contextmanager
+def stream_errors(sdk: ModuleType, base_error: type[Exception], endpoint: Endpoint,
+                  provider: str) -> Iterator[None]:
+    """How a streamed call's failures read, for every SDK: its own errors translated, a bad
+    answer malformed, our errors as they are, anything else a connection broken mid-stream."""
+    try:
+        yield
+    except base_error as exc:
+        raise translate_sdk_error(exc, sdk, endpoint) from exc
+    except ValueError as exc:  # the SDK's JSON decoding or model validation
+        raise malformed_response(exc, endpoint) from exc
+    except LLMError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the connection broke mid-stream
+        raise LLMConnectionError(broken_stream_message(exc), provider=provider) from exc

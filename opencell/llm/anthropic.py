@@ -6,12 +6,12 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from opencell.errors import LLMConnectionError, LLMError
 from opencell.llm._arguments import arguments_from_object, arguments_to_object
 from opencell.llm._sdk_errors import (
     Endpoint,
     malformed_response,
     read_response,
+    stream_errors,
     translate_sdk_error,
 )
 from opencell.llm.base import (
@@ -23,7 +23,6 @@ from opencell.llm.base import (
     ToolSpec,
     Usage,
 )
-from opencell.llm.streaming import broken_stream_message
 from opencell.llm.usage import ABSENT, checked_usage, field, missing_usage
 
 if TYPE_CHECKING:
@@ -96,7 +95,7 @@ class AnthropicClient:
         """The same call through the SDK's streaming helper (``messages.stream``): each text
         delta goes to ``on_text`` as it arrives; the answer is the stream's final message."""
         sdk = self._sdk
-        try:
+        with stream_errors(sdk, sdk.AnthropicError, self._endpoint, self.provider):
             async with self._client.messages.stream(
                 model=self.model,
                 max_tokens=request.max_tokens,
@@ -111,15 +110,6 @@ class AnthropicClient:
                         await on_text(event.text)
                 message = await stream.get_final_message()
                 request_id = stream.request_id
-        except sdk.AnthropicError as exc:
-            raise translate_sdk_error(exc, sdk, self._endpoint) from exc
-        except ValueError as exc:  # the SDK's JSON decoding or model validation
-            raise malformed_response(exc, self._endpoint) from exc
-        except LLMError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - the connection broke mid-stream
-            raise LLMConnectionError(broken_stream_message(exc),
-                                     provider=self.provider) from exc
         response = read_response(lambda raw: self._to_response(raw, request), message,
                                  self._endpoint)
         if response.request_id is None and request_id:

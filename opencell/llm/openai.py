@@ -10,12 +10,12 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from opencell.errors import LLMConnectionError, LLMError
 from opencell.llm._arguments import arguments_from_json, arguments_to_json
 from opencell.llm._sdk_errors import (
     Endpoint,
     malformed_response,
     read_response,
+    stream_errors,
     translate_sdk_error,
 )
 from opencell.llm.base import (
@@ -27,7 +27,6 @@ from opencell.llm.base import (
     ToolSpec,
     Usage,
 )
-from opencell.llm.streaming import broken_stream_message
 from opencell.llm.usage import ABSENT, checked_usage, field, missing_usage
 
 if TYPE_CHECKING:
@@ -110,7 +109,7 @@ class OpenAIClient:
         completion. OpenAI is asked for the usage in the last chunk (``include_usage``);
         servers that do not send it are billed at the worst case, as for ``complete``."""
         sdk = self._sdk
-        try:
+        with stream_errors(sdk, sdk.OpenAIError, self._endpoint, self.provider):
             async with self._client.chat.completions.stream(
                 model=self.model,
                 messages=to_openai_messages(request.system, request.messages),
@@ -125,15 +124,6 @@ class OpenAIClient:
                         await on_text(event.delta)
                 completion = await stream.get_final_completion()
                 request_id = stream._response.headers.get("x-request-id")
-        except sdk.OpenAIError as exc:
-            raise translate_sdk_error(exc, sdk, self._endpoint) from exc
-        except ValueError as exc:  # the SDK's JSON decoding or model validation
-            raise malformed_response(exc, self._endpoint) from exc
-        except LLMError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - the connection broke mid-stream
-            raise LLMConnectionError(broken_stream_message(exc),
-                                     provider=self.provider) from exc
         response = read_response(lambda raw: self._to_response(raw, request), completion,
                                  self._endpoint)
         if response.request_id is None and request_id:
