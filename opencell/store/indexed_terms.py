@@ -11,7 +11,8 @@ correctness: several processes, a restart or a forgotten session only cost a re-
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from itertools import repeat
 
 SESSIONS = 5_000
 """Sessions remembered (least recently written dropped first)."""
@@ -27,11 +28,15 @@ class IndexedTerms:
         self._sessions = sessions
         self._per_session = per_session
 
-    def new(self, pairs: Iterable[tuple[int, str]]) -> list[tuple[int, str]]:
-        """The pairs not known to be stored yet."""
+    def new(self, terms: Mapping[int, set[str]]) -> list[tuple[int, str]]:
+        """The (session seq, term) pairs of ``terms`` (seq → terms) not known to be stored."""
         known = self._known
-        return [(seq, term) for seq, term in pairs
-                if (terms := known.get(seq)) is None or term not in terms]
+        pairs: list[tuple[int, str]] = []
+        for seq, words in terms.items():
+            stored = known.get(seq)
+            fresh = words if stored is None else words - stored
+            pairs.extend(zip(repeat(seq), fresh))
+        return pairs
 
     def stored(self, pairs: Iterable[tuple[int, str]]) -> None:
         """Remember pairs a committed transaction wrote."""

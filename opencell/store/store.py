@@ -326,7 +326,7 @@ class Store(SessionReads):
                 {"b_seq": infos[e.session_id][0], "b_status": e.status, "b_reason": e.reason,
                  "b_ended_at": e.ts, "b_metadata": e.metadata}
                 for e in sorted(plan.ends, key=lambda end: infos[end.session_id][0])])
-        terms = self._indexed.new((infos[sid][0], term) for sid, term in plan.terms)
+        terms = self._indexed.new({infos[sid][0]: words for sid, words in plan.terms.items()})
         if terms:  # in key order, like every multi-row upsert (no deadlock between writers)
             conn.execute(self._dialect.insert_missing(search_terms, ("term", "session_seq")),
                          term_rows(terms))

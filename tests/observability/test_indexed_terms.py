@@ -15,13 +15,13 @@ from opencell.store.tables import search_terms
 
 def test_only_pairs_not_yet_stored_are_new_and_memory_is_bounded() -> None:
     known = IndexedTerms(sessions=2, per_session=2)
-    assert known.new([(1, "refund"), (1, "order")]) == [(1, "refund"), (1, "order")]
+    assert sorted(known.new({1: {"refund", "order"}})) == [(1, "order"), (1, "refund")]
     known.stored([(1, "refund"), (1, "order"), (1, "parcel")])  # past per_session: not kept
-    assert known.new([(1, "refund"), (1, "parcel")]) == [(1, "parcel")]
+    assert known.new({1: {"refund", "parcel"}}) == [(1, "parcel")]
     known.stored([(2, "a1"), (3, "b1")])  # a third session pushes out the oldest (1)
-    assert known.new([(1, "refund"), (2, "a1"), (3, "b1")]) == [(1, "refund")]
+    assert known.new({1: {"refund"}, 2: {"a1"}, 3: {"b1"}}) == [(1, "refund")]
     known.forget([2])
-    assert known.new([(2, "a1")]) == [(2, "a1")]
+    assert known.new({2: {"a1"}}) == [(2, "a1")]
 
 
 def _turn(sid: str, ts: float, text: str) -> list[Record]:
