@@ -28,8 +28,7 @@ import json
 import logging
 import math
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -122,7 +121,7 @@ class SharedTallies(Tallies):
         reservation row in one statement, one round trip (autocommit: the statement is its
         own transaction, so a refused update leaves nothing behind)."""
         scope, window = hold.key
-        with _autocommit(self.store) as conn:
+        with self.store.autocommit() as conn:
             taken = conn.execute(_RESERVE_ONE, {
                 "scope": scope, "window": window, "amount": reservation.amount,
                 "limit": hold.limit.usd, "rid": rid, "owner": self.store.owner(),
@@ -159,7 +158,7 @@ class SharedTallies(Tallies):
         with guard("budget settle in the store", logger=log):
             if len(keys) == 1:  # one statement, one round trip
                 scope, window = keys[0]
-                with _autocommit(self.store) as conn:
+                with self.store.autocommit() as conn:
                     conn.execute(_SETTLE_ONE, {"rid": rid, "scope": scope, "window": window,
                                                "amount": reservation.amount, "spent": spent})
                 return
@@ -219,12 +218,6 @@ _SETTLE_ONE = sa.text(
     "AND EXISTS (SELECT 1 FROM gone)")
 """Settle a one-limit reservation: moved into ``spent`` only if its row was still there
 (the janitor may have given it back already)."""
-
-
-@contextmanager
-def _autocommit(store: Store) -> Iterator[Any]:
-    with store.engine.connect() as conn:
-        yield conn.execution_options(isolation_level="AUTOCOMMIT")
 
 
 def _adjust(conn: Any, keys: Iterable[TallyKey], reserved: float, spent: float) -> None:

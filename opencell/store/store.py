@@ -176,6 +176,12 @@ class Store(SessionReads):
             with conn.begin():
                 yield conn
 
+    @contextmanager
+    def autocommit(self) -> Iterator[Connection]:
+        """A pooled connection on which each statement is its own transaction (one trip)."""
+        with self._engine.connect() as conn:
+            yield conn.execution_options(isolation_level="AUTOCOMMIT")
+
     def schema_version(self) -> int:
         """The schema version the database is at."""
         with self.reading() as conn:
