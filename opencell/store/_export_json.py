@@ -113,44 +113,43 @@ finds either; a nested key matching too only costs the decoding."""
 _CREDENTIAL_HINT = re.compile(r'(?i)(?:key|token|secret|passw|passphrase|authorization|cookie)'
                               r'":"')
 """A key the redactor treats as a credential wherever its value is (value-level rule)."""
-_KINDS = {kind: _string(kind) for kind in
-          ("session_start", "session_end", "message", "llm_call", "tool_call", "error",
-           "custom", "alert")}
-_NAMES: dict[str, str] = {}
-"""Event names (models, tools, turns) encoded once each; bounded."""
-_BOOLEANS: dict[object, str] = {None: "null", True: "true", False: "false"}
-"""``success`` as JSON: SQLite gives 0/1, which hash and compare as False/True."""
-
-
 def event_texts(conn: Connection, rows: Sequence[Sequence[Any]],
                 redactor: Redactor | None) -> list[str]:
     """Each ``(session_seq, *EVENT_COLUMNS)`` row as its timeline event's JSON."""
     out: list[str] = []
-    append, needs_decoding, names = out.append, _DECODE.search, _NAMES
+    append, needs_decoding, heads, to_text = out.append, _DECODE.search, _HEADS, float.__repr__
     for row in rows:
         _seq, event_id, ts, kind, name, duration, success, data = row
         if data and data[0] == "{" and data[-1] == "}" and (
                 needs_decoding(data) is None or _spliceable(kind, data)):
-            if kind == "custom":
-                tail = ',"data":' + data + "}"
+            head = heads.get((kind, name))
+            if head is None:
+                head = _head(kind, name)
+            if duration is None:
+                ms = "null"
             else:
-                tail = "," + data[1:] if len(data) > 2 else "}"
-            name_json = names.get(name)
-            if name_json is None:
-                name_json = _string(name)
-                if len(names) < 10_000:
-                    names[name] = name_json
-            ms = "null" if duration is None else float.__repr__(float(duration))
-            text = (f'{{"id":{int(event_id)},"ts":"{iso(ts)}",'
-                    f'"kind":{_KINDS.get(kind) or _string(kind)},"name":{name_json},'
-                    f'"duration_ms":{ms},'
-                    f'"success":{_BOOLEANS.get(success) or ("true" if success else "false")}'
-                    f'{tail}')
+                ms = to_text(duration if duration.__class__ is float else float(duration))
+            text = (f'{{"id":{event_id},"ts":"{iso(ts)}",{head}"duration_ms":{ms},'
+                    f'"success":{"null" if success is None else "true" if success else "false"}'
+                    + (',"data":' + data + "}" if kind == "custom"
+                       else "," + data[1:] if len(data) > 2 else "}"))
             if redactor is None or _unchanged(text, redactor):
                 append(text)
                 continue
         append(_decoded(conn, row, redactor))
     return out
+
+
+_HEADS: dict[tuple[str, str], str] = {}
+"""(kind, name) → ``"kind":…,"name":…,`` as JSON: a store has few distinct ones (kinds,
+models, tools); bounded."""
+
+
+def _head(kind: str, name: str) -> str:
+    head = f'"kind":{_string(kind)},"name":{_string(name)},'
+    if len(_HEADS) < 10_000:
+        _HEADS[(kind, name)] = head
+    return head
 
 
 def _spliceable(kind: str, data: str) -> bool:
