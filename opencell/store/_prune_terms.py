@@ -38,15 +38,20 @@ def message_words(conn: Connection, datas: Sequence[Any]) -> list[set[str]]:
     """The search terms each message's decoded data makes, as the writer made them: a long
     text stored once by digest (``texts.py``) is read back first."""
     probes: list[dict[str, Any]] = []
+    refs = False
     for data in datas:
         probe: dict[str, Any] = {}
         if isinstance(data, dict):
             for key in ("input", "output"):
                 value = data.get(key)
-                if isinstance(value, str) or _is_ref(value):
-                    probe[key] = value  # a reference is replaced in the probe, not in data
+                if isinstance(value, str):
+                    probe[key] = value
+                elif _is_ref(value):
+                    probe[key] = value  # replaced in the probe, not in data
+                    refs = True
         probes.append(probe)
-    texts.expand(conn, probes)
+    if refs:
+        texts.expand(conn, probes)
     return [message_terms(probe) for probe in probes]
 
 
@@ -73,7 +78,7 @@ def expire_terms(conn: Connection, words: Mapping[int, set[str]], content_throug
         found = message_words(conn, [loads(data) for _, data in live])
         for (seq, _), terms in zip(live, found, strict=True):
             keep.setdefault(int(seq), set()).update(terms)
-    gone = [(term, seq) for seq in seqs for term in sorted(words[seq] - keep.get(seq, set()))]
+    gone = [(term, seq) for seq in seqs for term in words[seq] - keep.get(seq, set())]
     deleted = 0
     if gone:
         param = "?" if conn.dialect.paramstyle == "qmark" else "%s"
