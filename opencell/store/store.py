@@ -284,6 +284,11 @@ class Store(SessionReads):
                        "reason=records_without_session_start", len(new_placeholders),
                        self._placeholders, new_placeholders[0])
 
+    def forget_terms(self, seqs: Iterable[int]) -> None:
+        """These sessions' search terms were deleted (retention, erasure): the writer sends
+        their words again. Any thread; call it before the deleting commit (``_prune_terms``)."""
+        self._indexed.forget(seqs)
+
     def quarantine(self, record: Record, reason: str) -> None:
         """Keep ``record``, which ``write_batch`` refused, in the ``quarantine`` table.
         Raises when the database cannot be written at all (the recorder then retries)."""
