@@ -117,6 +117,16 @@ def test_piped_chat_prints_a_multi_line_reply_as_one_json_line(
         {"reply": MARKDOWN, "failed": False}, {"reply": "two", "failed": False}]
 
 
+def test_a_piped_streamed_reply_stays_plain_text(
+        tmp_path: Path, model: FakeLLMServer, isolated_store: str) -> None:
+    model.push(streamed(MARKDOWN, chunk_size=5))
+    env = clean_env(ANTHROPIC_API_KEY="sk-ant-x", ANTHROPIC_BASE_URL=model.url,
+                    OPENCELL_DATABASE_URL=isolated_store)
+    result = opencell("chat", str(claude_bot(tmp_path, stream=True)), stdin="one\n", env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == MARKDOWN + "\n"  # as written, then the record separator
+
+
 def test_two_console_bots_in_one_run_are_refused_with_a_reason(tmp_path: Path) -> None:
     for name in ("first", "second"):
         (tmp_path / f"{name}.yaml").write_text(
