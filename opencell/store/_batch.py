@@ -31,6 +31,7 @@ class Totals:
     """What one batch adds to one session's running totals."""
 
     messages: int = 0
+    failed_turns: int = 0
     llm_calls: int = 0
     tool_calls: int = 0
     errors: int = 0
@@ -59,10 +60,12 @@ class SessionEnd:
 
 @dataclass(slots=True)
 class Usage:
-    """One priced (or unpriced) LLM call, for the daily cost rollups."""
+    """One priced (or unpriced) LLM call, for the daily and hourly cost rollups."""
 
     session_id: str
     day: str
+    hour: int
+    """Hours since the epoch (``ts // 3600``)."""
     provider: str
     model: str
     input_tokens: int
@@ -178,6 +181,8 @@ def _plan_one(plan: BatchPlan, record: Record, owner: str) -> None:
     if kind == "message":
         plan.terms.update((session_id, term) for term in message_terms(data))
         totals.messages += 1
+        if success is False:
+            totals.failed_turns += 1
         if ts >= totals.last_message_ts:
             totals.last_message_ts = ts
             totals.last_turn_failed = success is False
@@ -203,16 +208,21 @@ def _event_json(data: Mapping[str, Any], plan: BatchPlan) -> str:
     return encoded
 
 
-def _plan_llm_call(plan: BatchPlan, totals: Totals, session_id: str, ts: float,
-                   data: Mapping[str, Any]) -> None:
+def usage_of(session_id: str, ts: float, data: Mapping[str, Any]) -> Usage:
+    """The usage of one ``llm_call`` record, as the cost rollups count it."""
     # A call that failed before any usage came back has no cost_usd: it cost nothing and is
     # not unpriced (the rollups would otherwise list its model as needing a price).
-    usage = Usage(session_id, utc_day(ts), text(data.get("provider")) or "",
-                  text(data.get("model")) or "", count(data.get("input_tokens")),
-                  count(data.get("output_tokens")), count(data.get("cache_read_tokens")),
-                  count(data.get("cache_write_tokens")),
-                  money(data.get("cost_usd")) if "cost_usd" in data else 0.0,
-                  data.get("usage_estimated") is True)
+    return Usage(session_id, utc_day(ts), int(ts // 3600), text(data.get("provider")) or "",
+                 text(data.get("model")) or "", count(data.get("input_tokens")),
+                 count(data.get("output_tokens")), count(data.get("cache_read_tokens")),
+                 count(data.get("cache_write_tokens")),
+                 money(data.get("cost_usd")) if "cost_usd" in data else 0.0,
+                 data.get("usage_estimated") is True)
+
+
+def _plan_llm_call(plan: BatchPlan, totals: Totals, session_id: str, ts: float,
+                   data: Mapping[str, Any]) -> None:
+    usage = usage_of(session_id, ts, data)
     totals.llm_calls += 1
     totals.input_tokens += usage.input_tokens
     totals.output_tokens += usage.output_tokens
