@@ -16,8 +16,9 @@ order and never deadlock):
   reads one row per active user instead of one per user and day;
 - per UTC hour (``_hourly.py``, schema v14), for the analytics page's short ranges:
   ``event_hourly`` (events per hour, bot and kind), ``latency_hourly`` (the turn-latency
-  histogram per hour and bot) and ``cost_hourly`` (cost per hour, bot, provider and model).
-  Like the daily ones they carry no user, and retention keeps them.
+  histogram per hour and bot) and ``cost_hourly`` (cost per hour, bot, provider and model);
+  and ``ttft_rollups``: streamed calls' time to first token per day, bot and model, in the
+  latency buckets. Like the daily ones they carry no user, and retention keeps them.
 
 ``write_activity`` adds a batch's share inside the batch's transaction; ``backfill`` builds
 them from the events and cost rollups already stored (schema migration 4).
@@ -26,7 +27,7 @@ them from the events and cost rollups already stored (schema migration 4).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -47,6 +48,7 @@ from opencell.store.tables import (
     latency_hourly,
     latency_rollups,
     sessions,
+    ttft_rollups,
     user_cost_rollups,
 )
 
@@ -102,6 +104,8 @@ class ActivityStatements:
                                                  adding(latency_hourly, ("count",)))
         self.add_cost_hourly = dialect.upsert(cost_hourly, HOURLY_COST_KEYS,
                                               adding(cost_hourly, COST_SUMS))
+        self.add_ttft = dialect.upsert(ttft_rollups, ("day", "bot", "model", "bucket"),
+                                       adding(ttft_rollups, ("count",)))
 
 
 @dataclass(slots=True)
@@ -218,6 +222,18 @@ def cost_hourly_rows(usage: Iterable[Usage], infos: SessionBots) -> list[dict[st
     return [rows[key] for key in sorted(rows)]
 
 
+def ttft_rows(usage: Iterable[Usage], infos: SessionBots) -> list[dict[str, Any]]:
+    """Streamed calls' time to first token per (day, bot, model answering, bucket)."""
+    counts: dict[tuple[str, str, str, int], int] = {}
+    for call in usage:
+        if call.ttft_ms is not None:
+            key = (call.day, infos[call.session_id][1], call.answered_by,
+                   latency_bucket(call.ttft_ms))
+            counts[key] = counts.get(key, 0) + 1
+    return [{"day": k[0], "bot": k[1], "model": k[2], "bucket": k[3], "count": n}
+            for k, n in sorted(counts.items())]
+
+
 _period_cache: dict[str, tuple[str, str]] = {}
 
 
@@ -230,9 +246,9 @@ def _periods(day: str) -> tuple[str, str]:
 
 def write_activity(conn: Connection, sql: ActivityStatements, rows: list[EventRow],
                    rollups: list[dict[str, Any]], infos: SessionBots,
-                   usage: Iterable[Usage] = ()) -> None:
+                   usage: Sequence[Usage] = ()) -> None:
     """Add one batch's events, its ``cost_rollups`` rows and its model calls' ``usage`` to
-    the activity rollups (daily and hourly)."""
+    the activity rollups (daily and hourly; streamed calls' time to first token)."""
     summed = event_rows(rows, infos)
     for statement, part in ((sql.add_events, summed.events), (sql.add_latency, summed.latency),
                             (sql.add_events_hourly, summed.events_hourly),
@@ -246,6 +262,9 @@ def write_activity(conn: Connection, sql: ActivityStatements, rows: list[EventRo
     hourly = cost_hourly_rows(usage, infos)
     if hourly:
         conn.execute(sql.add_cost_hourly, hourly)
+    first_tokens = ttft_rows(usage, infos)
+    if first_tokens:
+        conn.execute(sql.add_ttft, first_tokens)
 
 
 def add_session_end(conn: Connection, sql: ActivityStatements, *, ts: float, bot: str,

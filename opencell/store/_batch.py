@@ -75,6 +75,10 @@ class Usage:
     cost_usd: float | None
     estimated: bool = False
     """The provider's usage was missing or impossible; these are the call's worst case."""
+    ttft_ms: float | None = None
+    """A streamed call's time to its first token."""
+    answered_by: str = ""
+    """The model that answered (``response_model``, else the model asked for)."""
 
 
 @dataclass(slots=True)
@@ -217,7 +221,17 @@ def usage_of(session_id: str, ts: float, data: Mapping[str, Any]) -> Usage:
                  count(data.get("output_tokens")), count(data.get("cache_read_tokens")),
                  count(data.get("cache_write_tokens")),
                  money(data.get("cost_usd")) if "cost_usd" in data else 0.0,
-                 data.get("usage_estimated") is True)
+                 data.get("usage_estimated") is True, *_first_token(data))
+
+
+def _first_token(data: Mapping[str, Any]) -> tuple[float | None, str]:
+    """A streamed call's time to first token and the model that answered; (None, "") for
+    the others (most calls: one dictionary lookup)."""
+    ttft = data.get("time_to_first_token_ms")
+    if ttft is None or isinstance(ttft, bool) or not isinstance(ttft, int | float) \
+            or not math.isfinite(ttft) or ttft < 0:
+        return None, ""
+    return float(ttft), text(data.get("response_model") or data.get("model")) or "?"
 
 
 def _plan_llm_call(plan: BatchPlan, totals: Totals, session_id: str, ts: float,

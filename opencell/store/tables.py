@@ -185,6 +185,17 @@ cost_hourly = sa.Table(
     *_cost_sums(),
 )
 
+# v14: streamed model calls' time to first token per UTC day, bot and model answering, as a
+# latency histogram (the buckets of latency_rollups), for the analytics page's quality section.
+ttft_rollups = sa.Table(
+    "ttft_rollups", METADATA,
+    sa.Column("day", sa.String(10), primary_key=True),
+    sa.Column("bot", sa.String(200), primary_key=True),
+    sa.Column("model", sa.String(200), primary_key=True),
+    sa.Column("bucket", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("count", sa.BigInteger, nullable=False, server_default="0"),
+)
+
 # v5: budget alerts raised, one row per alert key (see opencell/budgets/_store.py).
 budget_alerts = sa.Table(
     "budget_alerts", METADATA,

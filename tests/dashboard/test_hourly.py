@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from benchmarks.seed import seed
+from opencell.dashboard import quality
 from opencell.records import Record, new_session_id
 from opencell.store import migrations
 from opencell.store.retention import RetentionPolicy, prune
@@ -24,9 +26,10 @@ from opencell.store.tables import (
     latency_hourly,
     latency_rollups,
     sessions,
+    ttft_rollups,
 )
 
-HOURLY = (event_hourly, latency_hourly, cost_hourly)
+HOURLY = (event_hourly, latency_hourly, cost_hourly, ttft_rollups)
 
 
 def snapshot(store: Store) -> dict[tuple[Any, ...], tuple[Any, ...]]:
@@ -43,11 +46,27 @@ def snapshot(store: Store) -> dict[tuple[Any, ...], tuple[Any, ...]]:
     return out
 
 
+FIRST_TOKENS = [120.0, 180.0, 240.0, 300.0, 900.0, 2400.0]
+
+
+def streamed_calls(store: Store) -> str:
+    """A session of streamed model calls (the seed has none); its id."""
+    sid, now = new_session_id(), time.time()
+    store.write_batch([Record("session_start", sid, now, "bot", {"bot": "streamer"}), *(
+        Record("llm_call", sid, now + n, "claude:asked",
+               {"provider": "claude", "model": "asked", "response_model": "answered",
+                "streamed": True, "time_to_first_token_ms": ms, "input_tokens": 5,
+                "output_tokens": 5, "cost_usd": 0.001}, ms + 100, True)
+        for n, ms in enumerate(FIRST_TOKENS))])
+    return sid
+
+
 @pytest.fixture
 def seeded(isolated_store: str) -> Store:
     """A seeded store: SQLite and PostgreSQL (the suite's ``isolated_store``)."""
     store = Store.open(isolated_store)
     seed(store, sessions=300, events=3_000, days=3)
+    streamed_calls(store)
     return store
 
 
@@ -106,11 +125,22 @@ def test_failed_turns_are_the_failed_message_events(seeded: Store) -> None:
     seeded.close()
 
 
+def test_time_to_first_token_from_its_rollup(seeded: Store) -> None:
+    today = datetime.now(UTC).date()
+    with seeded.reading() as conn:
+        (row,) = quality.time_to_first_token(conn, first=today, last=today, bot="streamer")
+        assert quality.time_to_first_token(conn, first=today, last=today, bot="support") == []
+    assert (row["bot"], row["model"], row["calls"]) == ("streamer", "answered", 6)
+    for q, exact in ((50, FIRST_TOKENS[2]), (95, FIRST_TOKENS[-1])):  # nearest rank
+        assert abs(row[f"p{q}_ms"] - exact) / exact <= 0.05 + 1e-9, (q, row)
+    seeded.close()
+
+
 def test_the_v14_upgrade_rebuilds_what_the_write_path_kept(seeded: Store,
                                                            isolated_store: str) -> None:
     kept = snapshot(seeded)
     assert {key[0] for key in kept} == {"event_hourly", "latency_hourly", "cost_hourly",
-                                        "sessions"}
+                                        "ttft_rollups", "sessions"}
     with seeded.engine.begin() as conn:  # the store as version 13 left it
         for table in HOURLY:
             conn.execute(sa.text(f"DROP TABLE {table.name}"))
