@@ -156,7 +156,7 @@ def get_session(request: Request,
 
 
 Per = Annotated[Asked, Query(description="auto (per hour up to 2 days, else per day), day "
-                                         "or hour (ranges up to 31 days).")]
+                                         "or hour (ranges up to 7 days).")]
 
 
 def _axis(first: date, last: date, per: Asked) -> TimeAxis:

@@ -2,7 +2,7 @@
 rollup tables that answer each.
 
 ``auto`` (the default) draws a range of up to two days per hour and anything longer per
-day; ``hour`` may be asked for ranges of up to 31 days (744 points a line). Days come from
+day; ``hour`` may be asked for ranges of up to 7 days (168 points a line). Days come from
 the daily rollups (``latency_rollups``, ``event_rollups``, ``cost_daily``), hours from the
 hourly ones (``latency_hourly``, ``event_hourly``, ``cost_hourly``); both are kept by the
 write path, so a chart costs a few small GROUP BYs whatever the store's size.
@@ -30,8 +30,8 @@ Asked = Literal["auto", "day", "hour"]
 
 AUTO_HOURLY_DAYS = 2
 """``auto`` draws ranges of up to this many days per hour."""
-HOURLY_MAX_DAYS = 31
-"""The longest range drawn per hour."""
+HOURLY_MAX_DAYS = 7
+"""The longest range drawn per hour (168 points a line; a longer one is read per day)."""
 
 
 class RangeTooLong(ValueError):

@@ -39,15 +39,16 @@ def _chart(axis: TimeAxis, unit: str, series: dict[str, list[float | None]]) -> 
 
 
 def _histograms(conn: Connection, axis: TimeAxis, bot: str | None) -> Histograms:
+    # (slot, bot, bucket) is the table's key: its rows are the histograms as they are, no
+    # GROUP BY needed (an hourly week is some 10,000 rows: this is most of the chart's cost).
     la = axis.latency.c
-    slot = axis.slot(axis.latency)
-    stmt = (sa.select(slot.label("slot"), la.bot, la.bucket, sa.func.sum(la["count"]).label("n"))
-            .where(*axis.within(axis.latency)).group_by(slot, la.bot, la.bucket))
+    stmt = sa.select(axis.slot(axis.latency), la.bot, la.bucket, la["count"]).where(
+        *axis.within(axis.latency))
     if bot is not None:
         stmt = stmt.where(la.bot == bot)
     out: Histograms = {}
-    for row in conn.execute(stmt):
-        out.setdefault((row.slot, row.bot), {})[int(row.bucket)] = int(row.n)
+    for slot, name, bucket, n in conn.execute(stmt):
+        out.setdefault((slot, name), {})[int(bucket)] = int(n)
     return out
 
 
