@@ -39,7 +39,7 @@ from opencell.store.dialect import Dialect
 _CHUNK = 50_000
 
 
-def v14_hourly_rollups(conn: Connection, dialect: Dialect) -> None:
+def _v14_hourly_rollups(conn: Connection, dialect: Dialect) -> None:
     """Hourly rollups for short analytics ranges; time to first token per day, bot and
     model; failed turns per session."""
     md = sa.MetaData()
