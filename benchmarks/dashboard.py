@@ -70,6 +70,8 @@ def variants(base: str, sample: dict[str, Any]) -> dict[str, list[str]]:
     """Per route, the requests to time (paths with query strings)."""
     week_ago = (datetime.now(UTC) - timedelta(days=7)).date().isoformat()
     three = (datetime.now(UTC) - timedelta(days=3)).date().isoformat()
+    today = datetime.now(UTC).date().isoformat()
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
     ids = sample["ids"]
     listing = ["", "?sort=cost", "?sort=duration", "?sort=started_at&order=asc",
                "?bot=devops", "?bot=devops&sort=cost", "?platform=api", "?status=failed",
@@ -88,7 +90,12 @@ def variants(base: str, sample: dict[str, Any]) -> dict[str, list[str]]:
         "GET /api/sessions": [f"/api/sessions{q}" for q in listing],
         "GET /api/sessions/{id}": [f"/api/sessions/{i}" for i in ids],
         "GET /api/analytics": ["/api/analytics", "/api/analytics?bot=support",
-                               f"/api/analytics?since={week_ago}"],
+                               f"/api/analytics?since={week_ago}",
+                               f"/api/analytics?since={today}&until={today}",
+                               f"/api/analytics?since={yesterday}&until={today}&bot=devops"],
+        "GET /api/trends": ["/api/trends", f"/api/trends?since={today}&until={today}",
+                            f"/api/trends?since={yesterday}&until={today}&bot=support",
+                            f"/api/trends?since={week_ago}&per=hour"],
         "GET /api/costs": [f"/api/costs{q}" for q in costs],
         "GET /api/stream (first event)": ["/api/stream"],
         "GET /healthz": ["/healthz"],
@@ -97,7 +104,10 @@ def variants(base: str, sample: dict[str, Any]) -> dict[str, list[str]]:
                            f"/sessions?bot=guardian&since={week_ago}", "/sessions?q=parcel",
                            f"/sessions?q={ids[2][-12:]}", "/sessions?sort=duration&order=asc"],
         "page /sessions/{id}": [f"/sessions/{i}" for i in ids[:10]],
-        "page /analytics": ["/analytics", "/analytics?bot=devops"],
+        "page /analytics": ["/analytics", "/analytics?bot=devops",
+                            f"/analytics?since={today}&until={today}",
+                            f"/analytics?since={yesterday}&until={today}&bot=support",
+                            f"/analytics?since={week_ago}&per=hour"],
         "page /costs": ["/costs", "/costs?period=day", "/costs?period=week"],
     }
 

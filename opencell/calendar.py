@@ -58,3 +58,15 @@ def utc_day(ts: float) -> str:
     if day is None:
         day = _days[key] = time.strftime("%Y-%m-%d", time.gmtime(key * 86400))
     return day
+
+
+_hours: dict[int, str] = {}
+
+
+def hour_key(hour: int) -> str:
+    """``YYYY-MM-DDTHH`` (UTC) of the hour ``hour`` hours after the epoch (``ts // 3600``):
+    how the hourly rollups name an hour (memoised like ``utc_day``)."""
+    key = _hours.get(hour)
+    if key is None:
+        key = _hours[hour] = f"{utc_day(hour * 3600.0)}T{hour % 24:02d}"
+    return key

@@ -11,6 +11,11 @@ log lines held back while the user types, Markdown rendered.
 - **The prompt at once**: :class:`EarlyPrompt` shows the prompt and reads the first line
   while the bot is still being built (importing a model SDK takes a second or more), so the
   user types while it loads.
+- **Streamed replies as Markdown**: :class:`StreamedMarkdown` re-renders the growing reply
+  as Markdown (rich ``Live``, a few times a second) while it arrives — the newest lines when
+  it outgrows the screen — and, once it is complete, prints the whole reply rendered in
+  place of the live view (what stays on screen is rendered; only Markdown still open, a
+  ``**`` or a code fence, shows as typed until it closes).
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from rich.console import Console
+    from rich.console import Console, ConsoleOptions, RenderResult
+    from rich.live import Live
     from rich.status import Status
 
 
@@ -105,12 +111,82 @@ class Thinking:
 
 def render_reply(console: Console, name: str, text: str, *, failed: bool) -> None:
     """The bot's name, then its reply as Markdown (code blocks, lists, bold …)."""
-    from rich.markdown import Markdown
-
     style = "red" if failed else "cyan"
     console.print(f"[bold {style}]{name}[/]")
-    markdown: Any = Markdown(text, code_theme="ansi_dark", hyperlinks=False)
-    console.print(markdown)
+    console.print(_markdown(text))
+
+
+def warm_up() -> None:
+    """Import the Markdown renderer in the background (about 40 ms, once), so the first
+    reply's first words do not wait for it."""
+
+    def load() -> None:
+        import rich.live  # noqa: F401 - importing is the point
+        import rich.markdown  # noqa: F401
+
+    threading.Thread(target=load, daemon=True, name="opencell-console-warm").start()
+
+
+class StreamedMarkdown:
+    """One streamed reply on the terminal: ``update(text)`` with the text so far (cheap: it
+    only stores it; the live view renders it on its own refresh, at most
+    ``refresh_per_second`` times), ``finish()`` once the reply is complete."""
+
+    def __init__(self, console: Console, name: str, *, refresh_per_second: float = 8) -> None:
+        self._console = console
+        self._name = name
+        self._rate = refresh_per_second
+        self._live: Live | None = None
+        self.text = ""
+
+    def update(self, text: str) -> None:
+        self.text = text
+        if self._live is None:
+            from rich.live import Live
+
+            self._console.print(f"[bold cyan]{self._name}[/]")
+            self._live = Live(console=self._console, transient=True,
+                              refresh_per_second=self._rate, get_renderable=self._tail)
+            self._live.start(refresh=True)
+
+    def _tail(self) -> _Tail:
+        return _Tail(self.text, max(1, self._console.height - 2))
+
+    def finish(self) -> None:
+        """Stop the live view and print the whole reply rendered (nothing if never shown)."""
+        live, self._live = self._live, None
+        if live is None:
+            return
+        live.stop()
+        try:
+            self._console.print(_markdown(self.text))
+        except UnicodeEncodeError:  # the terminal's encoding cannot show some of it
+            encoding = self._console.encoding or "utf-8"
+            self._console.print(_markdown(self.text.encode(encoding, "replace")
+                                          .decode(encoding, "replace")))
+
+
+class _Tail:
+    """The last ``height`` lines of ``text`` rendered as Markdown: the live view always fits
+    the screen, so it can always be redrawn in place."""
+
+    def __init__(self, text: str, height: int) -> None:
+        self.text = text
+        self.height = height
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        from rich.segment import Segment
+
+        lines = console.render_lines(_markdown(self.text), options, pad=False)
+        for line in lines[-self.height:]:
+            yield from line
+            yield Segment.line()
+
+
+def _markdown(text: str) -> Any:
+    from rich.markdown import Markdown
+
+    return Markdown(text, code_theme="ansi_dark", hyperlinks=False)
 
 
 class EarlyPrompt:

@@ -1,10 +1,11 @@
 """The terminal adapter: stdin lines in, replies out; interactive on a TTY, plain when piped.
 
 In a terminal (see ``_console_tty.py``): line editing and history, a "thinking…" spinner,
-replies rendered as Markdown, log lines held back while the user types, and a word when
-Ctrl-C has to wait for a turn. Piped: one reply per line, or with ``json_lines`` one JSON
-object per reply (``{"reply": …, "failed": …}``), which stays one line whatever the reply
-holds.
+replies rendered as Markdown (streamed ones re-rendered as they arrive), log lines held back
+while the user types, and a word when Ctrl-C has to wait for a turn. Piped: plain text, each
+reply as it is followed by a newline (a reply may span lines), or with ``json_lines`` one
+JSON object per reply (``{"reply": …, "failed": …}``), which stays one line whatever the
+reply holds.
 
 A terminal can send any bytes: input is read as bytes and decoded with invalid sequences
 replaced (U+FFFD), whatever ``PYTHONIOENCODING`` says, so a bad byte is answered like any
@@ -27,9 +28,11 @@ from rich.console import Console
 from opencell.adapters._console_tty import (
     EarlyPrompt,
     HeldLogs,
+    StreamedMarkdown,
     Thinking,
     enable_line_editing,
     render_reply,
+    warm_up,
 )
 from opencell.adapters.base import Adapter
 from opencell.config import BotConfig
@@ -87,6 +90,7 @@ class ConsoleAdapter(Adapter):
                          name="opencell-console-stdin").start()
         if self.interactive:
             enable_line_editing()
+            warm_up()
             self._held.install()
             if self._early is None:
                 self._console.print(greeting(self.bot.name))
@@ -172,8 +176,8 @@ class ConsoleAdapter(Adapter):
                 finally:
                     self._thinking.stop()
                 surface, self._surface = self._surface, None
-                if surface is not None and surface.printed:
-                    self._write("\n")
+                if surface is not None:
+                    surface.finish()
                 self._show_prompt()
         finally:
             self.finished.set()
@@ -236,6 +240,8 @@ class ConsoleAdapter(Adapter):
     async def stop(self) -> None:
         if self.interactive:
             self._thinking.stop()
+            if self._surface is not None:
+                self._surface.finish()
             self._held.uninstall()
             self._console.print()
         if self._task is not None and not self._task.done():
@@ -247,23 +253,23 @@ class ConsoleAdapter(Adapter):
 
 
 class _ConsoleSurface:
-    """A streamed answer on the terminal: each new piece is written as it arrives (a
-    terminal cannot edit, so a status line that the answer replaces stays on its own line)."""
+    """A streamed answer on the terminal, rendered as Markdown as it is written (a status
+    line that the answer replaces is redrawn away, as on Discord or Slack), then printed
+    whole once the turn is over (see ``StreamedMarkdown``)."""
 
     message_ids: Sequence[str] = ()
 
     def __init__(self, adapter: ConsoleAdapter) -> None:
         self._adapter = adapter
+        self._view = StreamedMarkdown(adapter._console, adapter.bot.name)
         self.printed = ""
 
     async def show(self, text: str) -> None:
-        adapter = self._adapter
-        text = valid_text(text)
-        if not self.printed and adapter.interactive:
-            adapter._thinking.stop()  # the answer itself now shows the bot is working
-            adapter._console.print(f"[bold cyan]{adapter.bot.name}[/] ", end="")
-        if text.startswith(self.printed):
-            adapter._write(text[len(self.printed):])
-        else:
-            adapter._write("\n" + text)
-        self.printed = text
+        if not self.printed:
+            self._adapter._thinking.stop()  # the answer itself now shows the bot is working
+        self.printed = valid_text(text)
+        self._view.update(self.printed)
+
+    def finish(self) -> None:
+        """The reply is complete (or the chat stops): leave it rendered on screen."""
+        self._view.finish()

@@ -11,7 +11,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from opencell.cli.fit import Column, Shown, show
+from opencell.cli.fit import Column, Shown, piped, show
 from opencell.records import short_session_id
 
 STATUS_STYLE = {"open": "yellow", "success": "green", "failed": "red"}
@@ -38,11 +38,15 @@ SESSION_COLUMNS = (
     Column("user", drop=5, fold=True), Column("status", keep=True),
     Column("started", drop=4), Column("took", justify="right", drop=6),
     Column("msg", justify="right", drop=7), Column("llm", justify="right", drop=8),
-    Column("tool", justify="right", drop=9), Column("err", justify="right", drop=3),
-    Column("cost", keep=True, justify="right"),
+    Column("tool", justify="right", drop=9), Column("fail", justify="right", drop=2),
+    Column("err", justify="right", drop=3), Column("cost", keep=True, justify="right"),
 )
 """What ``opencell sessions`` shows; in a narrow terminal the counts go first, never the id,
 bot, status or cost."""
+
+COUNTS_NOTE = ("fail: failed turns (no answer); err: error events, also those inside turns "
+               "that were retried and answered")
+"""Failed turns and errors are different counts (the dashboard says the same)."""
 
 
 def show_sessions(rows: Sequence[Mapping[str, Any]]) -> None:
@@ -55,15 +59,17 @@ def show_sessions(rows: Sequence[Mapping[str, Any]]) -> None:
         cost = money(row.get("cost_usd"))
         if row.get("unpriced_calls"):
             cost += f" +{row['unpriced_calls']}?"
-        errors = int(row["errors"])
+        errors, failed = int(row["errors"]), int(row.get("failed_turns") or 0)
         cells.append([
             Shown(Text(short_session_id(row["id"])), str(row["id"])),
             Text(f"{row['bot']}@{row['platform']}"), Text(str(row.get("user_id") or "")),
             Text(label, style=STATUS_STYLE.get(status, "")),
             Shown(when(row.get("started_at"))[5:16], str(row.get("started_at") or "")),
             millis(row.get("duration_ms")), str(row["messages"]), str(row["llm_calls"]),
-            str(row["tool_calls"]), Text(str(errors), style="red" if errors else ""), cost])
-    show(SESSION_COLUMNS, cells, title=f"{len(rows)} session(s)")
+            str(row["tool_calls"]), Text(str(failed), style="red" if failed else ""),
+            Text(str(errors), style="yellow" if errors else ""), cost])
+    show(SESSION_COLUMNS, cells, title=f"{len(rows)} session(s)",
+         caption="" if piped() else COUNTS_NOTE)
 
 
 RATING = {"good": "👍", "bad": "👎"}
@@ -120,6 +126,7 @@ def session_view(session: Mapping[str, Any], events: Sequence[Mapping[str, Any]]
         ("started", when(session.get("started_at"))),
         ("ended", when(session.get("ended_at"))),
         ("duration", millis(session.get("duration_ms"))),
+        ("turns", _turns(session)),
         ("tokens", f"{session['input_tokens']:,} in / {session['output_tokens']:,} out"),
         ("cost", money(session.get("cost_usd"))), ("tags", ", ".join(session.get("tags") or [])),
         ("feedback", _feedback_summary(session.get("feedback") or [])),
@@ -144,6 +151,15 @@ def session_view(session: Mapping[str, Any], events: Sequence[Mapping[str, Any]]
                          Text(_detail(event, ratings)))
     return Group(Panel(summary, title=f"session {session['id']}", title_align="left"),
                  timeline)
+
+
+def _turns(session: Mapping[str, Any]) -> str:
+    """Turns, failed turns and error events, each named (they are different counts)."""
+    turns, failed = int(session.get("messages") or 0), int(session.get("failed_turns") or 0)
+    errors = int(session.get("errors") or 0)
+    answered = " (every turn answered)" if errors and not failed and turns else ""
+    return (f"{turns} · {failed} failed · {errors} error event{'' if errors == 1 else 's'}"
+            f"{answered}")
 
 
 def _feedback_summary(ratings: Sequence[Mapping[str, Any]]) -> str:

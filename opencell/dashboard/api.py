@@ -20,6 +20,8 @@ from opencell.calendar import CostDimension, Period, period_bounds
 from opencell.dashboard import metrics, queries
 from opencell.dashboard.live import event_stream, timeline_after
 from opencell.dashboard.state import state_of
+from opencell.dashboard.timeaxis import Asked, RangeTooLong, TimeAxis, time_axis
+from opencell.dashboard.trends import trends
 from opencell.dashboard.views import (
     FIRST_DAY,
     LAST_DAY,
@@ -57,9 +59,11 @@ class SessionOut(BaseModel):
     ended_at: str | None = None
     duration_ms: float | None = None
     messages: int
+    failed_turns: int = Field(0, description="Turns that failed (the user got no answer).")
     llm_calls: int
     tool_calls: int
-    errors: int
+    errors: int = Field(description="Error events, also those inside turns that were "
+                                    "retried and answered (see failed_turns).")
     input_tokens: int
     output_tokens: int
     cache_read_tokens: int
@@ -151,14 +155,42 @@ def get_session(request: Request,
     return session_detail(state_of(request), session_id, after=after, limit=limit)
 
 
+Per = Annotated[Asked, Query(description="auto (per hour up to 2 days, else per day), day "
+                                         "or hour (ranges up to 7 days).")]
+
+
+def _axis(first: date, last: date, per: Asked) -> TimeAxis:
+    try:
+        return time_axis(first, last, per)
+    except RangeTooLong as exc:
+        raise HTTPException(422, [{"loc": ["query", "per"], "type": "value_error",
+                                   "msg": str(exc)}]) from None
+
+
 @router.get("/api/analytics", tags=["analytics"])
 def get_analytics(request: Request, bot: Text = None, since: Day = None,
-                  until: Day = None) -> dict[str, Any]:
-    """Per bot: sessions, success rate, response time p50/p95; cost today/week/month and per
-    day; most used tools; errors per day and per type. Range: UTC days, default the last 30."""
+                  until: Day = None, per: Per = "auto") -> dict[str, Any]:
+    """Per bot: sessions, success rate, turns and failed turns, error events, response time
+    p50/p95; cost today/week/month; cost, sessions and error events per day or hour
+    (``granularity``); most used tools; errors per type. Range: UTC days, default the last
+    30."""
     first, last = _range(since, until)
+    axis = _axis(first, last, per)
     return state_of(request).read(
-        lambda conn: queries.analytics(conn, first=first, last=last, bot=bot or None))
+        lambda conn: queries.analytics(conn, first=first, last=last, bot=bot or None,
+                                       axis=axis))
+
+
+@router.get("/api/trends", tags=["analytics"])
+def get_trends(request: Request, bot: Text = None, since: Day = None, until: Day = None,
+               per: Per = "auto") -> dict[str, Any]:
+    """The analytics page's lines over time, per UTC day or hour: response time p50/p95
+    (all bots, and p95 per bot), the share of failed turns, tokens and cost per model. Each
+    chart: ``granularity``, ``days`` or ``hours``, ``unit``, ``series`` (``None`` where
+    nothing was recorded)."""
+    first, last = _range(since, until)
+    axis = _axis(first, last, per)
+    return state_of(request).read(lambda conn: trends(conn, axis, bot or None))
 
 
 @router.get("/api/costs", tags=["costs"])

@@ -87,9 +87,13 @@ def render(conn: Connection, *, recorder: RecorderStatsLike | None = None,
     out.family("opencell_sessions_open", "gauge", "Sessions open now.",
                [({"bot": bot}, opened.get(bot, 0)) for bot in bots])
     for kind, name in _KINDS:
-        out.family(f"opencell_{name}_total", "counter", f"{kind} events recorded.",
+        help_text = (f"{kind} events recorded" + (
+            " (also inside turns that were retried and answered: failed turns are "
+            "opencell_turns_failed_total)." if kind == "error" else "."))
+        out.family(f"opencell_{name}_total", "counter", help_text,
                    [({"bot": bot}, kinds.get(bot, {}).get(kind, (0, 0))[0]) for bot in bots])
-    out.family("opencell_turns_failed_total", "counter", "Turns that failed.",
+    out.family("opencell_turns_failed_total", "counter",
+               "Turns that failed (the user got no answer).",
                [({"bot": bot}, kinds.get(bot, {}).get("message", (0, 0))[1]) for bot in bots])
     out.family("opencell_sessions_failed_total", "counter", "Sessions that ended failed.",
                [({"bot": bot}, kinds.get(bot, {}).get("session_end", (0, 0))[1])

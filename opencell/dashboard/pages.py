@@ -19,10 +19,11 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from opencell.calendar import DIMENSIONS, Period, period_bounds
-from opencell.dashboard import quality, queries
+from opencell.dashboard import quality, queries, sparklines
 from opencell.dashboard.api import MAX_RANGE_DAYS
 from opencell.dashboard.replays import add_what_if, session_extras, what_if_model
 from opencell.dashboard.state import NAV, state_of
+from opencell.dashboard.timeaxis import Asked, RangeTooLong, time_axis
 from opencell.dashboard.trends import trends
 from opencell.dashboard.views import (
     FIRST_DAY,
@@ -37,6 +38,14 @@ from opencell.records import short_session_id
 from opencell.store.feedback import satisfaction, session_scores
 
 router = APIRouter(include_in_schema=False)
+
+HELP = {
+    "failed_turns": "Turns whose user got no answer: the turn itself ended in an error.",
+    "errors": "Error events recorded: a model or tool call that failed, an error the bot "
+              "reported. A call that failed and was retried records one inside a turn that "
+              "was then answered, so there can be errors without a failed turn.",
+}
+"""How the pages tell failed turns from error events (headers' titles and a note)."""
 
 END_LABELS = {"idle_timeout": "idle timeout", "explicit": "explicit end", "end_command": "/end",
               "shutdown": "shutdown", "interrupted": "interrupted (crash)"}
@@ -91,7 +100,7 @@ def setup_templates(templates: Jinja2Templates) -> None:
     env = templates.env
     env.filters.update(money=money, millis=millis, number=number, percent=percent, when=when,
                        short_id=short_session_id, pretty=pretty)
-    env.globals.update(nav=NAV, end_labels=END_LABELS)
+    env.globals.update(nav=NAV, end_labels=END_LABELS, help=HELP)
 
 
 def render(request: Request, name: str, context: dict[str, Any],
@@ -226,7 +235,8 @@ def replay(timeline: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def analytics_page(request: Request,
                    bot: Annotated[str | None, Query(max_length=200)] = None,
                    since: Annotated[str | None, Query(max_length=40)] = None,
-                   until: Annotated[str | None, Query(max_length=40)] = None) -> Response:
+                   until: Annotated[str | None, Query(max_length=40)] = None,
+                   per: Annotated[Asked, Query()] = "auto") -> Response:
     state = state_of(request)
     last = _day(until, "until") or queries.today()
     first = _day(since, "since") or max(FIRST_DAY, last - timedelta(days=29))
@@ -234,18 +244,39 @@ def analytics_page(request: Request,
         return error_page(request, 422, "That range is not valid",
                           f"since must not be after until, and the range may span at most "
                           f"{MAX_RANGE_DAYS} days")
-    data = state.read(lambda conn: queries.analytics(conn, first=first, last=last,
-                                                     bot=bot or None))
-    over_time = state.read(lambda conn: trends(conn, first, last, bot or None))
+    try:
+        axis = time_axis(first, last, per)
+    except RangeTooLong as exc:
+        return error_page(request, 422, "That range is too long to show per hour", str(exc))
+    name = bot or None
+    data = state.read(lambda conn: queries.analytics(conn, first=first, last=last, bot=name,
+                                                     axis=axis))
+    over_time = state.read(lambda conn: trends(conn, axis, name))
     facets = state.read(queries.facets)
     ttft = state.read(lambda conn: quality.time_to_first_token(conn, first=first, last=last,
-                                                               bot=bot or None))
+                                                               bot=name))
     daily = [row for row in satisfaction(state.store, since=quality.range_start(first),
-                                         bot=bot or None) if row["day"] <= last.isoformat()]
+                                         bot=name) if row["day"] <= last.isoformat()]
+    params = {"bot": bot, "since": first.isoformat(), "until": last.isoformat(),
+              "per": None if per == "auto" else per}
     return render(request, "analytics.html", {
         "a": data, "trends": over_time, "facets": facets, "bot": bot or "",
-        "since": first.isoformat(), "until": last.isoformat(), "ttft": ttft,
+        "since": first.isoformat(), "until": last.isoformat(), "per": per,
+        "granularity": axis.granularity, "ttft": ttft, "presets": _presets(params),
+        "sparklines": state.read(lambda conn: sparklines.analytics_lines(conn, last, name)),
         "satisfaction": daily, "satisfaction_by_bot": quality.satisfaction_summary(daily)})
+
+
+def _presets(params: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    """Quick ranges ending today: (label, link, whether it is the range shown)."""
+    day = queries.today()
+    out = []
+    for label, days in (("Today", 1), ("2 days", 2), ("7 days", 7), ("30 days", 30),
+                        ("90 days", 90)):
+        since = (day - timedelta(days=days - 1)).isoformat()
+        out.append((label, link("/analytics", params, since=since, until=day.isoformat()),
+                    params["since"] == since and params["until"] == day.isoformat()))
+    return out
 
 
 @router.get("/costs")
@@ -265,7 +296,7 @@ def costs_page(request: Request,
                 "estimated": queries.estimated_usage(conn, first, last),
                 "trend": queries.daily_cost(conn, day - timedelta(days=29), day,
                                             by="provider"),
-                "tick": queries.tick(conn)}
+                "tick": queries.tick(conn), "sparklines": sparklines.cost_lines(conn, day)}
 
     data = state.read(read)
     if model is not None:

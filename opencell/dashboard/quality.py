@@ -3,7 +3,6 @@ calls), and satisfaction — the share of 👍 among rated turns — per bot and
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -11,10 +10,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from opencell.store.tables import events, sessions
-
-MAX_CALLS = 20_000
-"""The newest streamed calls of the range that the percentiles are computed from."""
+from opencell.dashboard.queries import percentile
+from opencell.store.tables import ttft_rollups
 
 
 def _epoch(day: date, *, end: bool = False) -> float:
@@ -22,38 +19,21 @@ def _epoch(day: date, *, end: bool = False) -> float:
     return moment.timestamp()
 
 
-def nearest_rank(values: Sequence[float], q: float) -> float | None:
-    """The ``q``-th percentile of ``values`` by nearest rank (None when empty)."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, -(-len(ordered) * q // 100))
-    return ordered[int(rank) - 1]
-
-
 def time_to_first_token(conn: Connection, *, first: date, last: date,
                         bot: str | None) -> list[dict[str, Any]]:
-    """Per (bot, model): streamed calls and their time to first token p50/p95 (ms)."""
-    e, s = events.c, sessions.c
-    stmt = (sa.select(s.bot, e.data).join_from(events, sessions, e.session_seq == s.seq)
-            .where(e.kind == "llm_call", e.ts >= _epoch(first), e.ts < _epoch(last, end=True),
-                   e.data.like('%"time_to_first_token_ms"%'),
-                   *([s.bot == bot] if bot is not None else []))
-            .order_by(e.id.desc()).limit(MAX_CALLS))
-    samples: dict[tuple[str, str], list[float]] = {}
-    for row_bot, raw in conn.execute(stmt):
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            continue
-        value = data.get("time_to_first_token_ms") if isinstance(data, dict) else None
-        if not isinstance(value, int | float):
-            continue
-        model = str(data.get("response_model") or data.get("model") or "?")
-        samples.setdefault((row_bot, model), []).append(float(value))
-    return [{"bot": key[0], "model": key[1], "calls": len(values),
-             "p50_ms": nearest_rank(values, 50), "p95_ms": nearest_rank(values, 95)}
-            for key, values in sorted(samples.items())]
+    """Per (bot, model answering): streamed calls and their time to first token p50/p95 (ms,
+    within 5 %), from the ``ttft_rollups`` histogram of the UTC days ``first``..``last``."""
+    t = ttft_rollups.c
+    stmt = (sa.select(t.bot, t.model, t.bucket, sa.func.sum(t["count"]).label("n"))
+            .where(t.day >= first.isoformat(), t.day <= last.isoformat(),
+                   *([t.bot == bot] if bot is not None else []))
+            .group_by(t.bot, t.model, t.bucket))
+    histograms: dict[tuple[str, str], dict[int, int]] = {}
+    for row in conn.execute(stmt):
+        histograms.setdefault((row.bot, row.model), {})[int(row.bucket)] = int(row.n)
+    return [{"bot": key[0], "model": key[1], "calls": sum(histogram.values()),
+             "p50_ms": percentile(histogram, 50), "p95_ms": percentile(histogram, 95)}
+            for key, histogram in sorted(histograms.items())]
 
 
 def satisfaction_summary(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -8,14 +8,15 @@ same on a store of a thousand events or a million. Days are UTC days, as in the 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Iterable, Mapping
+from datetime import UTC, date, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from opencell.calendar import CostDimension, Period, period_bounds
+from opencell.dashboard.timeaxis import TimeAxis, time_axis
 from opencell.store import COST_SUMS, bucket_ms
 from opencell.store.tables import (
     cost_daily,
@@ -35,11 +36,6 @@ TOP_ROWS = 100
 def today(now: float | None = None) -> date:
     """The current UTC day."""
     return datetime.fromtimestamp(time.time() if now is None else now, UTC).date()
-
-
-def days_between(first: date, last: date) -> list[str]:
-    """Every ``YYYY-MM-DD`` from ``first`` to ``last`` inclusive."""
-    return [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
 
 
 def _sums(table: sa.Table) -> list[sa.Label[Any]]:
@@ -141,38 +137,46 @@ def estimated_usage(conn: Connection, first: date, last: date) -> list[dict[str,
 
 def daily_cost(conn: Connection, first: date, last: date, *, by: str = "bot",
                bot: str | None = None) -> dict[str, Any]:
-    """Cost per day over [first, last]: ``{days, series: [{name, values}], total}``, the
-    series most expensive first."""
-    d = cost_daily.c
-    key = d[by]
-    stmt = (sa.select(d.day, key.label("key"), sa.func.sum(d.cost_usd).label("usd"))
-            .where(d.day >= first.isoformat(), d.day <= last.isoformat())
-            .group_by(d.day, key))
+    """Cost per day over [first, last]: ``{granularity, days, series: [{name, values}],
+    total}``, the series most expensive first."""
+    return cost_over(conn, time_axis(first, last, "day"), by=by, bot=bot)
+
+
+def cost_over(conn: Connection, axis: TimeAxis, *, by: str = "bot",
+              bot: str | None = None) -> dict[str, Any]:
+    """Cost per day or hour of ``axis`` by ``by`` (per hour: bot, provider or model)."""
+    d = axis.costs.c
+    slot, key = axis.slot(axis.costs), d[by]
+    stmt = (sa.select(slot.label("slot"), key.label("key"), sa.func.sum(d.cost_usd).label("n"))
+            .where(*axis.within(axis.costs)).group_by(slot, key))
     if bot is not None:
         stmt = stmt.where(d.bot == bot)
-    return _series(days_between(first, last), conn.execute(stmt))
+    return _series(axis, conn.execute(stmt))
 
 
-def _series(days: Sequence[str], rows: Iterable[Any]) -> dict[str, Any]:
-    index = {day: n for n, day in enumerate(days)}
+def _series(axis: TimeAxis, rows: Iterable[Any]) -> dict[str, Any]:
+    index = {key: n for n, key in enumerate(axis.keys)}
+    width = len(axis.keys)
     series: dict[str, list[float]] = {}
     for row in rows:
-        if row.day in index:
-            values = series.setdefault(row.key or "(none)", [0.0] * len(days))
-            values[index[row.day]] += float(row.usd or 0)
+        if row.slot in index:
+            values = series.setdefault(row.key or "(none)", [0.0] * width)
+            values[index[row.slot]] += float(row.n or 0)
     total = [round(sum(values), 10) for values in zip(*series.values(), strict=True)] \
-        if series else [0.0] * len(days)
+        if series else [0.0] * width
     ordered = sorted(series.items(), key=lambda item: (-sum(item[1]), item[0]))
-    return {"days": list(days), "series": [{"name": name, "values": values}
-                                           for name, values in ordered], "total": total}
+    return {**axis.labels(), "series": [{"name": name, "values": values}
+                                        for name, values in ordered], "total": total}
 
 
 # ------------------------------------------------------------------ analytics
 
 
 def analytics(conn: Connection, *, first: date, last: date, bot: str | None,
-              now: float | None = None) -> dict[str, Any]:
-    """Per-bot sessions, success rate, response time p50/p95; costs; tools; errors."""
+              now: float | None = None, axis: TimeAxis | None = None) -> dict[str, Any]:
+    """Per-bot sessions, success rate, turns and failed turns, response time p50/p95;
+    costs; tools; errors; cost, sessions and errors over ``axis`` (default: per day)."""
+    axis = axis or time_axis(first, last, "day")
     e = event_rollups.c
     in_range = [e.day >= first.isoformat(), e.day <= last.isoformat()]
     if bot is not None:
@@ -219,15 +223,17 @@ def analytics(conn: Connection, *, first: date, last: date, bot: str | None,
         "totals": {"sessions": sum(b["sessions"] for b in bots), "ended": ended,
                    "success_rate": None if not ended else round((ended - failed) / ended, 4),
                    "turns": sum(b["turns"] for b in bots),
+                   "failed_turns": sum(b["failed_turns"] for b in bots),
                    "errors": sum(b["errors"] for b in bots),
                    "p50_ms": percentile(overall, 50), "p95_ms": percentile(overall, 95),
                    "cost_usd": sum(b["cost_usd"] for b in bots)},
         "bots": bots,
         "cost": {period: cost_totals(conn, *period_bounds(period, day), bot)["cost_usd"]
                  for period in ("day", "week", "month")},
-        "cost_over_time": daily_cost(conn, first, last, bot=bot),
-        "sessions_over_time": _kind_per_day(conn, "session_start", first, last, bot),
-        "errors_over_time": _kind_per_day(conn, "error", first, last, bot),
+        "granularity": axis.granularity,
+        "cost_over_time": cost_over(conn, axis, bot=bot),
+        "sessions_over_time": _kind_over(conn, axis, "session_start", bot),
+        "errors_over_time": _kind_over(conn, axis, "error", bot),
         "tools": _names(conn, "tool_call", in_range),
         "error_types": _names(conn, "error", in_range),
         "models": _names(conn, "llm_call", in_range),
@@ -252,15 +258,15 @@ def _latency(conn: Connection, first: date, last: date,
     return out
 
 
-def _kind_per_day(conn: Connection, kind: str, first: date, last: date,
-                  bot: str | None) -> dict[str, Any]:
-    e = event_rollups.c
-    stmt = (sa.select(e.day, e.bot.label("key"), sa.func.sum(e["count"]).label("usd"))
-            .where(e.day >= first.isoformat(), e.day <= last.isoformat(), e.kind == kind)
-            .group_by(e.day, e.bot))
+def _kind_over(conn: Connection, axis: TimeAxis, kind: str,
+               bot: str | None) -> dict[str, Any]:
+    e = axis.events.c
+    slot = axis.slot(axis.events)
+    stmt = (sa.select(slot.label("slot"), e.bot.label("key"), sa.func.sum(e["count"]).label("n"))
+            .where(*axis.within(axis.events), e.kind == kind).group_by(slot, e.bot))
     if bot is not None:
         stmt = stmt.where(e.bot == bot)
-    return _series(days_between(first, last), conn.execute(stmt))
+    return _series(axis, conn.execute(stmt))
 
 
 def _names(conn: Connection, kind: str, in_range: list[sa.ColumnElement[bool]],

@@ -31,6 +31,7 @@ class Totals:
     """What one batch adds to one session's running totals."""
 
     messages: int = 0
+    failed_turns: int = 0
     llm_calls: int = 0
     tool_calls: int = 0
     errors: int = 0
@@ -59,10 +60,12 @@ class SessionEnd:
 
 @dataclass(slots=True)
 class Usage:
-    """One priced (or unpriced) LLM call, for the daily cost rollups."""
+    """One priced (or unpriced) LLM call, for the daily and hourly cost rollups."""
 
     session_id: str
     day: str
+    hour: int
+    """Hours since the epoch (``ts // 3600``)."""
     provider: str
     model: str
     input_tokens: int
@@ -72,6 +75,10 @@ class Usage:
     cost_usd: float | None
     estimated: bool = False
     """The provider's usage was missing or impossible; these are the call's worst case."""
+    ttft_ms: float | None = None
+    """A streamed call's time to its first token."""
+    answered_by: str = ""
+    """The model that answered (``response_model``, else the model asked for)."""
 
 
 @dataclass(slots=True)
@@ -184,6 +191,8 @@ def _plan_one(plan: BatchPlan, record: Record, owner: str) -> None:
             else:
                 known |= words
         totals.messages += 1
+        if success is False:
+            totals.failed_turns += 1
         if ts >= totals.last_message_ts:
             totals.last_message_ts = ts
             totals.last_turn_failed = success is False
@@ -210,16 +219,31 @@ def _event_json(data: Mapping[str, Any], plan: BatchPlan) -> str:
     return encoded
 
 
-def _plan_llm_call(plan: BatchPlan, totals: Totals, session_id: str, ts: float,
-                   data: Mapping[str, Any]) -> None:
+def usage_of(session_id: str, ts: float, data: Mapping[str, Any]) -> Usage:
+    """The usage of one ``llm_call`` record, as the cost rollups count it."""
     # A call that failed before any usage came back has no cost_usd: it cost nothing and is
     # not unpriced (the rollups would otherwise list its model as needing a price).
-    usage = Usage(session_id, utc_day(ts), text(data.get("provider")) or "",
-                  text(data.get("model")) or "", count(data.get("input_tokens")),
-                  count(data.get("output_tokens")), count(data.get("cache_read_tokens")),
-                  count(data.get("cache_write_tokens")),
-                  money(data.get("cost_usd")) if "cost_usd" in data else 0.0,
-                  data.get("usage_estimated") is True)
+    return Usage(session_id, utc_day(ts), int(ts // 3600), text(data.get("provider")) or "",
+                 text(data.get("model")) or "", count(data.get("input_tokens")),
+                 count(data.get("output_tokens")), count(data.get("cache_read_tokens")),
+                 count(data.get("cache_write_tokens")),
+                 money(data.get("cost_usd")) if "cost_usd" in data else 0.0,
+                 data.get("usage_estimated") is True, *_first_token(data))
+
+
+def _first_token(data: Mapping[str, Any]) -> tuple[float | None, str]:
+    """A streamed call's time to first token and the model that answered; (None, "") for
+    the others (most calls: one dictionary lookup)."""
+    ttft = data.get("time_to_first_token_ms")
+    if ttft is None or isinstance(ttft, bool) or not isinstance(ttft, int | float) \
+            or not math.isfinite(ttft) or ttft < 0:
+        return None, ""
+    return float(ttft), text(data.get("response_model") or data.get("model")) or "?"
+
+
+def _plan_llm_call(plan: BatchPlan, totals: Totals, session_id: str, ts: float,
+                   data: Mapping[str, Any]) -> None:
+    usage = usage_of(session_id, ts, data)
     totals.llm_calls += 1
     totals.input_tokens += usage.input_tokens
     totals.output_tokens += usage.output_tokens

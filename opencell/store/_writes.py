@@ -25,8 +25,8 @@ PLACEHOLDER_METADATA = to_json({"placeholder": True})
 _IN_CHUNK = 500
 _DESCRIPTIVE = ("bot", "bot_type", "platform", "workspace", "channel", "thread", "user_id",
                 "user_name", "conversation_key", "owner", "tags", "bot_version", "replay_of")
-_COUNTERS = ("messages", "llm_calls", "tool_calls", "errors", "input_tokens", "output_tokens",
-             "cache_read_tokens", "cache_write_tokens", "unpriced_calls")
+_COUNTERS = ("messages", "failed_turns", "llm_calls", "tool_calls", "errors", "input_tokens",
+             "output_tokens", "cache_read_tokens", "cache_write_tokens", "unpriced_calls")
 _ROLLUP_SUMS = ("calls", "input_tokens", "output_tokens", "cache_read_tokens",
                 "cache_write_tokens", "cost_usd", "unpriced_calls", "estimated_calls")
 

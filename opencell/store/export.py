@@ -8,8 +8,9 @@ One line per session, oldest session first::
 
 ``session`` holds ``id, bot, bot_type, platform, workspace, user_id, user_name, channel,
 thread, status, end_reason, started_at, ended_at, last_activity`` (ISO 8601 UTC),
-``duration_ms``, the totals (``messages, llm_calls, tool_calls, errors, input_tokens,
-output_tokens, cache_read_tokens, cache_write_tokens, cost_usd, unpriced_calls``),
+``duration_ms``, the totals (``messages, failed_turns, llm_calls, tool_calls, errors,
+input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd,
+unpriced_calls``),
 ``tags``, ``metadata``, ``last_turn_failed``, ``conversation_key`` and ``owner``. Each
 timeline event is ``{id, ts, kind, name, duration_ms, success, …}`` with the kind's own
 fields (``records.py``); a custom event's data sits under ``data``. Events whose content

@@ -44,8 +44,8 @@ _s = sessions.c
 SESSION_COLUMNS = (
     _s.id, _s.bot, _s.bot_type, _s.platform, _s.workspace, _s.user_id, _s.user_name,
     _s.channel, _s.thread, _s.status, _s.end_reason, _s.started_at, _s.ended_at,
-    _s.duration_ms, _s.messages, _s.llm_calls, _s.tool_calls, _s.errors, _s.input_tokens,
-    _s.output_tokens, _s.cache_read_tokens, _s.cache_write_tokens, _s.cost_usd,
+    _s.duration_ms, _s.messages, _s.failed_turns, _s.llm_calls, _s.tool_calls, _s.errors,
+    _s.input_tokens, _s.output_tokens, _s.cache_read_tokens, _s.cache_write_tokens, _s.cost_usd,
     _s.unpriced_calls, _s.tags, _s.metadata, _s.last_activity, _s.last_turn_failed,
     _s.bot_version, _s.replay_of,
     _s.conversation_key, _s.owner,

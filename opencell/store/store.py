@@ -321,7 +321,8 @@ class Store(SessionReads):
                                      for sid, ts, kind, name, duration, ok, data in plan.events])
         if plan.totals:
             conn.execute(sql.add_totals, [
-                {"b_seq": infos[sid][0], "b_messages": t.messages, "b_llm_calls": t.llm_calls,
+                {"b_seq": infos[sid][0], "b_messages": t.messages,
+                 "b_failed_turns": t.failed_turns, "b_llm_calls": t.llm_calls,
                  "b_tool_calls": t.tool_calls, "b_errors": t.errors,
                  "b_input_tokens": t.input_tokens, "b_output_tokens": t.output_tokens,
                  "b_cache_read_tokens": t.cache_read_tokens,
@@ -342,7 +343,7 @@ class Store(SessionReads):
         rollups = rollup_rows(plan.usage, infos) if plan.usage else []
         if rollups:
             conn.execute(sql.add_rollups, rollups)
-        write_activity(conn, self._activity, plan.events, rollups, infos)
+        write_activity(conn, self._activity, plan.events, rollups, infos, plan.usage)
 
     def _remember(self, session_id: str, info: SessionInfo) -> None:
         self._cache[session_id] = info

@@ -56,6 +56,9 @@ sessions = sa.Table(
     # digest), and the session a replay re-ran (see opencell/replay/)
     sa.Column("bot_version", sa.String(64)),
     sa.Column("replay_of", sa.String(64)),
+    # v14: turns that failed (``message`` events with success false); ``errors`` counts
+    # error events, which a turn that was retried and answered can have too
+    sa.Column("failed_turns", sa.Integer, nullable=False, server_default="0"),
 )
 
 events = sa.Table(
@@ -154,6 +157,43 @@ user_cost_rollups = sa.Table(
     sa.Column("start", sa.String(10), primary_key=True),
     sa.Column("user_id", sa.String(200), primary_key=True),
     *_cost_sums(),
+)
+
+# v14: the same per UTC hour (``YYYY-MM-DDTHH``) for the analytics page's short ranges
+# (see _hourly.py): events per kind (no name), turn latency, and cost per bot and model.
+event_hourly = sa.Table(
+    "event_hourly", METADATA,
+    sa.Column("hour", sa.String(13), primary_key=True),
+    sa.Column("bot", sa.String(200), primary_key=True),
+    sa.Column("kind", sa.String(32), primary_key=True),
+    sa.Column("count", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("failures", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("duration_ms", sa.Float, nullable=False, server_default="0"),
+)
+latency_hourly = sa.Table(
+    "latency_hourly", METADATA,
+    sa.Column("hour", sa.String(13), primary_key=True),
+    sa.Column("bot", sa.String(200), primary_key=True),
+    sa.Column("bucket", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("count", sa.BigInteger, nullable=False, server_default="0"),
+)
+cost_hourly = sa.Table(
+    "cost_hourly", METADATA,
+    sa.Column("hour", sa.String(13), primary_key=True),
+    *(sa.Column(key, sa.String(200), primary_key=True)
+      for key in ("bot", "provider", "model")),
+    *_cost_sums(),
+)
+
+# v14: streamed model calls' time to first token per UTC day, bot and model answering, as a
+# latency histogram (the buckets of latency_rollups), for the analytics page's quality section.
+ttft_rollups = sa.Table(
+    "ttft_rollups", METADATA,
+    sa.Column("day", sa.String(10), primary_key=True),
+    sa.Column("bot", sa.String(200), primary_key=True),
+    sa.Column("model", sa.String(200), primary_key=True),
+    sa.Column("bucket", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("count", sa.BigInteger, nullable=False, server_default="0"),
 )
 
 # v5: budget alerts raised, one row per alert key (see opencell/budgets/_store.py).

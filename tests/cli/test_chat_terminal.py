@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.terminal import Session
+from tests.cli.terminal import ANSI, Session
 from tests.conftest import clean_env, opencell
-from tests.fakes.llm_server import FakeLLMServer, Step
+from tests.fakes.llm_server import FakeLLMServer, Step, streamed
 
 MARKDOWN = "Here is **bold** text.\n\n- first item\n- second item\n\n`code`"
 
@@ -25,8 +25,7 @@ def model() -> Iterator[FakeLLMServer]:
 
 
 def claude_bot(tmp_path: Path, *, stream: bool = False) -> Path:
-    """A Claude bot on the console. Not streamed by default: a streamed answer is printed as
-    it arrives (raw), a whole one is rendered as Markdown, which these tests look at."""
+    """A Claude bot on the console, its answers streamed or sent whole."""
     bot = tmp_path / "bot.yaml"
     bot.write_text("name: helper\nllm: {provider: claude, model: claude-sonnet-4-20250514}\n"
                    f"stream: {str(stream).lower()}\n"
@@ -56,6 +55,34 @@ def test_arrow_keys_edit_the_line_instead_of_reaching_the_model(
         chat.close()
     (request,) = model.requests_to("/v1/messages")
     assert request.last_user_text == "hello world"
+
+
+def test_a_streamed_reply_is_rendered_as_markdown_as_it_arrives(
+        tmp_path: Path, model: FakeLLMServer, isolated_store: str) -> None:
+    model.push(streamed(MARKDOWN, chunk_size=5, delay=0.05))
+    env = clean_env(ANTHROPIC_API_KEY="sk-ant-x", ANTHROPIC_BASE_URL=model.url,
+                    OPENCELL_DATABASE_URL=isolated_store)
+    chat = Session("chat", str(claude_bot(tmp_path, stream=True)), columns=80, env=env)
+    try:
+        chat.wait_for("you> ")
+        chat.type("format something\r")
+        before = len(chat.raw)
+        chat.wait_for("second item", after=len(chat.text))
+        chat.wait_for("you> ", after=len(chat.text))
+    finally:
+        chat.close()
+    raw = chat.raw[before:].decode(errors="replace")
+    # The live view redraws in place (erase line, cursor up) while pieces arrive; once the
+    # reply is complete it gives way (its last erase) to the whole reply, rendered.
+    frames, final = raw.rsplit("\x1b[2K", 1)
+    assert "\x1b[1A" in frames and "• first item" in ANSI.sub("", frames), \
+        "the reply was not rendered as it arrived"
+    shown = ANSI.sub("", final).replace("\r", "")
+    assert "• first item" in shown and "• second item" in shown, shown
+    assert "**" not in shown and "- first" not in shown and "`" not in shown, shown
+    assert "Here is bold text." in shown
+    (request,) = model.requests_to("/v1/messages")
+    assert request.json.get("stream") is True
 
 
 def test_ctrl_c_during_a_turn_says_it_is_stopping_and_leaves_a_clean_line(
@@ -88,6 +115,16 @@ def test_piped_chat_prints_a_multi_line_reply_as_one_json_line(
     lines = result.stdout.splitlines()
     assert [json.loads(line) for line in lines] == [
         {"reply": MARKDOWN, "failed": False}, {"reply": "two", "failed": False}]
+
+
+def test_a_piped_streamed_reply_stays_plain_text(
+        tmp_path: Path, model: FakeLLMServer, isolated_store: str) -> None:
+    model.push(streamed(MARKDOWN, chunk_size=5))
+    env = clean_env(ANTHROPIC_API_KEY="sk-ant-x", ANTHROPIC_BASE_URL=model.url,
+                    OPENCELL_DATABASE_URL=isolated_store)
+    result = opencell("chat", str(claude_bot(tmp_path, stream=True)), stdin="one\n", env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == MARKDOWN + "\n"  # as written, then the record separator
 
 
 def test_two_console_bots_in_one_run_are_refused_with_a_reason(tmp_path: Path) -> None:

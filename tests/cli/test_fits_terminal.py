@@ -43,8 +43,8 @@ def test_sessions_piped_are_tab_separated_with_full_ids(
     assert result.returncode == 0, result.stderr
     header, *rows = result.stdout.splitlines()
     assert header.split("\t") == ["id", "bot@platform", "user", "status", "started", "took",
-                                  "msg", "llm", "tool", "err", "cost"]
-    assert len(rows) == 5 and all(len(row.split("\t")) == 11 for row in rows)
+                                  "msg", "llm", "tool", "fail", "err", "cost"]
+    assert len(rows) == 5 and all(len(row.split("\t")) == 12 for row in rows)
     assert recorded["agent"] in {row.split("\t")[0] for row in rows}
 
 

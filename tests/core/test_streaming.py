@@ -126,7 +126,11 @@ async def test_the_console_prints_each_piece_as_it_arrives(observability: Observ
     assert "second half" not in out.text  # still being written
     model.gate.set()
     await asyncio.wait_for(adapter.finished.wait(), 30)
-    assert "demo First half, second half.\nyou> " in out.text  # as a whole reply reads
+    # Once complete, the live view gives way (its last erase) to the whole reply, rendered.
+    frames, final = out.text.rsplit("\x1b[2K", 1)
+    assert "demo\n" in frames
+    assert [line.rstrip() for line in final.splitlines()] == ["First half, second half.",
+                                                              "you>"]
 
 
 async def test_piped_output_keeps_one_whole_reply_per_line(
@@ -151,10 +155,12 @@ async def test_an_agent_turn_streams_a_status_line_then_only_the_final_answer(
     runtime = BotRuntime(bot, llm=model, observability=observability)
     adapter, out = await run_console(bot, runtime, ["how many widgets?"])
     await asyncio.wait_for(adapter.finished.wait(), 30)
-    # The step's own words may flash up before the status line replaces them (a terminal
-    # cannot erase them); the answer follows the status line, once.
-    assert "_using lookup…_\nFirst half, second half.\nyou> " in out.text
-    assert out.text.count("First half") == 1
+    # The step's own words and the status line are redrawn away, like an edited message:
+    # once complete, the live view gives way (its last erase) to the answer alone, rendered.
+    frames, final = out.text.rsplit("\x1b[2K", 1)
+    assert "demo\n" in frames
+    assert [line.rstrip() for line in final.splitlines()] == ["First half, second half.",
+                                                              "you>"]
     await runtime.aclose()
 
 

@@ -41,6 +41,21 @@
   }
 
   // ------------------------------------------------------------------ charts (uPlot)
+  // The x axis of a chart's JSON: "days" (YYYY-MM-DD) or "hours" (YYYY-MM-DDTHH:00Z), each
+  // point in the middle of its UTC day or hour; "half" is half a step, the padding that keeps
+  // the first and last bars or points whole. trends.js uses it too.
+  window.OpenCellTime = {
+    axis: function (data) {
+      if (data.hours && data.hours.length) {
+        return { xs: data.hours.map(function (h) { return Date.parse(h) / 1000 + 1800; }), half: 1800,
+                 label: "Hour (UTC)", format: function (v) { return v == null ? "—" : new Date((v - 1800) * 1000).toISOString().slice(0, 16).replace("T", " "); } };
+      }
+      return { xs: (data.days || []).map(function (d) { return Date.parse(d + "T12:00:00Z") / 1000; }), half: 43200,
+               label: "Day (UTC)", format: function (v) { return v == null ? "—" : new Date(v * 1000).toISOString().slice(0, 10); } };
+    },
+    utc: function (ts) { return typeof uPlot !== "undefined" && uPlot.tzDate ? uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC") : new Date(ts * 1e3); },
+  };
+
   var PALETTE = ["#6366f1", "#f79009", "#12b76a", "#ee46bc", "#2e90fa", "#875bf7", "#f04438", "#15b79e"];
   var colours = {};
   var GRID = window.matchMedia && window.matchMedia("(prefers-color-scheme: dark)").matches
@@ -59,7 +74,8 @@
     var names = list.map(function (s) { return s.name; });
     var values = {};
     list.forEach(function (s) { values[s.name] = s.values; });
-    var days = data.days || [];
+    var x = window.OpenCellTime.axis(data);
+    var days = x.xs;
     var unit = el.getAttribute("data-unit") || "";
     var hasValues = list.some(function (s) { return s.values.some(function (v) { return v > 0; }); });
     el.textContent = "";
@@ -70,7 +86,7 @@
       el.appendChild(empty);
       return;
     }
-    var xs = days.map(function (d) { return Date.parse(d + "T12:00:00Z") / 1000; });
+    var xs = x.xs;
     // Stacked bars: each series is drawn as the running sum of the ones before it.
     var top = names.slice(0, 6);
     var others = names.slice(6);
@@ -86,7 +102,7 @@
       stacked.push(acc.slice());
     });
     var fmt = function (v) { return v == null ? "—" : unit === "$" ? money(v) : Number(v).toLocaleString("en-US"); };
-    var series = [{ label: "Day", value: function (u, v) { return v == null ? "—" : new Date(v * 1000).toISOString().slice(0, 10); } }];
+    var series = [{ label: x.label, value: function (u, v) { return x.format(v); } }];
     var bars = uPlot.paths && uPlot.paths.bars ? uPlot.paths.bars({ size: [0.7, 28], gap: 1 }) : undefined;
     // uPlot paints series in order: the tallest (cumulative) stack first, smaller ones over it.
     var order = top.map(function (_, i) { return i; }).reverse();
@@ -100,10 +116,10 @@
     });
     var width = Math.max(280, el.clientWidth);
     var opts = {
-      width: width, height: 240, series: series, cursor: { points: { show: false } },
+      width: width, height: 240, series: series, cursor: { points: { show: false } }, tzDate: window.OpenCellTime.utc,
       legend: { live: true },
-      // Half a day either side: the first and last bars are drawn whole, not cut in half.
-      scales: { x: { time: true, range: function (u, min, max) { return [min - 43200, max + 43200]; } }, y: { range: function (u, min, max) { return [0, max > 0 ? max * 1.1 : 1]; } } },
+      // Half a step either side: the first and last bars are drawn whole, not cut in half.
+      scales: { x: { time: true, range: function (u, min, max) { return [min - x.half, max + x.half]; } }, y: { range: function (u, min, max) { return [0, max > 0 ? max * 1.1 : 1]; } } },
       axes: [
         { stroke: "#667085", grid: { show: false }, ticks: { stroke: GRID } },
         { stroke: "#667085", grid: { stroke: GRID }, ticks: { show: false }, size: 64,

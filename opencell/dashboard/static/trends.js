@@ -1,5 +1,7 @@
-/* Trend lines of the analytics page (uPlot): one line per series, a gap for a day without
-   data, values on hover (the legend), drag across to zoom into days, double-click to reset.
+/* Trend lines of the analytics page (uPlot): one line per series, a gap for a day or hour
+   without data, values on hover (the legend), drag across to zoom, double-click to reset.
+   Each point sits in the middle of its UTC day or hour, and the x scale reaches half a step
+   past the first and last, so neither is clipped. Axis labels are UTC, like the data.
    Data comes from <script type="application/json"> blocks; text is set with textContent. */
 (function () {
   "use strict";
@@ -25,15 +27,16 @@
     var unit = data.unit || "";
     var list = (data.series || []).filter(function (s) { return s.values.some(function (v) { return v != null; }); });
     el.textContent = "";
-    if (!data.days || !data.days.length || !list.length) {
+    if (!(data.hours || data.days || []).length || !list.length) {
       var empty = document.createElement("div");
       empty.className = "chart-empty";
       empty.textContent = "Nothing recorded in this range";
       el.appendChild(empty);
       return;
     }
-    var xs = data.days.map(function (d) { return Date.parse(d + "T12:00:00Z") / 1000; });
-    var series = [{ label: "Day", value: function (u, v) { return v == null ? "—" : new Date(v * 1000).toISOString().slice(0, 10); } }];
+    var x = window.OpenCellTime.axis(data);
+    var xs = x.xs;
+    var series = [{ label: x.label, value: function (u, v) { return x.format(v); } }];
     list.forEach(function (s, i) {
       series.push({ label: s.name, stroke: PALETTE[i % PALETTE.length], width: 2, spanGaps: false,
                     points: { show: true, size: xs.length <= 31 ? 5 : 3 },
@@ -43,7 +46,8 @@
       width: Math.max(280, el.clientWidth), height: 220, series: series,
       cursor: { drag: { x: true, y: false, setScale: true } },
       legend: { live: true },
-      scales: { x: { time: true, range: function (u, min, max) { return [min - 43200, max + 43200]; } },
+      tzDate: window.OpenCellTime.utc,
+      scales: { x: { time: true, range: function (u, min, max) { return [min - x.half, max + x.half]; } },
                 y: { range: function (u, min, max) { return [0, max > 0 ? max * 1.15 : 1]; } } },
       axes: [
         { stroke: AXIS, grid: { show: false }, ticks: { stroke: GRID } },
