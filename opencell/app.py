@@ -169,6 +169,10 @@ class App:
         """Refuse new messages, let in-flight turns finish and their replies go out (up to
         ``timeout`` in all), stop the adapters, close sessions as ``shutdown``, flush.
 
+        With other processes on the store (PostgreSQL), the sessions of Slack and Discord
+        conversations are handed over instead: left open for the process that gets their
+        next message (``BotRuntime.hand_over``).
+
         Each step is isolated: one that fails is logged and the rest still run, and the
         recorder is always flushed last.
         """
@@ -190,7 +194,10 @@ class App:
                 await self._step("budget alerts", self._close_budgets())
             for adapter in self.adapters:
                 await self._step(f"{adapter.platform} adapter", adapter.stop())
+            shared = {adapter.platform for adapter in self.adapters if adapter.shared}
             for runtime in self.runtimes.values():
+                if shared:
+                    await self._step(f"bot {runtime.name} hand-over", runtime.hand_over(shared))
                 await self._step(f"bot {runtime.name}", runtime.aclose())
             if self.dashboard is not None:
                 await self._step("dashboard", self.dashboard.stop())
@@ -204,7 +211,7 @@ class App:
             log.warning("stop: some budget alerts could not be delivered within 5s")
 
     @staticmethod
-    async def _step(what: str, step: Awaitable[None]) -> None:
+    async def _step(what: str, step: Awaitable[object]) -> None:
         try:
             await step
         except Exception as exc:  # noqa: BLE001 - one part must not keep the others running

@@ -68,6 +68,7 @@ class DiscordAdapter(Adapter):
     """
 
     platform = "discord"
+    shared = True
 
     def __init__(self, bot: BotConfig, *, guild_ready_timeout: float = 2.0) -> None:
         super().__init__(bot)

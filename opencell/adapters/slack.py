@@ -93,6 +93,7 @@ class SlackAdapter(Adapter):
     """
 
     platform = "slack"
+    shared = True
 
     def __init__(self, bot: BotConfig, *, clock: Clock = time.monotonic) -> None:
         super().__init__(bot)

@@ -40,7 +40,7 @@ from opencell.errors import StoreError
 from opencell.records import Record
 from opencell.store._activity import ActivityStatements, write_activity
 from opencell.store._batch import BatchPlan, plan_batch
-from opencell.store._orphans import close_sessions_of, judge_each
+from opencell.store._orphans import close_sessions_of, end_released, judge_each
 from opencell.store._owner import owner_is_alive
 from opencell.store._reads import SessionReads
 from opencell.store._writes import SessionInfo, Statements, resolve_sessions, rollup_rows
@@ -376,11 +376,15 @@ class Store(SessionReads):
         process's sessions are never touched. ``is_alive(owner)`` replaces that judgement
         (one that raises counts as alive). Each session is ended ``interrupted`` at its last
         activity, ``failed`` if its last turn failed else ``success``, with a ``session_end``.
+        Sessions released by a graceful stop are ended ``idle_timeout`` once idle (by the
+        database's clock; ``_orphans.end_released``).
         """
         judge = self._members.dead if is_alive is None else judge_each(is_alive)
         with self._lock:
             closed = close_sessions_of(self.reading, self.writing, self._sql, self._activity,
                                        judge)
+            if self._dialect.name == "postgresql":
+                closed += end_released(self.reading, self.writing, self._activity)
             for session_id in closed:
                 self._cache.pop(session_id, None)
         return closed
