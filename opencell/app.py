@@ -67,6 +67,7 @@ class App:
             install(None)
             raise
         self._stopping = False
+        self._closing = False
         self._stop_requested = asyncio.Event()
 
     def _build(self, bots: Sequence[BotConfig], runtimes: Mapping[str, BotRuntime],
@@ -91,10 +92,12 @@ class App:
             adapter.use_store(self.observability.store)
 
     async def dispatch(self, message: IncomingMessage) -> Reply | None:
-        """Hand one message to its bot. After ``stop`` begins, new messages are dropped.
+        """Hand one message to its bot. Once ``stop`` has let the turns in flight finish,
+        messages are dropped; before that, a message an adapter took on is answered (an
+        adapter stops taking them when the stop begins: ``Adapter.stop_accepting``).
 
         Adapters call this; they count the turns in flight (what ``stop`` waits for)."""
-        if self._stopping:
+        if self._closing:
             return None
         runtime = self.runtimes.get(message.key.bot)
         if runtime is None:
@@ -189,6 +192,7 @@ class App:
                     log.warning("stop: %d turn(s) still running on %s after %.0fs; their "
                                 "sessions close now and later records are dropped",
                                 adapter.in_flight, adapter.platform, timeout)
+            self._closing = True
             # Before the adapters stop: an alert channel posts through one of them.
             if self.budgets is not None:
                 await self._step("budget alerts", self._close_budgets())
