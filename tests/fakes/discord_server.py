@@ -168,6 +168,11 @@ class FakeDiscord(ServesInThread):
         self._retry_after = 0.05
         self._sockets: set[web.WebSocketResponse] = set()
         self.sessions: list[GatewaySession] = []
+        self.hold_resumes: asyncio.Event | None = None
+        """When set to an Event, a RESUME is answered only once it is set (a test's window in
+        which events go to both a resumable session and a newer one of the same shard)."""
+        self.resumes_waiting = 0
+        """RESUMEs that have waited for ``hold_resumes``."""
         self._closed_here: set[web.WebSocketResponse] = set()
         """Every gateway session, in the order they were identified."""
         self._message_ids = itertools.count(1371000000000001000)
@@ -414,6 +419,9 @@ class FakeDiscord(ServesInThread):
         return ws
 
     async def _resume(self, ws: web.WebSocketResponse, data: dict[str, Any]) -> None:
+        if self.hold_resumes is not None:
+            self.resumes_waiting += 1
+            await self.hold_resumes.wait()
         session = next((s for s in self.sessions if s.id == data.get("session_id")), None)
         if session is None or session.ended or data.get("token") != self.token:
             self.resumes.append(data)
