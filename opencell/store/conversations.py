@@ -97,15 +97,17 @@ class ConversationStore:
                 conn.commit()
 
     def still_mine(self, session_id: str, version: int) -> bool:
-        """True when the session is open and nobody served a turn since this process saved
-        ``version`` of its history (or it was never stored: nobody else knows it)."""
+        """True when the session is open, this process is its owner (no other process has
+        begun a turn in it, nor released it) and nobody served a turn since this process
+        saved ``version`` of its history (or it was never stored: nobody else knows it)."""
         s, h = sessions.c, session_history.c
         with self.store.reading() as conn:
             row = conn.execute(
-                sa.select(s.status, h.version)
+                sa.select(s.status, s.owner, h.version)
                 .join_from(sessions, session_history, h.session_id == s.id, isouter=True)
                 .where(s.id == session_id)).first()
-        return row is None or (row.status == "open" and int(row.version or 0) == version)
+        return row is None or (row.status == "open" and row.owner == self.store.owner()
+                               and int(row.version or 0) == version)
 
     def release(self, held: Sequence[Held]) -> set[str]:
         """Hand sessions over at a graceful stop: each one that is open, this process's and
@@ -182,9 +184,9 @@ class Turn:
             .join_from(sessions, session_history, h.session_id == s.id, isouter=True)
             .where(s.conversation_key == key, s.status == "open")
             .order_by(s.seq.desc()).limit(1)).first()
-        if row is not None and row.owner != self.store.owner():
-            # This process serves it now (the janitor's view). Re-checked as open: a
-            # released session the janitor ended meanwhile is not revived.
+        if fresh and row is not None and row.owner != self.store.owner():
+            # This process serves it now (the janitor's view; not for a duplicate it drops).
+            # Re-checked as open: a released session the janitor ended is not revived.
             taken = conn.execute(sessions.update().where(s.id == row.id, s.status == "open")
                                  .values(owner=self.store.owner()))
             if not taken.rowcount:

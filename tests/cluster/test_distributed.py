@@ -177,7 +177,7 @@ async def test_three_workers_one_killed(postgres_url: str, tmp_path: Path) -> No
         if len(found) > 1:
             assert len(found) == 2 and found[0].end_reason == "interrupted", found
     # The graceful stops handed the open sessions over (open, no owner) for the next worker.
-    assert all(row.owner == "" for row in rows if row.status == "open")
+    assert all(row.owner == "" for row in rows if row.status == "open"), rows
 
     # The model saw every earlier turn of its session: n = 2 * (turns before) + 1.
     for post in posts:
