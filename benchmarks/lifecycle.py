@@ -1,6 +1,6 @@
 """Benchmark: the data lifecycle — pruning under ingest, forget, export, PostgreSQL space reuse.
 
-Run: python -m benchmarks.lifecycle [--quick] [--postgres]
+Run: python -m benchmarks.lifecycle [--quick] [--postgres] [--only pruning|forget|export|postgres]
 
 Figures, each against a baseline from the same run:
 
@@ -20,7 +20,8 @@ Figures, each against a baseline from the same run:
    of the events table after fill → prune → autovacuum → refill, next to after the first
    fill: batched deletes leave space that new rows reuse (target: ≤ 1.3× the first fill).
 
-``--quick`` uses a tenth of the events (and 2,000 sessions for forget).
+``--quick`` uses a tenth of the events (and 2,000 sessions for forget); ``--only`` runs one
+part (``--only postgres`` implies ``--postgres``).
 """
 
 from __future__ import annotations
@@ -263,14 +264,32 @@ def postgres_space(quick: bool) -> list[Figure]:
                    f"{second / 1e6:,.1f} MB after pruning {rows:,} and writing {rows:,} more")]
 
 
-def run(quick: bool, with_postgres: bool = False) -> list[Figure]:
+PARTS = {"pruning": pruning, "forget": erasure, "export": exporting, "postgres": postgres_space}
+
+
+def run(quick: bool, with_postgres: bool = False, only: str | None = None) -> list[Figure]:
+    if only is not None:
+        return PARTS[only](quick)
     figures = [*pruning(quick), *erasure(quick), *exporting(quick)]
     if with_postgres:
         figures.extend(postgres_space(quick))
     return figures
 
 
+def _only(argv: list[str]) -> str | None:
+    """``--only PART`` taken out of ``argv``."""
+    if "--only" not in argv:
+        return None
+    at = argv.index("--only")
+    part = argv[at + 1] if at + 1 < len(argv) else ""
+    if part not in PARTS:
+        sys.exit(f"--only takes one of: {', '.join(PARTS)}")
+    del argv[at:at + 2]
+    return part
+
+
 if __name__ == "__main__":
-    postgres = "--postgres" in sys.argv
     argv = [arg for arg in sys.argv[1:] if arg != "--postgres"]
-    run_main(argv, __doc__ or "", lambda quick: run(quick, postgres), "data lifecycle")
+    part = _only(argv)
+    postgres = "--postgres" in sys.argv
+    run_main(argv, __doc__ or "", lambda quick: run(quick, postgres, part), "data lifecycle")

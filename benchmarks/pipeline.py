@@ -5,9 +5,10 @@ Run: python -m benchmarks.pipeline [--quick]
 The full path is ``BotRuntime.dispatch``: per-conversation ordering, the session layer
 (session open/touch, ``message`` and ``llm_call`` records with redaction and pricing, into a
 real SQLite store by the writer thread), errors, a rate limit, then the offline provider and
-the reply, filled in once. The baseline, measured in the same run, is the bare handler
-(``BotRuntime.handle``) with the same provider and no chain. The process is pinned to one
-core, so the writer thread competes with the chain as it would in production.
+the reply, filled in once. The full path's time runs until the writer has stored the last
+record (``flush``). The baseline, measured in the same run once the writer is idle, is the
+bare handler (``BotRuntime.handle``) with the same provider and no chain. The process is
+pinned to one core, so the writer thread competes with the chain as it would in production.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ from opencell.messages import ConversationKey, IncomingMessage  # noqa: E402
 from opencell.observability.observer import Observability  # noqa: E402
 from opencell.runtime import BotRuntime  # noqa: E402
 
-TARGET_RATE = 10_000.0
+TARGET_RATE = 20_000.0
+"""Issue 12: the turn path, doing each thing once, at ≥ 20,000 msg/s on one core."""
 TARGET_ADDED_US = 100.0
 USERS = 200
 
@@ -86,8 +88,12 @@ async def measure(count: int, store_url: str) -> dict[str, float]:
     messages = _messages(count)
     await _full(runtime, messages)  # warm up caches, prices, sessions and full histories
     await _bare(runtime, messages[: count // 10])
+    observability.recorder.flush(timeout=120)
     started = time.perf_counter()
     full = await _full(runtime, messages)
+    # Until the writer has stored the last record: its work is part of the full chain's cost
+    # (left running, it would be charged to the bare handler measured next).
+    stored = observability.recorder.flush(timeout=120)
     full_seconds = time.perf_counter() - started
     started = time.perf_counter()
     bare = await _bare(runtime, messages)
@@ -99,7 +105,7 @@ async def measure(count: int, store_url: str) -> dict[str, float]:
     return {"full_rate": count / full_seconds, "bare_rate": count / bare_seconds,
             "full_p50_us": median(full), "full_p99_us": percentile(full, 99),
             "bare_p50_us": median(bare), "added_p50_us": median(full) - median(bare),
-            "dropped": float(drops)}
+            "dropped": float(drops), "stored": float(stored)}
 
 
 def run(quick: bool) -> list[Figure]:
@@ -114,7 +120,9 @@ def run(quick: bool) -> list[Figure]:
     return [
         Figure("pipeline", "throughput, full chain", result["full_rate"], "msg/s",
                f">= {TARGET_RATE:,.0f}", result["full_rate"] >= TARGET_RATE,
-               f"bare handler {result['bare_rate']:,.0f} msg/s", "one core, recording on"),
+               f"bare handler {result['bare_rate']:,.0f} msg/s",
+               "one core, recording on, until stored"
+               + ("" if result["stored"] else " (NOT all stored: see the log)")),
         Figure("pipeline", "added latency p50", result["added_p50_us"], "µs",
                f"<= {TARGET_ADDED_US:.0f}", result["added_p50_us"] <= TARGET_ADDED_US,
                f"bare p50 {result['bare_p50_us']:.1f} µs",

@@ -3,8 +3,10 @@
 Run: python -m benchmarks.platforms [--quick]
 
 Discord: the fake gateway dispatches MESSAGE_CREATE; the round trip ends when the reply's
-``POST /channels/{id}/messages`` reaches the fake. Slack: a signed ``app_mention`` event is
-POSTed to the bot's HTTP endpoint; it ends when ``chat.postMessage`` reaches the fake Web API.
+post or edit that shows the whole answer reaches the fake. Slack: a signed ``app_mention`` event
+is POSTed to the bot's HTTP endpoint; it ends when the ``chat.postMessage`` or ``chat.update``
+with the whole answer reaches the fake Web API. OpenCell streams by default, so its answer is
+a post of the first word and an edit to the whole answer (two requests to the bare bot's one).
 The OpenCell side is the real App, BotRuntime and adapter with the offline provider, recording
 into a temporary SQLite store. The baseline, alternated message by message in the same run
 against the same fake, is a bare discord.py ``Client`` whose ``on_message`` replies at once,
@@ -54,8 +56,13 @@ TARGET_SHARE_MS = 2.0
 USERS = 8
 CHANNELS = (GENERAL_ID, RANDOM_ID, THREAD_ID)
 TEXT = "Hello, this is message {i} of the benchmark; please answer politely."
+COMPLETE = "MOONSHOT_API_KEY."
+"""How both bots' answers end: the round trip ends when a post or an edit shows it (OpenCell
+streams by default — the first word is posted, then the message is edited to the whole
+answer; the person has the answer only then)."""
 BARE_ANSWER = ("You said something. I am a bare bot, so I answer every message the same way, "
-               "with a fixed text about as long as the offline model's echo answer.") * 2
+               "with a fixed text about as long as the offline model's echo answer. ") * 2 \
+    + COMPLETE
 Settle = Callable[[], Awaitable[Any]]
 
 
@@ -64,7 +71,11 @@ class _Arrivals:
 
     waiter: asyncio.Future[float] | None = None
 
-    def arrived(self) -> None:
+    def arrived(self, text: object) -> None:
+        """A post or an edit reached the fake; the round trip ends once it shows the whole
+        answer."""
+        if not (isinstance(text, str) and text.rstrip().endswith(COMPLETE)):
+            return
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(time.perf_counter())
 
@@ -89,8 +100,12 @@ class _Discord(FakeDiscord, _Arrivals):
         self.clients.append(ws)
 
     async def _post_message(self, request: web.Request) -> web.Response:
-        self.arrived()
+        self.arrived((await request.json()).get("content"))  # aiohttp keeps the body
         return await super()._post_message(request)
+
+    async def _edit_message(self, request: web.Request) -> web.Response:
+        self.arrived((await request.json()).get("content"))
+        return await super()._edit_message(request)
 
     async def send_to(self, ws: web.WebSocketResponse, data: dict[str, Any]) -> None:
         await ws.send_str(json.dumps({"op": 0, "t": "MESSAGE_CREATE", "s": next(self._seq),
@@ -99,9 +114,10 @@ class _Discord(FakeDiscord, _Arrivals):
 
 class _Slack(FakeSlack, _Arrivals):
     async def _web_api(self, request: web.Request) -> web.Response:
-        if request.match_info["method"] == "chat.postMessage":
-            self.arrived()
-        return await super()._web_api(request)
+        response = await super()._web_api(request)
+        if self.calls[-1].method in ("chat.postMessage", "chat.update"):
+            self.arrived(self.calls[-1].args.get("text"))
+        return response
 
 
 def _discord_message(fake: FakeDiscord, i: int) -> dict[str, Any]:

@@ -17,7 +17,9 @@ Between rounds the recorder is flushed (each round starts quiet) and the edit in
 
 Edit rate: one answer streamed as 1,500 deltas 2 ms apart (about 3 s) on Discord and Slack with
 the real one-second interval; every update of each message (the first post, then edits) is
-stamped at the fake. Target: never more than one update of a message within a second.
+stamped at the fake. Target: never more than one update of a message within a second (the
+stream's final update may follow at once only when fewer than three updates came in the
+last three seconds, which a three-second stream never has).
 """
 
 from __future__ import annotations

@@ -10,7 +10,10 @@ inline, before the pump takes over).
 
 When the turn's reply is ready, :meth:`ReplyStream.finish` stops the pump and shows the final
 text — the reply itself, or, when the turn failed after some text was shown, that text with
-the polite error appended — still no sooner than ``interval`` after the previous update.
+the polite error appended. The final update does not wait out ``interval``: it goes at once
+unless the last ``FINAL_BURST`` updates all fell within that many intervals (the platforms'
+limits are counted over a few seconds — Discord: 5 edits per 5 s per channel), so a fast
+model's answer is complete as soon as it is written, not a second after its first word.
 A surface that fails is logged and left alone; the reply is then sent the ordinary way if
 nothing was shown yet.
 """
@@ -20,15 +23,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
 
 log = logging.getLogger("opencell.streaming")
 
 EDIT_INTERVAL = 1.0
 """Seconds between two updates of a streamed reply (Discord and Slack: ~1 edit/s/message)."""
+FINAL_BURST = 3
+"""The final update waits only when this many updates came within this many intervals."""
 
 
 class StreamSurface(Protocol):
@@ -46,11 +53,15 @@ class ReplyStream:
     """One turn's growing reply. ``push`` and ``status`` are cheap and never raise."""
 
     def __init__(self, surface: StreamSurface, *, interval: float = EDIT_INTERVAL,
-                 where: str = "", clock: Clock = time.monotonic) -> None:
+                 where: str = "", clock: Clock = time.monotonic,
+                 sleep: Sleep = asyncio.sleep) -> None:
         self.surface = surface
         self.interval = interval
         self._where = where
         self._clock = clock
+        self._sleep = sleep
+        self._recent: deque[float] = deque(maxlen=FINAL_BURST)
+        """When the last few updates were shown."""
         self._text = ""
         self._status = ""
         self._shown: str | None = None
@@ -117,7 +128,7 @@ class ReplyStream:
             if self._shown is not None:
                 wait = self._last + self.interval - self._clock()
                 if wait > 0:
-                    await asyncio.sleep(wait)
+                    await self._sleep(wait)
             if not await self._show(self._text or self._status):
                 return
 
@@ -139,6 +150,7 @@ class ReplyStream:
         finally:
             self._showing = False
         self._shown, self._last = text, self._clock()
+        self._recent.append(self._last)
         self.updates += 1
         return True
 
@@ -157,16 +169,19 @@ class ReplyStream:
             log.warning("reply stream stopped %s error=%r", self._where, task.exception())
 
     async def finish(self, final: str) -> None:
-        """Show ``final`` as the reply's last update (at most one ``interval`` after the one
-        before); raises if the surface cannot show it."""
+        """Show ``final`` as the reply's last update — at once, unless the last
+        ``FINAL_BURST`` updates came within ``FINAL_BURST`` intervals (then when the oldest
+        of them leaves that window); raises if the surface cannot show it."""
         await self.close()
         if final == self._shown:
             return
-        wait = self._last + self.interval - self._clock()
-        if wait > 0:
-            await asyncio.sleep(wait)
+        if len(self._recent) == FINAL_BURST:
+            wait = self._recent[0] + FINAL_BURST * self.interval - self._clock()
+            if wait > 0:
+                await self._sleep(wait)
         await self.surface.show(final)
         self._shown, self._last = final, self._clock()
+        self._recent.append(self._last)
         self.updates += 1
 
     def final_text(self, reply_text: str, *, failed: bool) -> str:

@@ -86,6 +86,8 @@ class SharedTallies(Tallies):
         t = budget_tallies.c
         rid = uuid.uuid4().hex
         amount = reservation.amount
+        if len(holds) == 1 and holds[0].key in self.known:
+            return self._reserve_one(reservation, holds[0], rid)
         try:
             with self.store.writing() as conn:
                 for hold in holds:
@@ -114,6 +116,24 @@ class SharedTallies(Tallies):
         reservation.shared = (rid, tuple(hold.key for hold in holds))
         return None
 
+    def _reserve_one(self, reservation: Reservation, hold: Hold, rid: str) -> Refusal | None:
+        """One limit whose row exists (the common case): the conditional update and the
+        reservation row in one statement, one round trip (autocommit: the statement is its
+        own transaction, so a refused update leaves nothing behind)."""
+        scope, window = hold.key
+        with self.store.autocommit() as conn:
+            taken = conn.execute(_RESERVE_ONE, {
+                "scope": scope, "window": window, "amount": reservation.amount,
+                "limit": hold.limit.usd, "rid": rid, "owner": self.store.owner(),
+                "keys": json.dumps([list(hold.key)]), "ts": reservation.ts}).first()
+            if taken is None:
+                t = budget_tallies.c
+                row = conn.execute(sa.select(t.spent, t.reserved).where(
+                    t.scope == scope, t.window == window)).one()
+                return Refusal(hold, float(row.spent), float(row.reserved), "over_budget")
+        reservation.shared = (rid, (hold.key,))
+        return None
+
     def _known_spend(self, key: TallyKey) -> float:
         with self.lock:
             tally = self.peek(key)
@@ -136,6 +156,12 @@ class SharedTallies(Tallies):
         rid, keys = reservation.shared
         reservation.shared = None
         with guard("budget settle in the store", logger=log):
+            if len(keys) == 1:  # one statement, one round trip
+                scope, window = keys[0]
+                with self.store.autocommit() as conn:
+                    conn.execute(_SETTLE_ONE, {"rid": rid, "scope": scope, "window": window,
+                                               "amount": reservation.amount, "spent": spent})
+                return
             with self.store.writing() as conn:
                 if conn.execute(budget_reservations.delete().where(
                         budget_reservations.c.id == rid)).rowcount:
@@ -176,6 +202,22 @@ class SharedTallies(Tallies):
         if released:
             log.info("budget reservations of a stopped process released count=%d", released)
         return released
+
+
+_RESERVE_ONE = sa.text(
+    'WITH taken AS (UPDATE budget_tallies SET reserved = reserved + :amount '
+    'WHERE scope = :scope AND "window" = :window '
+    'AND spent + reserved + :amount <= :limit RETURNING 1) '
+    "INSERT INTO budget_reservations (id, owner, amount, tally_keys, ts) "
+    "SELECT :rid, :owner, :amount, :keys, :ts FROM taken RETURNING id")
+"""Reserve against one limit: the reservation row exists exactly when the tally took it."""
+_SETTLE_ONE = sa.text(
+    "WITH gone AS (DELETE FROM budget_reservations WHERE id = :rid RETURNING id) "
+    "UPDATE budget_tallies SET reserved = GREATEST(reserved - :amount, 0), "
+    'spent = spent + :spent WHERE scope = :scope AND "window" = :window '
+    "AND EXISTS (SELECT 1 FROM gone)")
+"""Settle a one-limit reservation: moved into ``spent`` only if its row was still there
+(the janitor may have given it back already)."""
 
 
 def _adjust(conn: Any, keys: Iterable[TallyKey], reserved: float, spent: float) -> None:

@@ -164,6 +164,7 @@ def prune(
     out = console()
     out.print(f"content expired: {report.content_expired} event(s); deleted: "
               f"{report.events_deleted} event(s), {report.texts_deleted} shared text(s), "
+              f"{report.terms_deleted} search word(s), "
               f"{report.quarantine_deleted} quarantined record(s); "
               f"{report.pages_vacuumed} page(s) handed back", markup=False, soft_wrap=True)
     for name, cursor in sorted(report.held.items()):

@@ -89,8 +89,8 @@ class BatchPlan:
     """The rejected records as quarantine rows (see ``losses.quarantine_row``)."""
     texts: dict[str, str] = field(default_factory=dict)
     """Large texts the events refer to by digest (see ``texts.py``)."""
-    terms: set[tuple[str, str]] = field(default_factory=set)
-    """(session id, word) to make searchable (see ``search.py``)."""
+    terms: dict[str, set[str]] = field(default_factory=dict)
+    """Session id → the words to make searchable in it (see ``search.py``)."""
 
 
 def text(value: object, limit: int = 200) -> str | None:
@@ -176,7 +176,13 @@ def _plan_one(plan: BatchPlan, record: Record, owner: str) -> None:
     elif ts > totals.last_activity:  # type: ignore[operator]
         totals.last_activity = ts
     if kind == "message":
-        plan.terms.update((session_id, term) for term in message_terms(data))
+        words = message_terms(data)
+        if words:
+            known = plan.terms.get(session_id)
+            if known is None:
+                plan.terms[session_id] = words
+            else:
+                known |= words
         totals.messages += 1
         if ts >= totals.last_message_ts:
             totals.last_message_ts = ts
@@ -189,8 +195,9 @@ def _plan_one(plan: BatchPlan, record: Record, owner: str) -> None:
         totals.errors += 1
     elif start is not None:
         plan.starts[session_id] = start
-        plan.terms.update((session_id, term) for term in session_terms(session_id)
-                          | terms_of(start["user_id"]) | terms_of(start["user_name"]))
+        words = session_terms(session_id) | terms_of(start["user_id"]) \
+            | terms_of(start["user_name"])
+        plan.terms.setdefault(session_id, set()).update(words)
 
 
 def _event_json(data: Mapping[str, Any], plan: BatchPlan) -> str:

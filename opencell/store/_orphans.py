@@ -75,6 +75,20 @@ def _close(conn: Connection, sql: Statements, activity: ActivityStatements, row:
     return True
 
 
+def close_orphans(reading: Callable[[], AbstractContextManager[Connection]],
+                  writing: Callable[[], AbstractContextManager[Connection]],
+                  sql: Statements, activity: ActivityStatements, judge: Judge, *,
+                  released: bool) -> list[str]:
+    """``Store.close_orphans``: the sessions of dead owners (``judge``; one that raises
+    counts as alive) end ``interrupted`` at their last activity, ``failed`` if the last turn
+    failed else ``success``, with a ``session_end``; with ``released`` (PostgreSQL), so do
+    the sessions a graceful stop released once they are idle (``end_released``)."""
+    closed = close_sessions_of(reading, writing, sql, activity, judge)
+    if released:
+        closed += end_released(reading, writing, activity)
+    return closed
+
+
 def end_released(reading: Callable[[], AbstractContextManager[Connection]],
                  writing: Callable[[], AbstractContextManager[Connection]],
                  activity: ActivityStatements) -> list[str]:
@@ -129,4 +143,4 @@ def judge_each(is_alive: Callable[[str], bool]) -> Judge:
     return judge
 
 
-__all__ = ["close_sessions_of", "dead_owners", "end_released", "judge_each"]
+__all__ = ["close_orphans", "close_sessions_of", "dead_owners", "end_released", "judge_each"]

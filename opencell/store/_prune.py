@@ -13,10 +13,12 @@ is kept past its window, for at most ``grace_s`` more (see ``retention.py``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
+from opencell.store._prune_terms import message_words
 from opencell.store.dialect import Dialect
 from opencell.store.scrub import dumps, loads, strip_content
 from opencell.store.tables import events, export_cursors, retention_state
@@ -106,44 +108,64 @@ def window(conn: Connection, cutoff: float, grace_s: float, holds: dict[str, int
     return Window(cutoff, hold, grace_s, min(upper, high - 1) if keep_newest else upper)
 
 
-def expire_content(conn: Connection, win: Window, after: int, limit: int
-                   ) -> tuple[int, int, bool]:
-    """Strip the content of up to ``limit`` events above ``after``.
+def expire_content(conn: Connection, win: Window, after: int, limit: int,
+                   words: dict[int, set[str]]) -> tuple[int, int, bool]:
+    """Strip the content of up to ``limit`` events above ``after``; the search terms of the
+    stripped messages are added to ``words`` (session seq → terms, see ``_prune_terms``).
 
     Returns (the new ``content_through`` mark, events changed, whether the step is done).
     The mark stops before the first event the window does not allow (a held or out-of-order
     one), so no event is ever skipped."""
-    rows = conn.execute(sa.select(_e.id, _e.ts, _e.kind, _e.data)
+    rows = conn.execute(sa.select(_e.id, _e.ts, _e.kind, _e.data, _e.session_seq)
                         .where(_e.id > after, _e.id <= win.upper)
                         .order_by(_e.id).limit(limit)).all()
     changes: list[tuple[str, int]] = []
+    messages: list[tuple[int, Any]] = []
     mark = after
     stopped = False
     for row in rows:
         if not win.allows(int(row.id), float(row.ts)):
             stopped = True
             break
-        stripped = strip_content(row.kind, loads(row.data))
+        data = loads(row.data)
+        stripped = strip_content(row.kind, data)
         if stripped is not None:
             changes.append((dumps(stripped), int(row.id)))
+            if row.kind == "message":
+                messages.append((int(row.session_seq), data))
         mark = int(row.id)
     if changes:
         param = "?" if conn.dialect.paramstyle == "qmark" else "%s"
         conn.exec_driver_sql(f"UPDATE events SET data = {param} WHERE id = {param}", changes)
+    _add_words(conn, messages, words)
     return mark, len(changes), stopped or len(rows) < limit
 
 
-def delete_events(conn: Connection, win: Window, after: int, limit: int
-                  ) -> tuple[list[int], bool]:
-    """Delete up to ``limit`` events of the window above ``after``, as one id range.
+def delete_events(conn: Connection, win: Window, after: int, limit: int,
+                  words: dict[int, set[str]]) -> tuple[list[int], bool]:
+    """Delete up to ``limit`` events of the window above ``after``, as one id range; the
+    search terms of the deleted messages (none, for one already stripped) are added to ``words``.
     Returns (their ids, whether the step is done)."""
-    ids = [int(i) for i in conn.execute(
-        sa.select(_e.id).where(_e.id > after, _e.id <= win.upper, win.condition())
-        .order_by(_e.id).limit(limit)).scalars()]
+    found = conn.execute(
+        sa.select(_e.id, _e.session_seq, sa.case((_e.kind == "message", _e.data), else_=None))
+        .where(_e.id > after, _e.id <= win.upper, win.condition())
+        .order_by(_e.id).limit(limit)).all()
+    ids = [int(row[0]) for row in found]
     if ids:
         conn.execute(events.delete().where(_e.id >= ids[0], _e.id <= ids[-1],
                                            win.condition()))
+    _add_words(conn, [(int(seq), loads(data)) for _, seq, data in found if data is not None],
+               words)
     return ids, len(ids) < limit
+
+
+def _add_words(conn: Connection, messages: list[tuple[int, Any]],
+               words: dict[int, set[str]]) -> None:
+    if messages:
+        for (seq, _), terms in zip(messages, message_words(conn, [d for _, d in messages]),
+                                   strict=True):
+            if terms:
+                words.setdefault(seq, set()).update(terms)
 
 
 def read_state(conn: Connection) -> dict[str, float]:

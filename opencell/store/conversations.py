@@ -86,15 +86,15 @@ class ConversationStore:
         the turn run on the lock's own connection (no pool checkout each)."""
         engine = self._lock_engine()
         k = lock_key(f"{self._namespace}\0conversation", key)
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": k})
-            conn.commit()
+        with engine.connect() as pooled:
+            # Autocommit: each statement of the turn is one round trip (no BEGIN/COMMIT
+            # around it); the session-level lock does not depend on a transaction.
+            conn = pooled.execution_options(isolation_level="AUTOCOMMIT")
+            conn.execute(_LOCK, {"k": k})
             try:
                 yield Turn(conn, self.store)
             finally:
-                conn.rollback()
-                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": k})
-                conn.commit()
+                conn.execute(_UNLOCK, {"k": k})
 
     def still_mine(self, session_id: str, version: int) -> bool:
         """True when the session is open, this process is its owner (no other process has
@@ -152,13 +152,11 @@ class ConversationStore:
             self._locks.dispose()
 
 
-def _upsert(conn: Connection, store: Store, session_id: str, version: int, turns: str) -> None:
-    h = session_history.c
-    done = conn.execute(session_history.update().where(h.session_id == session_id)
-                        .values(version=version, turns=turns))
-    if not done.rowcount:
-        conn.execute(store.insert_missing(session_history, ("session_id",)),
-                     {"session_id": session_id, "version": version, "turns": turns})
+_LOCK = sa.text("SELECT pg_advisory_lock(:k)")
+_UNLOCK = sa.text("SELECT pg_advisory_unlock(:k)")
+_SAVE = sa.text("INSERT INTO session_history (session_id, version, turns) "
+                "VALUES (:session_id, :version, :turns) ON CONFLICT (session_id) "
+                "DO UPDATE SET version = excluded.version, turns = excluded.turns")
 
 
 class Turn:
@@ -171,7 +169,8 @@ class Turn:
     def begin(self, key: str, message: str | None,
               now: float) -> tuple[bool, OpenSession | None]:
         """Take the platform message on (False: some process already did; ``None``: no id)
-        and read the conversation's open session, in one transaction."""
+        and read the conversation's open session (one statement each: the conversation's
+        lock keeps other processes' turns out meanwhile)."""
         s, h = sessions.c, session_history.c
         conn = self.conn
         fresh = True
@@ -191,7 +190,6 @@ class Turn:
                                  .values(owner=self.store.owner()))
             if not taken.rowcount:
                 row = None
-        conn.commit()
         if row is None:
             return fresh, None
         return fresh, OpenSession(row.id, row.owner, float(row.started_at),
@@ -200,5 +198,5 @@ class Turn:
 
     def save(self, session_id: str, version: int, turns: list[Any]) -> None:
         """Store the session's bounded history as ``version``."""
-        _upsert(self.conn, self.store, session_id, version, json.dumps(turns))
-        self.conn.commit()
+        self.conn.execute(_SAVE, {"session_id": session_id, "version": version,
+                                  "turns": json.dumps(turns)})

@@ -115,6 +115,7 @@ def forget(store: Store, user_id: str, *, platform: str | None = None, dry_run: 
             _rewrite_events(conn, chunk, needles, report.pseudonym)
             erase_side_tables(conn, insert_terms, {seq: found[seq]["id"] for seq in chunk},
                               user_id, report.pseudonym)
+            store.forget_terms(chunk)  # this process's writer sends those sessions' words again
     if not seqs:
         with _writing(store) as conn:
             erase_side_tables(conn, insert_terms, {}, user_id, report.pseudonym)

@@ -16,30 +16,26 @@ fields (``records.py``); a custom event's data sits under ``data``. Events whose
 expired or was erased carry ``content_expired`` / ``erased``.
 
 Streaming: sessions are read a page at a time by key, their events through a streaming
-cursor in chunks, and each line is written as it is built — a session's events are never
-all in memory at once, so memory stays flat however much is exported. The caller's
-``redactor`` (the configured one) is applied again to everything written: an event's stored
-JSON is redacted as text and, if that changes anything, re-encoded with value-level
-redaction (see :func:`_event_json`).
+cursor in chunks, and each session's line is written as it is built, in one write (a long
+session's in one write per ``CHUNK`` events) — a session's events are never all in memory at
+once, so memory stays flat however much is exported. The caller's ``redactor`` (the
+configured one) is applied again to everything written: an event's stored JSON is redacted
+as text and, if that changes anything, re-encoded with value-level redaction (see
+``_export_json.py``, which also says how an event is encoded without being decoded).
 """
 
 from __future__ import annotations
 
-import json
-import math
-import re
-import time
+from bisect import bisect_right
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from itertools import groupby
-from operator import itemgetter
-from typing import IO, Any, Protocol
+from typing import IO, Any
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from opencell.store.reads import EVENT_COLUMNS, SESSION_COLUMNS, event_dicts, session_dict
-from opencell.store.scrub import TEXT_REF
+from opencell.store._export_json import Redactor, dumps, event_texts, session
+from opencell.store.reads import EVENT_COLUMNS, SESSION_COLUMNS
 from opencell.store.store import Store
 from opencell.store.tables import events, sessions
 
@@ -47,18 +43,7 @@ SCHEMA = "opencell.session/1"
 PAGE = 200
 """Sessions per page."""
 CHUNK = 2000
-"""Events per fetch from the streaming cursor."""
-
-
-
-class Redactor(Protocol):
-    """What the export needs of ``observability.redact.Redactor``."""
-
-    json_safe: bool
-
-    def redact(self, text: str) -> str: ...
-
-    def redact_value(self, value: Any) -> Any: ...
+"""Events per fetch from the streaming cursor, and at most per write."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,63 +96,80 @@ def export_jsonl(store: Store, out: IO[str], selection: Selection | None = None,
     lines = _Lines(out, redactor, progress)
     for page in _pages(store, selection or Selection()):
         with store.reading() as conn:
-            lines.page(page)
-            for part in _event_parts(conn, page):
-                texts = [(row[0], _event_json(conn, row, redactor)) for row in part]
-                for seq, group in groupby(texts, key=itemgetter(0)):
-                    lines.events(seq, [text for _, text in group])
-            lines.finish_page()
+            lines.page(conn, page)
     return lines.stats
 
 
 class _Lines:
-    """Writes sessions' lines as their events arrive in (session, time) order: a line is
-    opened at the session's first event (or when a later session's events come) and closed
-    when the next one opens."""
+    """Writes a page of sessions as their events arrive in (session, time) order: a
+    session's line goes out in one write once its last event has come (a long session's in
+    one write per ``CHUNK`` events, so memory stays flat); a session without events gets an
+    empty timeline in its place."""
 
     def __init__(self, out: IO[str], redactor: Redactor | None,
                  progress: Callable[[int, int], None] | None) -> None:
         self.out, self.redactor, self.progress = out, redactor, progress
         self.stats = ExportStats()
-        self._pending: list[dict[str, Any]] = []
-        self._open: int | None = None
+        self._head = ""
+        """The open session's line up to its timeline, until its first write."""
+        self._texts: list[str] = []
         self._written = 0
 
-    def page(self, page: list[dict[str, Any]]) -> None:
-        self._pending = list(reversed(page))
-
-    def events(self, seq: int, texts: list[str]) -> None:
-        while self._open != seq:
+    def page(self, conn: Connection, page: list[Sequence[Any]]) -> None:
+        waiting = iter(page)
+        current = None
+        for part in _event_parts(conn, [int(row[0]) for row in page]):
+            texts = event_texts(conn, part, self.redactor)
+            seqs = [row[0] for row in part]
+            start, end = 0, len(seqs)
+            while start < end:
+                seq = seqs[start]
+                stop = bisect_right(seqs, seq, start)  # the session's run in this chunk
+                if seq != current:
+                    if current is not None:
+                        self._close()
+                    for session in waiting:  # those before it have no events (pruned)
+                        self._open(session)
+                        if session[0] == seq:
+                            break
+                        self._close()
+                    current = seq
+                self._texts.extend(texts[start:stop])
+                if len(self._texts) >= CHUNK:
+                    self._flush()
+                start = stop
+        if current is not None:
             self._close()
-            self._start(self._pending.pop())
-        self.out.write(("," if self._written else "") + ",".join(texts))
-        self._written += len(texts)
-
-    def finish_page(self) -> None:
-        self._close()
-        while self._pending:
-            self._start(self._pending.pop())
+        for session in waiting:
+            self._open(session)
             self._close()
 
-    def _start(self, row: dict[str, Any]) -> None:
-        session = session_dict({k: v for k, v in row.items() if k != "seq"})
+    def _open(self, row: Sequence[Any]) -> None:
+        data = session(row)
         if self.redactor is not None:
-            session = self.redactor.redact_value(session)
-        self.out.write(_dumps({"schema": SCHEMA, "session": session})[:-1] + ',"timeline":[')
-        self._open, self._written = int(row["seq"]), 0
+            data = self.redactor.redact_value(data)
+        self._head = dumps({"schema": SCHEMA, "session": data})[:-1] + ',"timeline":['
+        self._texts, self._written = [], 0
+
+    def _flush(self, end: str = "") -> None:
+        texts = self._texts
+        if texts or end:
+            sep = "," if texts and self._written else ""
+            self.out.write(self._head + sep + ",".join(texts) + end)
+            self._head = ""
+            self._written += len(texts)
+            self._texts = []
 
     def _close(self) -> None:
-        if self._open is None:
-            return
-        self.out.write("]}\n")
+        self._flush("]}\n")
         self.stats.sessions += 1
         self.stats.events += self._written
-        self._open = None
         if self.progress is not None:
             self.progress(self.stats.sessions, self.stats.events)
 
 
-def _pages(store: Store, selection: Selection) -> Iterator[list[dict[str, Any]]]:
+def _pages(store: Store, selection: Selection) -> Iterator[list[Sequence[Any]]]:
+    """The selected sessions, ``(seq, *SESSION_COLUMNS)`` tuples, a page at a time by key."""
     s = sessions.c
     after = 0
     while True:
@@ -175,19 +177,18 @@ def _pages(store: Store, selection: Selection) -> Iterator[list[dict[str, Any]]]
                                                          *selection.conditions())
                 .order_by(s.seq).limit(PAGE))
         with store.reading() as conn:
-            rows = [dict(row) for row in conn.execute(stmt).mappings()]
+            rows: list[Sequence[Any]] = [tuple(row) for row in conn.execute(stmt)]
         if not rows:
             return
         yield rows
-        after = int(rows[-1]["seq"])
+        after = int(rows[-1][0])
 
 
-def _event_parts(conn: Connection, page: list[dict[str, Any]]) -> Iterator[Sequence[Any]]:
-    """The page's events in (session, time, id) order, a streamed chunk at a time, as
+def _event_parts(conn: Connection, seqs: list[int]) -> Iterator[Sequence[Any]]:
+    """The sessions' events in (session, time, id) order, a streamed chunk at a time, as
     ``(session_seq, *EVENT_COLUMNS)`` tuples. SQLite: straight from the driver's cursor
     (it streams by itself; SQLAlchemy's rows were a seventh of an export); PostgreSQL: a
     server-side cursor."""
-    seqs = [int(row["seq"]) for row in page]
     if conn.dialect.name == "sqlite":
         cursor = conn.connection.cursor()
         try:
@@ -203,70 +204,3 @@ def _event_parts(conn: Connection, page: list[dict[str, Any]]) -> Iterator[Seque
     stmt = (sa.select(e.session_seq, *EVENT_COLUMNS).where(e.session_seq.in_(seqs))
             .order_by(e.session_seq, e.ts, e.id))
     yield from conn.execution_options(yield_per=CHUNK).execute(stmt).partitions()
-
-
-_FIELDS = tuple(column.name for column in EVENT_COLUMNS)
-
-
-_CLASH = re.compile(r'"(?:id|ts|kind|name|duration_ms|success)":')
-"""A data key that would collide with an event field (``event_dict`` moves it)."""
-_CREDENTIAL_HINT = re.compile(r'(?i)(?:key|token|secret|passw|passphrase|authorization|cookie)'
-                              r'":"')
-"""A key the redactor treats as a credential wherever its value is (value-level rule)."""
-
-
-def _event_json(conn: Connection, row: Any, redactor: Redactor | None) -> str:
-    """One timeline event as JSON: what ``event_dict`` gives, re-encoded.
-
-    The common event is spliced from its stored JSON without decoding it: the event's fields,
-    then the stored data's keys (under ``data`` for a custom event). Events that need more —
-    a shared text to put back, a key to move, or anything the redactor would change in the
-    text — go through ``event_dicts`` and value-level redaction.
-    """
-    _seq, event_id, ts, kind, name, duration, success, data = row  # EVENT_COLUMNS' order
-    data = data or "{}"
-    if data[:1] == "{" and TEXT_REF not in data and (kind == "custom"
-                                                      or _CLASH.search(data) is None):
-        head = (f'{{"id":{int(event_id)},"ts":"{_iso(ts)}","kind":{_string(kind)},'
-                f'"name":{_string(name)},"duration_ms":'
-                f'{"null" if duration is None else float.__repr__(float(duration))},'
-                f'"success":{"null" if success is None else "true" if success else "false"}')
-        if kind == "custom":
-            text = head + ',"data":' + data + "}"
-        else:
-            body = data[1:-1]
-            text = head + ("," + body if body else "") + "}"
-        if redactor is None:
-            return text
-        if redactor.json_safe and _CREDENTIAL_HINT.search(text) is None:
-            redacted = redactor.redact(text)
-            if redacted is text or redacted == text:
-                return text
-    [event] = event_dicts(conn, [dict(zip(_FIELDS, row[1:], strict=True))])
-    return _dumps(redactor.redact_value(event) if redactor is not None else event)
-
-
-def _iso(ts: float) -> str:
-    """``reads.iso`` without a datetime per call: the same rounding (to the microsecond,
-    half to even, as ``datetime.fromtimestamp``), then milliseconds cut, as ``isoformat``."""
-    frac, whole = math.modf(ts)
-    micros = round(frac * 1e6)
-    if micros >= 1_000_000:
-        whole, micros = whole + 1, micros - 1_000_000
-    elif micros < 0:
-        whole, micros = whole - 1, micros + 1_000_000
-    second = int(whole)
-    cached, text = _last_second[0]
-    if second != cached:
-        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        _last_second[0] = (second, text)  # one tuple: threads never see half an update
-    return f"{text}.{micros // 1000:03d}Z"
-
-
-_last_second: list[tuple[int | None, str]] = [(None, "")]
-_string = json.encoder.encode_basestring
-"""A JSON string as ``json.dumps(..., ensure_ascii=False)`` writes it."""
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)

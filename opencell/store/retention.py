@@ -7,6 +7,9 @@ structure stays (kind, times, durations, lengths, tokens, costs). After ``events
 90 days) the event itself is deleted. Session rows, the daily cost and activity rollups,
 budget alerts and the erasure audit trail are kept: costs, budgets, analytics and what-if
 over old periods answer as before. Large shared texts go once nothing refers to them.
+The search index forgets an expired message's words with its content, in the same step
+(``_prune_terms.py``): a session stays findable by its short id, its user's id and name, and
+the words of its messages that still hold content — not by what expired.
 
 Off the hot path: :class:`Pruner` is a daemon thread; every step is one short write
 transaction of at most ``batch_rows`` rows, and after each it sleeps long enough that it
@@ -44,6 +47,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from opencell.store import _prune, textgc
+from opencell.store._prune_terms import expire_terms
 from opencell.store.store import Store
 from opencell.store.tables import quarantine, record_drops
 
@@ -88,6 +92,8 @@ class PruneReport:
     content_expired: int = 0
     events_deleted: int = 0
     texts_deleted: int = 0
+    terms_deleted: int = 0
+    """Search terms (word, session) that only expired messages held."""
     quarantine_deleted: int = 0
     pages_vacuumed: int = 0
     held: dict[str, int] = field(default_factory=dict)
@@ -169,7 +175,8 @@ class _Run:
             state = _prune.read_state(conn)
         # Deleting first: what goes anyway is not rewritten to lose its content before.
         if policy.events_s is not None:
-            self.delete_events(self.now - policy.events_s, holds)
+            self.delete_events(self.now - policy.events_s, holds,
+                               int(state.get("content_through", 0)))
         content_s = policy.content_after_s
         if content_s is not None:
             self.expire_content(self.now - content_s, holds, int(state.get("content_through", 0)))
@@ -196,11 +203,14 @@ class _Run:
         mark = max(mark, span[0] - 1)
         done = mark >= win.upper
         while not done:
+            words: dict[int, set[str]] = {}
             with self.write() as conn:
                 mark, changed, done = _prune.expire_content(conn, win, mark,
-                                                            self.policy.batch_rows)
+                                                            self.policy.batch_rows, words)
+                terms = expire_terms(conn, words, mark, self.store.forget_terms)
                 _prune.write_state(conn, self.store._dialect, {"content_through": mark})
             self.report.content_expired += changed
+            self.report.terms_deleted += terms
 
     def collect_texts(self, cutoff: float) -> None:
         """Texts first stored before the content window that no event with content uses."""
@@ -223,7 +233,8 @@ class _Run:
                     unused -= textgc.referenced_since(conn, scanned, unused)
                     self.report.texts_deleted += textgc.delete(conn, unused)
 
-    def delete_events(self, cutoff: float, holds: dict[str, int]) -> None:
+    def delete_events(self, cutoff: float, holds: dict[str, int], content_through: int
+                      ) -> None:
         with self.store.reading() as conn:
             span = _prune.id_span(conn)
             win = _prune.window(conn, cutoff, self.policy.exporter_grace_s, holds, span,
@@ -231,8 +242,12 @@ class _Run:
         self._note_holds(win, holds)
         after, done = span[0] - 1, span[0] > win.upper
         while not done:
+            words: dict[int, set[str]] = {}
             with self.write() as conn:
-                ids, done = _prune.delete_events(conn, win, after, self.policy.batch_rows)
+                ids, done = _prune.delete_events(conn, win, after, self.policy.batch_rows,
+                                                 words)
+                terms = expire_terms(conn, words, content_through, self.store.forget_terms)
+            self.report.terms_deleted += terms
             if ids:
                 after = ids[-1]
                 self.report.events_deleted += len(ids)

@@ -41,7 +41,7 @@ def terms_of(text: object) -> set[str]:
         return set()
     if len(text) < 3 * MAX_TERMS:  # fewer than MAX_TERMS words fit: no order to keep
         words = set(_INDEXED.findall(text.lower()))
-        if any(len(w) > MAX_CHARS for w in words):
+        if words and max(map(len, words)) > MAX_CHARS:
             words = {w[:MAX_CHARS] for w in words}
         return words
     found: set[str] = set()
@@ -56,7 +56,9 @@ def message_terms(data: Any) -> set[str]:
     """What a ``message`` record makes searchable: the user's text and the bot's reply."""
     if not isinstance(data, dict):
         return set()
-    return terms_of(data.get("input")) | terms_of(data.get("output"))
+    found = terms_of(data.get("input"))
+    found |= terms_of(data.get("output"))
+    return found
 
 
 def session_terms(session_id: str) -> set[str]:

@@ -40,7 +40,7 @@ from opencell.errors import StoreError
 from opencell.records import Record
 from opencell.store._activity import ActivityStatements, write_activity
 from opencell.store._batch import BatchPlan, plan_batch
-from opencell.store._orphans import close_sessions_of, end_released, judge_each
+from opencell.store._orphans import close_orphans, judge_each
 from opencell.store._owner import owner_is_alive
 from opencell.store._reads import SessionReads
 from opencell.store._writes import SessionInfo, Statements, resolve_sessions, rollup_rows
@@ -176,6 +176,12 @@ class Store(SessionReads):
             with conn.begin():
                 yield conn
 
+    @contextmanager
+    def autocommit(self) -> Iterator[Connection]:
+        """A pooled connection on which each statement is its own transaction (one trip)."""
+        with self._engine.connect() as conn:
+            yield conn.execution_options(isolation_level="AUTOCOMMIT")
+
     def schema_version(self) -> int:
         """The schema version the database is at."""
         with self.reading() as conn:
@@ -278,6 +284,11 @@ class Store(SessionReads):
                        "reason=records_without_session_start", len(new_placeholders),
                        self._placeholders, new_placeholders[0])
 
+    def forget_terms(self, seqs: Iterable[int]) -> None:
+        """These sessions' search terms were deleted (retention, erasure): the writer sends
+        their words again. Any thread; call it before the deleting commit (``_prune_terms``)."""
+        self._indexed.forget(seqs)
+
     def quarantine(self, record: Record, reason: str) -> None:
         """Keep ``record``, which ``write_batch`` refused, in the ``quarantine`` table.
         Raises when the database cannot be written at all (the recorder then retries)."""
@@ -326,7 +337,7 @@ class Store(SessionReads):
                 {"b_seq": infos[e.session_id][0], "b_status": e.status, "b_reason": e.reason,
                  "b_ended_at": e.ts, "b_metadata": e.metadata}
                 for e in sorted(plan.ends, key=lambda end: infos[end.session_id][0])])
-        terms = self._indexed.new((infos[sid][0], term) for sid, term in plan.terms)
+        terms = self._indexed.new({infos[sid][0]: words for sid, words in plan.terms.items()})
         if terms:  # in key order, like every multi-row upsert (no deadlock between writers)
             conn.execute(self._dialect.insert_missing(search_terms, ("term", "session_seq")),
                          term_rows(terms))
@@ -369,22 +380,13 @@ class Store(SessionReads):
     # ------------------------------------------------------------ crash recovery
 
     def close_orphans(self, is_alive: Callable[[str], bool] | None = None) -> list[str]:
-        """Close open sessions whose owner process is dead; the closed sessions' ids.
-
-        By default an owner is dead when its instance lock is free (``cluster.py``): any
-        process may call this at any time (the janitor does, every few seconds), and a live
-        process's sessions are never touched. ``is_alive(owner)`` replaces that judgement
-        (one that raises counts as alive). Each session is ended ``interrupted`` at its last
-        activity, ``failed`` if its last turn failed else ``success``, with a ``session_end``.
-        Sessions released by a graceful stop are ended ``idle_timeout`` once idle (by the
-        database's clock; ``_orphans.end_released``).
-        """
+        """End the sessions of processes that are gone (``_orphans.py``); their ids. Any
+        process may call this at any time (the janitor does); a live process's sessions are
+        never touched. ``is_alive(owner)`` replaces the instance-lock judgement."""
         judge = self._members.dead if is_alive is None else judge_each(is_alive)
         with self._lock:
-            closed = close_sessions_of(self.reading, self.writing, self._sql, self._activity,
-                                       judge)
-            if self._dialect.name == "postgresql":
-                closed += end_released(self.reading, self.writing, self._activity)
+            closed = close_orphans(self.reading, self.writing, self._sql, self._activity,
+                                   judge, released=self._dialect.name == "postgresql")
             for session_id in closed:
                 self._cache.pop(session_id, None)
         return closed

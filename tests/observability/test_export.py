@@ -126,3 +126,60 @@ def test_a_session_whose_events_were_pruned_is_exported_with_an_empty_timeline(
     lines = exported(store)
     assert [line["session"]["id"] for line in lines] == ids
     assert lines[1]["timeline"] == [] and len(lines[2]["timeline"]) == 9
+
+
+def test_spliced_events_are_byte_for_byte_what_decoding_gives(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The export writes most events without decoding them; each must be exactly what the
+    decoded path (``event_dicts``, encoded) writes — odd names, nested keys that look like
+    event fields, top-level ones that are, shared texts, times at a second's edge."""
+    from opencell.store import _export_json
+    from opencell.store._export_json import _decoded, event_texts
+
+    decoded: list[int] = []
+
+    def counting(conn: Any, row: Any, redactor: Any) -> str:
+        decoded.append(row[1])
+        return _decoded(conn, row, redactor)
+
+    monkeypatch.setattr(_export_json, "_decoded", counting)
+
+    now = 1_764_000_000.0
+    sid, records = session_records("alice", now, "EDGE")
+    odd = [
+        Record("tool_call", sid, now + 10.9999996, 'say "hi"\\\n\x01é', {
+            "name": "top-level clash", "nested": {"id": 1, "ts": [{"name": "n"}]}}, 3, None),
+        Record("llm_call", sid, now + 11.0004999, "m", {
+            "tools_offered": [{"name": "lookup"}], "completion_calls": [{"id": "c1"}],
+            "cost_usd": 0.1, "big": 12345678901234567890, "ratio": 1 / 3}, None, False),
+        Record("custom", sid, now + 12.5, "feedback", {"name": "kept under data", "n": 1}),
+        Record("message", sid, now + 13.0005, "turn", {"input": "\u2028 tab\t ☃", "output": ""},
+               0.1 + 0.2, True),
+    ]
+    store.write_batch(records + odd)
+    with store.reading() as conn:
+        rows = conn.execute(sa.select(events.c.session_seq, events.c.id, events.c.ts,
+                                      events.c.kind, events.c.name, events.c.duration_ms,
+                                      events.c.success, events.c.data)
+                            .order_by(events.c.id)).all()
+        fast = event_texts(conn, rows, None)
+        slow = [_decoded(conn, row, None) for row in rows]
+    assert len(rows) == len(records) + len(odd)
+    assert fast == slow
+    # Decoded: the message and the model call referring to the long shared text, the alert
+    # (its data has a "kind"), the tool call with a top-level "name"; nothing else.
+    assert len(decoded) == 4, decoded
+
+
+def test_export_times_are_the_timeline_times() -> None:
+    import random
+
+    from opencell.store import _export_json
+    from opencell.store.reads import iso
+
+    rng = random.Random(7)
+    edges = [0.0, 1.9999995, 1.0000005, 0.0005, 1_764_000_000.0005, 1_764_000_059.9999996,
+             -0.5, -1.0000004, 4_102_444_799.999]
+    stamps = edges + [rng.uniform(-1e9, 4e9) for _ in range(20_000)]
+    assert [_export_json.iso(ts) for ts in stamps] == [iso(ts) for ts in stamps]
+    assert len(_export_json._minutes) <= _export_json.MINUTES  # bounded: memory stays flat

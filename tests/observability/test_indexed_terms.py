@@ -15,13 +15,27 @@ from opencell.store.tables import search_terms
 
 def test_only_pairs_not_yet_stored_are_new_and_memory_is_bounded() -> None:
     known = IndexedTerms(sessions=2, per_session=2)
-    assert known.new([(1, "refund"), (1, "order")]) == [(1, "refund"), (1, "order")]
+    assert sorted(known.new({1: {"refund", "order"}})) == [(1, "order"), (1, "refund")]
     known.stored([(1, "refund"), (1, "order"), (1, "parcel")])  # past per_session: not kept
-    assert known.new([(1, "refund"), (1, "parcel")]) == [(1, "parcel")]
+    assert known.new({1: {"refund", "parcel"}}) == [(1, "parcel")]
     known.stored([(2, "a1"), (3, "b1")])  # a third session pushes out the oldest (1)
-    assert known.new([(1, "refund"), (2, "a1"), (3, "b1")]) == [(1, "refund")]
+    assert known.new({1: {"refund"}, 2: {"a1"}, 3: {"b1"}}) == [(1, "refund")]
     known.forget([2])
-    assert known.new([(2, "a1")]) == [(2, "a1")]
+    assert known.new({2: {"a1"}}) == [(2, "a1")]
+
+
+def test_everything_is_forgotten_after_max_age() -> None:
+    """Another process may have deleted a remembered term: the memory never outlives
+    ``max_age_s``, so such a term is sent again within that time."""
+    now = [0.0]
+    known = IndexedTerms(max_age_s=3600.0, clock=lambda: now[0])
+    known.stored([(1, "refund")])
+    now[0] = 3599.0
+    assert known.new({1: {"refund"}}) == []
+    now[0] = 3600.0
+    assert known.new({1: {"refund"}}) == [(1, "refund")]
+    known.stored([(1, "refund")])
+    assert known.new({1: {"refund"}}) == []  # remembered afresh from here
 
 
 def _turn(sid: str, ts: float, text: str) -> list[Record]:
