@@ -191,8 +191,8 @@ async def claim_forever(adapter: Any, interval: float) -> None:
         await asyncio.sleep(interval)
         try:
             new = await asyncio.to_thread(adapter._claims.claim, adapter._shard_max())
-            if not new or adapter._stopping:
-                continue
+            if not new or adapter._stopping or not adapter.accepting:
+                continue  # stopping: the claims go with the rest, their sessions stay saved
             log.info("discord shards taken over bot=%s shards=%s", adapter.bot.name, new)
             saved = await saved_sessions(adapter, new)
             client = adapter._client
