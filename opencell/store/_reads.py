@@ -16,8 +16,9 @@ from opencell.calendar import CostDimension, Period
 from opencell.errors import AmbiguousSessionError
 from opencell.store import reads as queries
 from opencell.store.dialect import Dialect
+from opencell.store.migrations import current_version
 from opencell.store.search import plan_words, query_words
-from opencell.store.tables import events, sessions
+from opencell.store.tables import cost_rollups, events, quarantine, sessions
 
 
 class SessionReads:
@@ -170,3 +171,18 @@ def _without_sort_value(row: Any) -> dict[str, Any]:
     out = dict(row)
     out.pop("sort_value", None)
     return out
+
+
+def table_counts(conn: Connection) -> dict[str, Any]:
+    """``Store.stats``' counts: sessions (and per status), events, cost rollup rows,
+    quarantined records, and the schema version."""
+    s = sessions.c
+    by_status = {row.status: int(row.n) for row in conn.execute(
+        sa.select(s.status, sa.func.count().label("n")).group_by(s.status))}
+    count = sa.select(sa.func.count())
+    return {"schema_version": current_version(conn), "sessions": sum(by_status.values()),
+            "sessions_by_status": by_status,
+            "events": int(conn.execute(count.select_from(events)).scalar() or 0),
+            "cost_rollup_rows": int(conn.execute(count.select_from(cost_rollups)).scalar() or 0),
+            "quarantined_records": int(conn.execute(count.select_from(quarantine)).scalar()
+                                       or 0)}

@@ -42,7 +42,7 @@ from opencell.store._activity import ActivityStatements, write_activity
 from opencell.store._batch import BatchPlan, plan_batch
 from opencell.store._orphans import close_orphans, judge_each
 from opencell.store._owner import owner_is_alive
-from opencell.store._reads import SessionReads
+from opencell.store._reads import SessionReads, table_counts
 from opencell.store._writes import SessionInfo, Statements, resolve_sessions, rollup_rows
 from opencell.store.cluster import Membership, process_owner
 from opencell.store.dialect import WRITE, Dialect, dialect_for, remove_stale_wal
@@ -51,13 +51,10 @@ from opencell.store.losses import drop_rows, losses, quarantine_row
 from opencell.store.migrations import LATEST, check_version, current_version, upgrade
 from opencell.store.search import term_rows
 from opencell.store.tables import (
-    cost_rollups,
-    events,
     quarantine,
     record_drops,
     schema_version,
     search_terms,
-    sessions,
     texts,
 )
 from opencell.store.texts import rows as shared_rows
@@ -361,21 +358,10 @@ class Store(SessionReads):
 
     def stats(self) -> dict[str, Any]:
         """Counts: sessions per status, events, rollup rows, and what this store repaired."""
-        s = sessions.c
         with self.reading() as conn:
-            by_status = {row.status: int(row.n) for row in conn.execute(
-                sa.select(s.status, sa.func.count().label("n")).group_by(s.status))}
-            n_events = conn.execute(sa.select(sa.func.count()).select_from(events)).scalar()
-            n_rollups = conn.execute(sa.select(sa.func.count()).select_from(cost_rollups)).scalar()
-            n_quarantined = conn.execute(
-                sa.select(sa.func.count()).select_from(quarantine)).scalar()
-            version = current_version(conn)
-        return {"url": self.url, "schema_version": version,
-                "sessions": sum(by_status.values()), "sessions_by_status": by_status,
-                "events": int(n_events or 0), "cost_rollup_rows": int(n_rollups or 0),
-                "placeholder_sessions": self._placeholders, "rejected_records": self._rejected,
-                "quarantined_records": int(n_quarantined or 0),
-                "files_recreated": self._recreated}
+            found = table_counts(conn)
+        return {"url": self.url, **found, "placeholder_sessions": self._placeholders,
+                "rejected_records": self._rejected, "files_recreated": self._recreated}
 
     # ------------------------------------------------------------ crash recovery
 
