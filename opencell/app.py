@@ -67,6 +67,7 @@ class App:
             install(None)
             raise
         self._stopping = False
+        self._closing = False
         self._stop_requested = asyncio.Event()
 
     def _build(self, bots: Sequence[BotConfig], runtimes: Mapping[str, BotRuntime],
@@ -91,10 +92,12 @@ class App:
             adapter.use_store(self.observability.store)
 
     async def dispatch(self, message: IncomingMessage) -> Reply | None:
-        """Hand one message to its bot. After ``stop`` begins, new messages are dropped.
+        """Hand one message to its bot. Once ``stop`` has let the turns in flight finish,
+        messages are dropped; before that, a message an adapter took on is answered (an
+        adapter stops taking them when the stop begins: ``Adapter.stop_accepting``).
 
         Adapters call this; they count the turns in flight (what ``stop`` waits for)."""
-        if self._stopping:
+        if self._closing:
             return None
         runtime = self.runtimes.get(message.key.bot)
         if runtime is None:
@@ -169,6 +172,10 @@ class App:
         """Refuse new messages, let in-flight turns finish and their replies go out (up to
         ``timeout`` in all), stop the adapters, close sessions as ``shutdown``, flush.
 
+        With other processes on the store (PostgreSQL), the sessions of Slack and Discord
+        conversations are handed over instead: left open for the process that gets their
+        next message (``BotRuntime.hand_over``).
+
         Each step is isolated: one that fails is logged and the rest still run, and the
         recorder is always flushed last.
         """
@@ -185,12 +192,16 @@ class App:
                     log.warning("stop: %d turn(s) still running on %s after %.0fs; their "
                                 "sessions close now and later records are dropped",
                                 adapter.in_flight, adapter.platform, timeout)
+            self._closing = True
             # Before the adapters stop: an alert channel posts through one of them.
             if self.budgets is not None:
                 await self._step("budget alerts", self._close_budgets())
             for adapter in self.adapters:
                 await self._step(f"{adapter.platform} adapter", adapter.stop())
+            shared = {adapter.platform for adapter in self.adapters if adapter.shared}
             for runtime in self.runtimes.values():
+                if shared:
+                    await self._step(f"bot {runtime.name} hand-over", runtime.hand_over(shared))
                 await self._step(f"bot {runtime.name}", runtime.aclose())
             if self.dashboard is not None:
                 await self._step("dashboard", self.dashboard.stop())
@@ -204,7 +215,7 @@ class App:
             log.warning("stop: some budget alerts could not be delivered within 5s")
 
     @staticmethod
-    async def _step(what: str, step: Awaitable[None]) -> None:
+    async def _step(what: str, step: Awaitable[object]) -> None:
         try:
             await step
         except Exception as exc:  # noqa: BLE001 - one part must not keep the others running

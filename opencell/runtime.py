@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -308,6 +308,16 @@ class BotRuntime:
                               tools=tools, llm=llm)
         return await run_replay(self.config, self.observability, make, session_id, overrides,
                                 store=store, spend=spend or Spend(max_usd))
+
+    async def hand_over(self, platforms: Collection[str]) -> int:
+        """A graceful stop with other processes on the store (PostgreSQL): leave the open
+        sessions of ``platforms``' conversations open for whichever process gets their next
+        message (``ClusterTurns.hand_over``) rather than ending them in ``aclose``. How many
+        were handed over; 0 with a store of one process (SQLite)."""
+        if self.cluster is None:
+            return 0
+        await self.sessions.stop_sweeper()
+        return await self.cluster.hand_over(platforms)
 
     async def aclose(self) -> None:
         """Close open sessions as ``shutdown`` and release the model client."""

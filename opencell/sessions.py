@@ -92,6 +92,14 @@ class SessionTracker:
     def find(self, key: ConversationKey) -> Session | None:
         return self._open.get(key)
 
+    def open_sessions(self) -> list[Session]:
+        """The open sessions, in the order they were opened or adopted."""
+        return list(self._open.values())
+
+    def idle_left(self, session: Session) -> float:
+        """Seconds until ``session`` would go idle (0 when it already has)."""
+        return max(0.0, session.deadline - self._clock())
+
     def acquire(self, key: ConversationKey, *, user_name: str = "",
                 tags: tuple[str, ...] = ()) -> Session:
         """The conversation's open session (opening one if needed), marked busy."""

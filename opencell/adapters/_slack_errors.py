@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import aiohttp
 from slack_sdk.errors import SlackApiError
 
 from opencell.errors import PlatformError
+
+AUTH_ERRORS = frozenset({"invalid_auth", "not_authed", "account_inactive", "token_revoked",
+                         "token_expired", "not_allowed_token_type", "missing_scope"})
+"""Errors that mean the token is wrong, not Slack."""
+NETWORK_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
 
 
 def error_code(exc: SlackApiError) -> str:

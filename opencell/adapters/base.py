@@ -35,6 +35,10 @@ class Adapter(ABC):
     platform: ClassVar[str]
     stream_interval: ClassVar[float] = EDIT_INTERVAL
     """Seconds between two updates of a streamed reply on this platform."""
+    shared: ClassVar[bool] = False
+    """Whether a conversation's next message may reach another process serving the same bot
+    (Slack behind a load balancer, Discord shards changing hands). A graceful stop then hands
+    its sessions over (PostgreSQL) rather than ending them."""
 
     def __init__(self, bot: BotConfig) -> None:
         self.bot = bot

@@ -162,7 +162,7 @@ class ConsoleAdapter(Adapter):
 
     async def _serve(self, queue: asyncio.Queue[str | None], deliver: Deliver) -> None:
         try:
-            while (line := await queue.get()) is not None:
+            while self.accepting and (line := await queue.get()) is not None:
                 if not line.strip():
                     self._show_prompt()
                     continue

@@ -30,13 +30,21 @@ import discord
 from opencell.adapters._chunks import split_message
 from opencell.adapters._discord_errors import gateway_error, login_error
 from opencell.adapters._discord_inbound import InboundPolicy, Skipped
-from opencell.adapters._discord_shards import claim_forever
+from opencell.adapters._discord_outbound import MESSAGE_LIMIT, NO_PINGS, keep_typing, poster
+from opencell.adapters._discord_shards import (
+    Arrivals,
+    HandingOverClient,
+    claim_forever,
+    give_up,
+    saved_sessions,
+    take_over,
+)
 from opencell.adapters._streaming import PiecewiseSurface
 from opencell.adapters.base import Adapter
 from opencell.config import BotConfig, DiscordConfig, DiscordShards
 from opencell.errors import MissingSecretError, PlatformError
 from opencell.messages import ConversationKey, IncomingMessage, Reply
-from opencell.store.claims import ShardClaims
+from opencell.store.claims import ShardClaims, ShardSession
 from opencell.types import Deliver
 
 if TYPE_CHECKING:
@@ -47,14 +55,6 @@ log = logging.getLogger("opencell.adapters.discord")
 API_BASE_VARIABLE = "OPENCELL_DISCORD_API_BASE"
 CLAIM_INTERVAL = 5.0
 """``shards: {ids: auto}``: how often a process under its ``max`` looks for free shards."""
-MESSAGE_LIMIT = 2000
-"""Discord rejects longer message content (400, code 50035)."""
-TYPING_EVERY = 8.0
-"""Discord shows "is typing…" for about 10 s after each trigger."""
-
-NO_PINGS = discord.AllowedMentions(everyone=False, users=False, roles=False,
-                                   replied_user=True)
-"""The model's text may say @everyone or <@id>; nobody is notified except the asker."""
 
 
 class DiscordAdapter(Adapter):
@@ -68,6 +68,7 @@ class DiscordAdapter(Adapter):
     """
 
     platform = "discord"
+    shared = True
 
     def __init__(self, bot: BotConfig, *, guild_ready_timeout: float = 2.0) -> None:
         super().__init__(bot)
@@ -91,6 +92,10 @@ class DiscordAdapter(Adapter):
         self._stopping = False
         self._claims: ShardClaims | None = None
         self._claiming: asyncio.Task[None] | None = None
+        self._handing_over: asyncio.Task[None] | None = None
+        shards = settings.shards
+        self._arrivals = Arrivals(shards.count if isinstance(shards, DiscordShards) else None)
+        self._ready_shards: dict[int, asyncio.Event] = {}
 
     def use_store(self, store: Store | None) -> None:
         shards = self.settings.shards
@@ -111,22 +116,31 @@ class DiscordAdapter(Adapter):
         if api_base:
             discord.http.Route.BASE = api_base.rstrip("/")
         ids: list[int] | None = None
+        saved: list[ShardSession] = []
         if self._claims is not None:
             ids = await asyncio.to_thread(self._claims.claim, self._shard_max())
-            self._claiming = asyncio.create_task(self._claim_forever(),
+            self._claiming = asyncio.create_task(claim_forever(self, CLAIM_INTERVAL),
                                                  name=f"discord-shards-{self.bot.name}")
             if not ids:
                 log.info("discord standing by bot=%s reason=every_shard_is_claimed",
                          self.bot.name)
                 return
+            saved = await saved_sessions(self, ids)
         await self._connect(ids)
+        await take_over(self, saved)
+
+    def _shard_ready(self, shard: int) -> asyncio.Event:
+        """Set once ``shard``'s guilds have arrived (discord.py's ``shard_ready``)."""
+        return self._ready_shards.setdefault(shard, asyncio.Event())
+
+    def _release(self, shard: int) -> None:
+        """Answer the messages held for ``shard``, in order, each once."""
+        for message in self._arrivals.release(shard):
+            self._take(message)
 
     def _shard_max(self) -> int | None:
         shards = self.settings.shards
         return shards.max if isinstance(shards, DiscordShards) else None
-
-    async def _claim_forever(self) -> None:
-        await claim_forever(self, CLAIM_INTERVAL)
 
     async def _connect(self, ids: list[int] | None) -> None:
         client = self._client = self._make_client(ids)
@@ -181,8 +195,7 @@ class DiscordAdapter(Adapter):
             client = discord.Client(**options)
         elif isinstance(shards, DiscordShards):  # this process's share of the shards
             mine: list[int] = sorted(ids or []) if shards.ids == "auto" else sorted(shards.ids)
-            client = discord.AutoShardedClient(shard_count=shards.count, shard_ids=mine,
-                                               **options)
+            client = HandingOverClient(shard_count=shards.count, shard_ids=mine, **options)
         else:
             count = None if shards == "auto" else shards
             client = discord.AutoShardedClient(shard_count=count, **options)
@@ -196,10 +209,37 @@ class DiscordAdapter(Adapter):
         async def on_raw_reaction_remove(payload: discord.RawReactionActionEvent) -> None:
             await self._on_reaction(payload, added=False)
 
+        async def on_shard_ready(shard_id: int) -> None:
+            self._shard_ready(shard_id).set()
+
         client.event(on_message)
         client.event(on_raw_reaction_add)
         client.event(on_raw_reaction_remove)
+        client.event(on_shard_ready)
         return client
+
+    def stop_accepting(self) -> None:
+        """A graceful stop begins. With shards claimed through the store (``ids: auto``)
+        they are handed over at once (``_discord_shards.give_up``): the next holder replays
+        what Discord sends from here on, and the messages read so far are answered here."""
+        super().stop_accepting()
+        if self._claims is not None and self._client is not None:
+            self._handing_over = asyncio.create_task(give_up(self),
+                                                     name=f"discord-hand-over-{self.bot.name}")
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait for the hand-over, then for every turn taken (up to ``timeout``)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        if self._handing_over is not None:
+            await asyncio.wait({self._handing_over}, timeout=timeout)
+        await asyncio.sleep(0)  # handlers discord.py scheduled for what it read last
+        turns = set(self._turns)
+        if turns:
+            _, pending = await asyncio.wait(turns, timeout=max(0.0, deadline - loop.time()))
+            if pending:
+                return False
+        return await super().drain(max(0.0, deadline - loop.time()))
 
     async def stop(self) -> None:
         """Close the connection; turns still running after the App's drain are cancelled."""
@@ -207,6 +247,8 @@ class DiscordAdapter(Adapter):
         if self._claiming is not None:
             self._claiming.cancel()
             await asyncio.gather(self._claiming, return_exceptions=True)
+        if self._handing_over is not None:
+            await asyncio.gather(self._handing_over, return_exceptions=True)
         await self._shut_client()
         if self._claims is not None:
             await asyncio.to_thread(self._claims.close)  # after the shards disconnected
@@ -234,8 +276,6 @@ class DiscordAdapter(Adapter):
                   if error else "closed")
         self.finished.set()
 
-    # ------------------------------------------------------------------ errors
-
     # ------------------------------------------------------------------ incoming
 
     async def _on_reaction(self, payload: discord.RawReactionActionEvent, *,
@@ -251,9 +291,16 @@ class DiscordAdapter(Adapter):
 
     def _on_message(self, message: discord.Message) -> None:
         """Called in gateway order; everything up to the task start is synchronous, so the
-        runtime sees one conversation's messages in the order Discord sent them."""
+        runtime sees one conversation's messages in the order Discord sent them (a shard
+        being taken over holds its messages until its old session is replayed)."""
+        if self._stopping or (not self.accepting and self._handing_over is None):
+            return  # without a hand-over, nobody else would answer it either
+        if self._arrivals.admit(message):
+            self._take(message)
+
+    def _take(self, message: discord.Message) -> None:
         client, deliver = self._client, self._deliver
-        if self._stopping or client is None or client.user is None or deliver is None:
+        if client is None or client.user is None or deliver is None:
             return
         try:
             incoming = self._policy.translate(message, client.user)
@@ -295,7 +342,8 @@ class DiscordAdapter(Adapter):
             return
         channel = self._client.get_partial_messageable(
             int(key.thread or key.channel), guild_id=int(key.workspace) if key.workspace else None)
-        typing = asyncio.create_task(self._keep_typing(channel), name="discord-typing")
+        typing = asyncio.create_task(keep_typing(channel, self.bot.name),
+                                     name="discord-typing")
         self._typing[message.message_id] = typing
         try:
             await self.handle(message, deliver)
@@ -305,15 +353,6 @@ class DiscordAdapter(Adapter):
         finally:
             self._typing.pop(message.message_id, None)
             await _cancel(typing)
-
-    async def _keep_typing(self, channel: discord.PartialMessageable) -> None:
-        try:
-            while True:
-                await channel.typing()
-                await asyncio.sleep(TYPING_EVERY)
-        except Exception as exc:  # noqa: BLE001 - the indicator is a nicety, never a failure
-            log.debug("discord typing indicator failed bot=%s channel=%s error=%s",
-                      self.bot.name, channel.id, exc)
 
     # ------------------------------------------------------------------ outgoing
 
@@ -330,26 +369,10 @@ class DiscordAdapter(Adapter):
 
     def _poster(self, key: ConversationKey, in_reply_to: str
                 ) -> Callable[[int, str], Awaitable[discord.Message]]:
-        """Posts piece ``index`` of a reply in ``key``'s channel or thread (the first as a
-        Discord reply to ``in_reply_to``)."""
         if self._client is None or key.platform != self.platform:
             raise PlatformError(f"cannot send a Discord reply for bot '{self.bot.name}' "
                                 f"without a Discord conversation (key={key})")
-        target = int(key.thread or key.channel)
-        guild_id = int(key.workspace) if key.workspace else None
-        channel = self._client.get_partial_messageable(target, guild_id=guild_id)
-        reference = None
-        if in_reply_to:
-            reference = discord.MessageReference(
-                message_id=int(in_reply_to), channel_id=target, guild_id=guild_id,
-                fail_if_not_exists=False)
-
-        async def post(index: int, piece: str) -> discord.Message:
-            if index == 0 and reference is not None:
-                return await channel.send(piece, reference=reference)
-            return await channel.send(piece)
-
-        return post
+        return poster(self._client, key, in_reply_to)
 
     def stream_surface(self, message: IncomingMessage) -> PiecewiseSurface[discord.Message]:
         """A streamed answer: posted, edited in place (discord.py waits out 429s, honouring

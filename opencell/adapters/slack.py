@@ -25,7 +25,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
-from opencell.adapters._slack_errors import error_code, post_error
+from opencell.adapters._slack_errors import AUTH_ERRORS, NETWORK_ERRORS, error_code, post_error
 from opencell.adapters._slack_events import (
     BotIdentity,
     RecentKeys,
@@ -40,6 +40,7 @@ from opencell.adapters._slack_signature import (
     TIMESTAMP_HEADER,
     malformed_signing,
 )
+from opencell.adapters._slack_socket import close_socket_mode, connect_socket
 from opencell.adapters._slack_users import UserNames
 from opencell.adapters._streaming import PiecewiseSurface
 from opencell.adapters.base import Adapter
@@ -63,14 +64,10 @@ bolt_log = logging.getLogger("opencell.adapters.slack.bolt")
 bolt_log.addFilter(_NoTokenNotes())
 
 DEFAULT_API = "https://slack.com/api/"
-AUTH_ERRORS = frozenset({"invalid_auth", "not_authed", "account_inactive", "token_revoked",
-                         "token_expired", "not_allowed_token_type", "missing_scope"})
 EVENT_TTL = 15 * 60.0
 """How long a delivery is remembered: Slack retries an event 3 times within about 5 minutes."""
 SEEN_MAX = 20_000
-CONNECT_TIMEOUT = 30.0
 STOP_GRACE = 5.0
-_NETWORK_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
 
 
 STOPPING_BODY = '{"ok": false, "error": "stopping"}'
@@ -93,6 +90,7 @@ class SlackAdapter(Adapter):
     """
 
     platform = "slack"
+    shared = True
 
     def __init__(self, bot: BotConfig, *, clock: Clock = time.monotonic) -> None:
         super().__init__(bot)
@@ -116,6 +114,7 @@ class SlackAdapter(Adapter):
         self._users: UserNames | None = None
         self._runner: web.AppRunner | None = None
         self._socket: AsyncSocketModeHandler | None = None
+        self._closing_socket: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------ start and stop
 
@@ -139,7 +138,9 @@ class SlackAdapter(Adapter):
                                          retry_handlers=retries)
             app = self._bolt_app(auth, bolt_client)
             if self.socket_mode:
-                await self._connect_socket(app, client, base_url)
+                self._socket = await connect_socket(
+                    app, client, base_url, (self.settings.app_token or "").strip(),
+                    bot=self.bot.name, accepting=lambda: self.accepting)
             else:
                 await self._serve_http(app)
         except BaseException:
@@ -150,6 +151,22 @@ class SlackAdapter(Adapter):
                  "socket" if self.socket_mode else "http", me and me.team_id,
                  me and me.user_id, self.url or "-")
 
+    def stop_accepting(self) -> None:
+        """A graceful stop begins. HTTP mode answers new events 503 (Slack retries them, a
+        load balancer elsewhere). Socket Mode closes this process's connection first, so
+        Slack sends new events to the app's other connections; an envelope that still
+        reaches this one is not acknowledged, so Slack delivers it again."""
+        super().stop_accepting()
+        if self._socket is not None:
+            handler, self._socket = self._socket, None
+            self._closing_socket = asyncio.create_task(close_socket_mode(handler),
+                                                       name=f"slack-socket-{self.bot.name}")
+
+    async def drain(self, timeout: float) -> bool:
+        if self._closing_socket is not None:
+            await asyncio.wait({self._closing_socket}, timeout=timeout)
+        return await super().drain(timeout)
+
     async def stop(self) -> None:
         """Stop receiving, let turns already accepted finish (bounded), close connections."""
         await self._close()
@@ -158,7 +175,9 @@ class SlackAdapter(Adapter):
     async def _close(self) -> None:
         if self._socket is not None:
             handler, self._socket = self._socket, None
-            await _close_socket_mode(handler)
+            await close_socket_mode(handler)
+        if self._closing_socket is not None:
+            await asyncio.gather(self._closing_socket, return_exceptions=True)
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
@@ -186,7 +205,7 @@ class SlackAdapter(Adapter):
                     "that the app is installed in the workspace") from None
             raise PlatformError(
                 f"bot '{self.bot.name}': Slack auth.test failed ({error})") from None
-        except _NETWORK_ERRORS as exc:
+        except NETWORK_ERRORS as exc:
             raise PlatformError(
                 f"bot '{self.bot.name}': cannot reach the Slack Web API at {base_url} "
                 f"({type(exc).__name__}: {exc})") from None
@@ -248,35 +267,6 @@ class SlackAdapter(Adapter):
         bound_host, bound_port = runner.addresses[0][:2]
         shown = f"[{bound_host}]" if ":" in str(bound_host) else bound_host
         self.url = f"http://{shown}:{bound_port}{self.settings.path}"
-
-    async def _connect_socket(self, app: AsyncApp, client: AsyncWebClient,
-                              base_url: str) -> None:
-        app_token = (self.settings.app_token or "").strip()
-        # Opened here rather than by the handler: a bad app token is then one clear error
-        # instead of the socket client's endless retry loop.
-        try:
-            opened = await client.apps_connections_open(app_token=app_token)
-        except SlackApiError as exc:
-            error = error_code(exc)
-            hint = ("set SLACK_APP_TOKEN to an app-level token (xapp-…) with the "
-                    "connections:write scope, and turn Socket Mode on"
-                    if error in AUTH_ERRORS else "is Socket Mode turned on for the app?")
-            raise PlatformError(f"bot '{self.bot.name}': Slack refused a Socket Mode "
-                                f"connection ({error}); {hint}") from None
-        except _NETWORK_ERRORS as exc:
-            raise PlatformError(
-                f"bot '{self.bot.name}': cannot reach the Slack Web API at {base_url} "
-                f"({type(exc).__name__}: {exc})") from None
-        handler = AsyncSocketModeHandler(app, app_token=app_token, logger=app.logger)
-        self._socket = handler
-        handler.client.wss_uri = str(opened["url"])
-        try:
-            await asyncio.wait_for(handler.connect_async(),  # type: ignore[no-untyped-call]
-                                   CONNECT_TIMEOUT)
-        except TimeoutError:
-            raise PlatformError(
-                f"bot '{self.bot.name}': no Socket Mode connection to Slack within "
-                f"{CONNECT_TIMEOUT:.0f}s") from None
 
     # ------------------------------------------------------------ events in
 
@@ -386,14 +376,3 @@ class SlackAdapter(Adapter):
 
         return PiecewiseSurface(split=slack_messages, post=self._poster(message.key),
                                 edit=update, ident=lambda ts: ts)
-
-
-async def _close_socket_mode(handler: AsyncSocketModeHandler) -> None:
-    """Close the Socket Mode client and wait for the tasks its ``close`` only cancels, so
-    none is left pending when the loop ends."""
-    client = handler.client
-    await handler.close_async()  # type: ignore[no-untyped-call]
-    pending = [f for f in (client.message_processor, client.current_session_monitor,
-                           client.message_receiver) if f is not None and not f.done()]
-    if pending:
-        await asyncio.wait(pending, timeout=1.0)

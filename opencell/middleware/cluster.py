@@ -15,8 +15,11 @@ Around every turn, inside the runtime's per-conversation queue:
    and the turn's events are then visible to every process), and let the lock go.
 
 Idle expiry stays in each process's tracker, but only the process that served the last turn
-ends the session (``still_mine``); the others drop their copy silently. Database calls run in
-worker threads, never on the event loop. With a SQLite store none of this runs.
+ends the session (``still_mine``); the others drop their copy silently. A graceful stop hands
+the sessions it serves over instead of ending them (``hand_over``): they stay open, with no
+owner, for the next process to continue, and the janitor ends one that goes idle first.
+Database calls run in worker threads, never on the event loop. With a SQLite store none of
+this runs.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from typing import Any, TypeVar
@@ -35,7 +38,7 @@ from opencell.llm.base import ChatMessage, ToolCall
 from opencell.messages import ConversationKey, IncomingMessage
 from opencell.observability.observer import Observability
 from opencell.sessions import EndReason, Session, SessionTracker
-from opencell.store.conversations import LOCK_POOL, ConversationStore, Turn
+from opencell.store.conversations import LOCK_POOL, ConversationStore, Held, Turn
 
 log = logging.getLogger("opencell.cluster")
 
@@ -145,6 +148,36 @@ class ClusterTurns:
         if not mine:
             self._versions.pop(session.id, None)
         return mine
+
+    async def hand_over(self, platforms: Collection[str]) -> int:
+        """A graceful stop: release the sessions of ``platforms``' conversations this process
+        serves, instead of ending them, so whichever process gets a conversation's next
+        message continues its session (``conversations.release``); the janitor ends one
+        that goes idle first. This process's copies are dropped; how many were released.
+
+        The rest — sessions another process serves now, or ones whose row is not stored —
+        stay, and ``close_all`` at the stop treats them as before (``should_end``)."""
+        sessions = [s for s in self.tracker.open_sessions() if s.key.platform in platforms]
+        if not sessions:
+            return 0
+        if not await self._call(self.obs.recorder.flush, FLUSH_TIMEOUT):  # rows stored first
+            log.warning("session records not flushed before the hand-over")
+        held = [Held(s.id, self._versions.get(s.id, 0), self.tracker.idle_left(s))
+                for s in sessions]
+        try:
+            released = await self._call(self.conversations.release, held)
+        except Exception as exc:  # noqa: BLE001 - the store is failing: end them here instead
+            log.warning("sessions not handed over error=%s: %s; they end as shutdown",
+                        type(exc).__name__, exc)
+            return 0
+        for session in sessions:
+            if session.id in released:
+                self.tracker.forget(session)
+                self._versions.pop(session.id, None)
+                self.obs.inputs.forget(session.id)
+        if released:
+            log.info("sessions handed over count=%d", len(released))
+        return len(released)
 
     def close(self) -> None:
         self._threads.shutdown(wait=False)

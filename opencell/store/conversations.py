@@ -14,13 +14,15 @@ session's row, and the stored history any process can continue from.
   transaction;
 - ``Turn.save(id, version, turns)``: the bounded history after the turn, as JSON.
 - ``still_mine(id, version)``: whether this process should end the session when it goes idle here.
+- ``release(held)``: a graceful stop leaves the sessions it served open, with no owner and a
+  deadline on the database's clock, for any process to continue (or the janitor to end).
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +36,17 @@ from opencell.store.tables import platform_events, session_history, sessions
 
 LOCK_POOL = 100
 """At most this many turns hold a conversation lock at once in one process."""
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """A session this process serves, as a graceful stop hands it over."""
+
+    session_id: str
+    version: int
+    """The version of its history this process saved last (0: none yet)."""
+    idle_left: float
+    """Seconds until it would go idle here."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,15 +97,50 @@ class ConversationStore:
                 conn.execute(_UNLOCK, {"k": k})
 
     def still_mine(self, session_id: str, version: int) -> bool:
-        """True when the session is open and nobody served a turn since this process saved
-        ``version`` of its history (or it was never stored: nobody else knows it)."""
+        """True when the session is open, this process is its owner (no other process has
+        begun a turn in it, nor released it) and nobody served a turn since this process
+        saved ``version`` of its history (or it was never stored: nobody else knows it)."""
         s, h = sessions.c, session_history.c
         with self.store.reading() as conn:
             row = conn.execute(
-                sa.select(s.status, h.version)
+                sa.select(s.status, s.owner, h.version)
                 .join_from(sessions, session_history, h.session_id == s.id, isouter=True)
                 .where(s.id == session_id)).first()
-        return row is None or (row.status == "open" and int(row.version or 0) == version)
+        return row is None or (row.status == "open" and row.owner == self.store.owner()
+                               and int(row.version or 0) == version)
+
+    def release(self, held: Sequence[Held]) -> set[str]:
+        """Hand sessions over at a graceful stop: each one that is open, this process's and
+        at the history version this process saved (nobody served it since) keeps its row
+        open with no owner, and ``idle_until`` = the database's clock + its idle seconds
+        left, so the janitor of any process ends it once it is idle (``_orphans.py``) and any
+        process may continue it before that. Returns the ids released; the others are not
+        this process's to end or hand over (or have no row yet)."""
+        s, h = sessions.c, session_history.c
+        me = self.store.owner()
+        released: set[str] = set()
+        with self.store.writing() as conn:
+            for item in held:
+                version = sa.select(h.version).where(h.session_id == item.session_id)
+                done = conn.execute(
+                    sessions.update().where(
+                        s.id == item.session_id, s.status == "open", s.owner == me,
+                        sa.func.coalesce(version.scalar_subquery(), 0) == item.version)
+                    .values(owner=""))
+                if not done.rowcount:
+                    continue
+                until = sa.cast(sa.extract("epoch", sa.func.clock_timestamp()), sa.Float) + \
+                    item.idle_left
+                kept = conn.execute(session_history.update()
+                                    .where(h.session_id == item.session_id)
+                                    .values(idle_until=until))
+                if not kept.rowcount:
+                    conn.execute(session_history.insert().from_select(
+                        ["session_id", "version", "turns", "idle_until"],
+                        sa.select(sa.literal(item.session_id), sa.literal(0), sa.literal("[]"),
+                                  until)))
+                released.add(item.session_id)
+        return released
 
     def prune_messages(self, before: float) -> None:
         """Forget message keys older than ``before`` (retries come within minutes)."""
@@ -135,9 +183,13 @@ class Turn:
             .join_from(sessions, session_history, h.session_id == s.id, isouter=True)
             .where(s.conversation_key == key, s.status == "open")
             .order_by(s.seq.desc()).limit(1)).first()
-        if row is not None and row.owner != self.store.owner():
-            conn.execute(sessions.update().where(s.id == row.id).values(
-                owner=self.store.owner()))  # this process serves it now (the janitor's view)
+        if fresh and row is not None and row.owner != self.store.owner():
+            # This process serves it now (the janitor's view; not for a duplicate it drops).
+            # Re-checked as open: a released session the janitor ended is not revived.
+            taken = conn.execute(sessions.update().where(s.id == row.id, s.status == "open")
+                                 .values(owner=self.store.owner()))
+            if not taken.rowcount:
+                row = None
         if row is None:
             return fresh, None
         return fresh, OpenSession(row.id, row.owner, float(row.started_at),

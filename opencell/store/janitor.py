@@ -1,5 +1,8 @@
 """The janitor: every few seconds, close the sessions of processes that are gone.
 
+That is: the sessions of a process that died (``interrupted``), and the sessions a process
+released at a graceful stop once they are idle by the database's clock (``idle_timeout``).
+
 Started with the recorder (``Observability.from_config``). Every process runs one; they need
 no election, because closing is idempotent (``_orphans.py``) and a round is one small query
 when nothing died. A crashed process's sessions are therefore closed ``interrupted`` within
@@ -60,8 +63,7 @@ class Janitor:
         self._failures = 0
         if closed:
             self.closed += len(closed)
-            log.info("sessions of a stopped process closed count=%d reason=interrupted",
-                     len(closed))
+            log.info("sessions of stopped processes ended count=%d", len(closed))
         return len(closed)
 
     def _run(self) -> None:

@@ -40,7 +40,7 @@ from opencell.errors import StoreError
 from opencell.records import Record
 from opencell.store._activity import ActivityStatements, write_activity
 from opencell.store._batch import BatchPlan, plan_batch
-from opencell.store._orphans import close_sessions_of, judge_each
+from opencell.store._orphans import close_orphans, judge_each
 from opencell.store._owner import owner_is_alive
 from opencell.store._reads import SessionReads, table_counts
 from opencell.store._writes import SessionInfo, Statements, resolve_sessions, rollup_rows
@@ -367,18 +367,13 @@ class Store(SessionReads):
     # ------------------------------------------------------------ crash recovery
 
     def close_orphans(self, is_alive: Callable[[str], bool] | None = None) -> list[str]:
-        """Close open sessions whose owner process is dead; the closed sessions' ids.
-
-        By default an owner is dead when its instance lock is free (``cluster.py``): any
-        process may call this at any time (the janitor does, every few seconds), and a live
-        process's sessions are never touched. ``is_alive(owner)`` replaces that judgement
-        (one that raises counts as alive). Each session is ended ``interrupted`` at its last
-        activity, ``failed`` if its last turn failed else ``success``, with a ``session_end``.
-        """
+        """End the sessions of processes that are gone (``_orphans.py``); their ids. Any
+        process may call this at any time (the janitor does); a live process's sessions are
+        never touched. ``is_alive(owner)`` replaces the instance-lock judgement."""
         judge = self._members.dead if is_alive is None else judge_each(is_alive)
         with self._lock:
-            closed = close_sessions_of(self.reading, self.writing, self._sql, self._activity,
-                                       judge)
+            closed = close_orphans(self.reading, self.writing, self._sql, self._activity,
+                                   judge, released=self._dialect.name == "postgresql")
             for session_id in closed:
                 self._cache.pop(session_id, None)
         return closed

@@ -345,6 +345,9 @@ session_history = sa.Table(
     sa.Column("session_id", sa.String(64), primary_key=True),
     sa.Column("version", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("turns", sa.Text, nullable=False, server_default="[]"),
+    # v15: set when a stopping process released the session: the database time (epoch
+    # seconds) after which it is idle and the janitor ends it
+    sa.Column("idle_until", sa.Float),
 )
 
 # v12: messages some process has taken on (platform retries and duplicates answered once)
@@ -352,4 +355,16 @@ platform_events = sa.Table(
     "platform_events", METADATA,
     sa.Column("key", sa.String(1000), primary_key=True),
     sa.Column("ts", sa.Float, nullable=False),
+)
+
+# v15: Discord gateway sessions a stopping process left resumable (claims.py)
+shard_sessions = sa.Table(
+    "shard_sessions", METADATA,
+    sa.Column("bot", sa.String(200), primary_key=True),
+    sa.Column("shard", sa.Integer, primary_key=True),
+    sa.Column("shard_count", sa.Integer, nullable=False),
+    sa.Column("session_id", sa.String(200), nullable=False),
+    sa.Column("sequence", sa.BigInteger, nullable=False),
+    sa.Column("resume_url", sa.String(1000), nullable=False),
+    sa.Column("saved_at", sa.Float, nullable=False),
 )

@@ -12,8 +12,9 @@ does not resend since it was acknowledged). Then:
   session closed ``interrupted`` by the survivors (no restart) and continues in a new one;
 - every model request carries the earlier turns of its session, whichever worker had them;
 - the bot's enforced daily budget holds across the workers (within one reservation);
-- after the survivors stop gracefully, every stored model call and ended session reached the
-  OTLP receiver, with duplicate span ids only from a batch the killed worker had in flight.
+- after the survivors stop gracefully (handing their sessions over: left open, no owner),
+  every stored model call and ended session reached the OTLP receiver, with duplicate span ids
+  only from a batch the killed worker had in flight.
 """
 
 from __future__ import annotations
@@ -157,7 +158,7 @@ async def test_three_workers_one_killed(postgres_url: str, tmp_path: Path) -> No
         with store.reading() as conn:
             s = tables.sessions.c
             rows = conn.execute(sa.select(s.id, s.thread, s.status, s.end_reason, s.messages,
-                                          s.cost_usd).order_by(s.seq)).all()
+                                          s.cost_usd, s.owner).order_by(s.seq)).all()
             stored_events = conn.execute(sa.select(sa.func.count()).select_from(
                 tables.events)).scalar_one()
             reserved = conn.execute(sa.select(sa.func.coalesce(sa.func.sum(
@@ -175,7 +176,8 @@ async def test_three_workers_one_killed(postgres_url: str, tmp_path: Path) -> No
         assert sum(row.messages for row in found) == PER_THREAD, (thread, found)
         if len(found) > 1:
             assert len(found) == 2 and found[0].end_reason == "interrupted", found
-    assert all(row.status != "open" for row in rows)  # graceful stop ended the rest
+    # The graceful stops handed the open sessions over (open, no owner) for the next worker.
+    assert all(row.owner == "" for row in rows if row.status == "open"), rows
 
     # The model saw every earlier turn of its session: n = 2 * (turns before) + 1.
     for post in posts:

@@ -16,10 +16,15 @@ What it serves (payloads from ``tests/data/discord/``, shaped like Discord's own
   ``Authorization: Bot <token>`` with the fake's ``token``, else 401 — which is how a test
   scripts "invalid token". ``rate_limit_posts(n)`` answers the next ``n`` message POSTs with a
   429 that discord.py honours (JSON ``retry_after`` and a ``Via`` header).
-* The gateway: HELLO, heartbeat ACKs, IDENTIFY → READY + GUILD_CREATE (one guild with roles,
-  two text channels and a thread), RESUME → RESUMED (logged in ``resumes``).
-  ``await fake.dispatch("MESSAGE_CREATE", fake.message(...))`` pushes an event to every
-  connected client (``fake.reaction(...)`` builds MESSAGE_REACTION_ADD/REMOVE payloads);
+* The gateway, with Discord's sessions: HELLO, heartbeat ACKs, IDENTIFY → a new session
+  (``sessions``) and READY + GUILD_CREATE (one guild with roles, two text channels and a thread;
+  sent only to the shard the guild belongs to). ``await fake.dispatch("MESSAGE_CREATE",
+  fake.message(...))`` gives an event to every session of the shard it belongs to (its guild's
+  shard, ``(guild_id >> 22) % count``; a DM's is shard 0), each with its own sequence numbers
+  (``fake.reaction(...)`` builds MESSAGE_REACTION_ADD/REMOVE payloads). A session whose
+  connection closed with any code but 1000/1001 stays resumable and keeps its events; RESUME
+  (logged in ``resumes``) with its id replays those after the client's sequence, then RESUMED;
+  RESUME of an unknown or ended session gets op 9 (invalid session), as Discord does.
   ``drop_connections(code)`` scripts a disconnect; ``withhold_ready`` a gateway that never
   says READY. With ``refuse_privileged_intents`` the gateway closes with
   4014 when IDENTIFY asks for the Message Content intent, as Discord does when it is not
@@ -37,7 +42,8 @@ import copy
 import itertools
 import json
 import time
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +117,26 @@ class Posted:
         return str(reference["message_id"]) if reference.get("message_id") else None
 
 
+@dataclass
+class GatewaySession:
+    """One gateway session (an IDENTIFY): its shard, and every event it was given, in order."""
+
+    id: str
+    shard: tuple[int, int]
+    """(shard id, shard count), as IDENTIFY said; (0, 1) for an unsharded client."""
+    frames: list[dict[str, Any]] = field(default_factory=list)
+    """Every dispatch of this session, with its sequence number ``s``."""
+    ws: web.WebSocketResponse | None = None
+    """The connection holding it now (None: disconnected, resumable unless ``ended``)."""
+    ended: bool = False
+    """Closed with 1000/1001 by the client, or refused: it can no longer be resumed."""
+
+    def takes(self, guild_id: str | None) -> bool:
+        """Whether events of ``guild_id`` (None: a DM) go to this session's shard."""
+        shard, count = self.shard
+        return (int(guild_id) >> 22) % count == shard if guild_id else shard == 0
+
+
 class FakeDiscord(ServesInThread):
     """Loopback Discord: REST under ``/api/v10`` and the gateway websocket at ``/``."""
 
@@ -141,7 +167,14 @@ class FakeDiscord(ServesInThread):
         self._rate_limit_left = 0
         self._retry_after = 0.05
         self._sockets: set[web.WebSocketResponse] = set()
-        self._seq = itertools.count(1)
+        self.sessions: list[GatewaySession] = []
+        self.hold_resumes: asyncio.Event | None = None
+        """When set to an Event, a RESUME is answered only once it is set (a test's window in
+        which events go to both a resumable session and a newer one of the same shard)."""
+        self.resumes_waiting = 0
+        """RESUMEs that have waited for ``hold_resumes``."""
+        self._closed_here: set[web.WebSocketResponse] = set()
+        """Every gateway session, in the order they were identified."""
         self._message_ids = itertools.count(1371000000000001000)
         self._sent_ids = itertools.count(1390000000000000001)
         self._runner: web.AppRunner | None = None
@@ -197,14 +230,29 @@ class FakeDiscord(ServesInThread):
         return data
 
     async def dispatch(self, event: str, data: dict[str, Any]) -> None:
-        """Push one gateway dispatch (``op 0``) to every connected client."""
-        for ws in list(self._sockets):
-            await ws.send_str(json.dumps({"op": 0, "t": event, "s": next(self._seq), "d": data}))
+        """Give one gateway dispatch (``op 0``) to every live session of its shard: sent
+        now if the session is connected, kept for a RESUME otherwise."""
+        guild = data.get("guild_id")
+        for session in list(self.sessions):
+            if not session.ended and session.takes(str(guild) if guild else None):
+                await self._send(session, event, data)
+
+    async def _send(self, session: GatewaySession, event: str, data: dict[str, Any]) -> None:
+        frame = {"op": 0, "t": event, "s": len(session.frames) + 1, "d": data}
+        session.frames.append(frame)
+        if session.ws is not None and not session.ws.closed:
+            await session.ws.send_str(json.dumps(frame))
+
+    def connected(self, shard: int) -> GatewaySession | None:
+        """The session of ``shard`` that has a connection now, if any."""
+        return next((s for s in self.sessions
+                     if s.shard[0] == shard and s.ws is not None and not s.ws.closed), None)
 
     async def drop_connections(self, code: int = 4000) -> None:
         """Close every gateway socket with ``code``: 4000 is resumable (discord.py
         reconnects and RESUMEs), 4004 and 4010-4014 are fatal."""
         for ws in list(self._sockets):
+            self._closed_here.add(ws)
             await ws.close(code=code, message=b"closed by the test")
 
     async def wait_for_posts(self, count: int, timeout: float = WAIT) -> list[Posted]:
@@ -356,12 +404,39 @@ class FakeDiscord(ServesInThread):
                 elif op == 2:
                     await self._identify(ws, payload["d"])
                 elif op == 6:
-                    self.resumes.append(payload["d"])
-                    await ws.send_str(json.dumps({"op": 0, "t": "RESUMED",
-                                                  "s": next(self._seq), "d": {}}))
+                    await self._resume(ws, payload["d"])
         finally:
             self._sockets.discard(ws)
+            for session in self.sessions:
+                if session.ws is ws:
+                    session.ws = None
+                    # Discord ends a session its client closed with 1000 or 1001; any other
+                    # close (or a lost connection, or one the server closed) leaves it
+                    # resumable.
+                    session.ended = (ws not in self._closed_here
+                                     and ws.close_code in (1000, 1001))
+            self._closed_here.discard(ws)
         return ws
+
+    async def _resume(self, ws: web.WebSocketResponse, data: dict[str, Any]) -> None:
+        if self.hold_resumes is not None:
+            self.resumes_waiting += 1
+            await self.hold_resumes.wait()
+        session = next((s for s in self.sessions if s.id == data.get("session_id")), None)
+        if session is None or session.ended or data.get("token") != self.token:
+            self.resumes.append(data)
+            await ws.send_str(json.dumps({"op": 9, "d": False}))  # invalid session
+            return
+        if session.ws is not None and not session.ws.closed:
+            self._closed_here.add(session.ws)
+            await session.ws.close(code=4009, message=b"Session taken over.")
+        session.ws = ws
+        self.resumes.append(data)
+        after = int(data.get("seq") or 0)
+        for frame in session.frames:  # what it missed, in order, then RESUMED
+            if frame["s"] > after:
+                await ws.send_str(json.dumps(frame))
+        await self._send(session, "RESUMED", {})
 
     async def _identify(self, ws: web.WebSocketResponse, data: dict[str, Any]) -> None:
         self.identifies.append(data)
@@ -373,15 +448,20 @@ class FakeDiscord(ServesInThread):
             return
         if self.withhold_ready:
             return
+        shard = data.get("shard") or [0, 1]
+        session = GatewaySession(uuid.uuid4().hex, (int(shard[0]), int(shard[1])), ws=ws)
+        self.sessions.append(session)
         ready = load("ready.json")
+        ready["session_id"] = session.id
         ready["resume_gateway_url"] = self.gateway
         if data.get("shard"):
             ready["shard"] = data["shard"]
-        await ws.send_str(json.dumps({"op": 0, "t": "READY", "s": next(self._seq),
-                                      "d": ready}))
-        guild = copy.deepcopy(load("guild_create.json"))
-        await ws.send_str(json.dumps({"op": 0, "t": "GUILD_CREATE", "s": next(self._seq),
-                                      "d": guild}))
+        mine = session.takes(GUILD_ID)
+        if not mine:
+            ready["guilds"] = []
+        await self._send(session, "READY", ready)
+        if mine:
+            await self._send(session, "GUILD_CREATE", copy.deepcopy(load("guild_create.json")))
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -26,7 +26,7 @@ import dataclasses
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
@@ -187,6 +187,9 @@ class FakeLLMServer(ServesInThread):
         self._counter = 0
         self.api_keys: set[str] | None = None
         """Keys ``GET /v1/models`` accepts (None: any); others get 401 as the APIs answer."""
+        self.hold: Callable[[RecordedRequest], Awaitable[None]] | None = None
+        """Awaited before each answer (in-loop mode): a test keeps a call in flight until
+        it says so, e.g. the calls of one worker, told apart by their API key."""
         self._lock = threading.Lock()  # the thread mode mutates from two threads
         self._runner: web.AppRunner | None = None
         self._closing: asyncio.Event | None = None
@@ -268,6 +271,8 @@ class FakeLLMServer(ServesInThread):
         if step is None:
             step = self.model(recorded) if self.model else Step(
                 text=f"echo: {recorded.last_user_text}")
+        if self.hold is not None:
+            await self.hold(recorded)
         if step.delay and self._closing is not None:
             try:
                 await asyncio.wait_for(self._closing.wait(), step.delay)

@@ -163,6 +163,11 @@ class FakeSlack:
         await ws.send_str(json.dumps({"type": "disconnect", "reason": reason,
                                       "debug_info": {"host": "fake-slack"}}))
 
+    @property
+    def open_connections(self) -> int:
+        """Socket Mode connections open now."""
+        return sum(1 for ws in self._sockets if not ws.closed)
+
     def _open_socket(self) -> web.WebSocketResponse | None:
         for ws in reversed(self._sockets):
             if not ws.closed:
