@@ -14,8 +14,8 @@ server:
   upserts in key order), against one process alone;
 - export lag (stored → delivered to a loopback OTLP receiver) on PostgreSQL and on SQLite.
 
-Not here: the dashboard at 1M events on PostgreSQL (``benchmarks/dashboard.py`` measures
-SQLite).
+Not here: the dashboard at 1M events on PostgreSQL (``python -m benchmarks.dashboard
+--postgres``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Benchmark: the dashboard on a big store — p95 of every API route and every page, over HTTP.
 
-Run: python -m benchmarks.dashboard [--quick] [--db PATH] [--requests N]
+Run: python -m benchmarks.dashboard [--quick] [--db PATH] [--requests N] [--postgres]
 
 Seeds a SQLite store with 1,000,000 events in 100,000 sessions over 30 days through the real
 ``Store.write_batch`` (``benchmarks/seed.py``; ``--quick`` seeds 200,000 events in 20,000
@@ -9,7 +9,9 @@ requests from an HTTP client: for each route, a mix of realistic parameters (fil
 the second page of a listing, every cost breakdown and period, sessions picked at random),
 each warmed once, then ``--requests`` timed rounds. Reported per route: p95 (target: API
 ≤ 50 ms, pages ≤ 300 ms), p50, and the slowest variant. ``--db`` keeps the seeded file for
-the next run (seeding 1M events takes about half a minute).
+the next run (seeding 1M events takes about half a minute). ``--postgres`` seeds and serves a
+throwaway loopback PostgreSQL instead (binaries as for the tests, see tests/fakes/postgres.py;
+``OPENCELL_TEST_POSTGRES_URL`` uses an existing server): issue 13's "as on SQLite".
 """
 
 from __future__ import annotations
@@ -164,24 +166,27 @@ def _request(client: Any, path: str, stream: bool) -> float:
     return elapsed
 
 
-def run(quick: bool = False, db: str | None = None, rounds: int | None = None) -> list[Figure]:
-    """Seed (unless ``db`` already holds a seeded store), serve, time; the figures."""
+def run(quick: bool = False, db: str | None = None, rounds: int | None = None,
+        postgres_url: str | None = None) -> list[Figure]:
+    """Seed (unless ``db`` already holds a seeded store), serve, time; the figures.
+    ``postgres_url``: an empty PostgreSQL schema to seed and serve instead of SQLite."""
     import httpx
 
     sessions, events = (20_000, 200_000) if quick else (100_000, 1_000_000)
     rounds = rounds or (8 if quick else 20)
     scratch = None
-    if db is None:
+    if db is None and postgres_url is None:
         scratch = tempfile.TemporaryDirectory(prefix="opencell-dash-")
         db = str(Path(scratch.name) / "seeded.db")
-    url = f"sqlite:///{db}"
+    url = postgres_url or f"sqlite:///{db}"
     seeded_note = ""
-    if not Path(db).exists():
+    if postgres_url is not None or not Path(str(db)).exists():
         result = seed(url, sessions=sessions, events=events)
         seeded_note = f"seeded in {result['seconds']:.0f}s"
     sample = sample_of(url)
     figures: list[Figure] = []
-    scale = f"{events:,} events / {sessions:,} sessions" + (" (quick)" if quick else "")
+    scale = f"{events:,} events / {sessions:,} sessions" + (" (quick)" if quick else "") \
+        + (", PostgreSQL" if postgres_url else ", SQLite")
     with serving(url) as base, httpx.Client(base_url=base, timeout=60) as client:
         for route, paths in variants(base, sample).items():
             timings, worst = time_route(client, paths, rounds)
@@ -209,9 +214,21 @@ def main(argv: list[str] | None = None) -> list[Figure]:
                         help="200,000 events / 20,000 sessions, fewer rounds")
     parser.add_argument("--db", help="seeded SQLite file to reuse (created when missing)")
     parser.add_argument("--requests", type=int, default=None, help="timed rounds per request")
+    parser.add_argument("--postgres", action="store_true",
+                        help="a throwaway loopback PostgreSQL instead of SQLite")
     args = parser.parse_args(argv)
-    figures = run(args.quick, args.db, args.requests)
-    print_table(figures, "Dashboard on a big store" + (" (quick)" if args.quick else ""))
+    if args.postgres:
+        from tests.fakes.postgres import server_from_env
+
+        server = server_from_env()
+        try:
+            figures = run(args.quick, None, args.requests, postgres_url=server.fresh_url())
+        finally:
+            server.stop()
+    else:
+        figures = run(args.quick, args.db, args.requests)
+    print_table(figures, "Dashboard on a big store" + (" (quick)" if args.quick else "")
+                + (", PostgreSQL" if args.postgres else ""))
     return figures
 
 

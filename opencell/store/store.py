@@ -30,7 +30,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import sqlalchemy as sa
@@ -74,6 +74,7 @@ class Store(SessionReads):
         self.url = url.render_as_string(hide_password=True)
         """The database URL, password hidden."""
         self._lock = threading.RLock()
+        self._serialised = dialect.name == "sqlite"
         self._sql = Statements(dialect)
         self._activity = ActivityStatements(dialect)
         self._cache: OrderedDict[str, SessionInfo] = OrderedDict()
@@ -166,9 +167,11 @@ class Store(SessionReads):
     def writing(self) -> Iterator[Connection]:
         """A connection in one write transaction (committed on exit, rolled back on error).
 
-        Every write to the store's tables goes through here, so the dialect can serialise
-        writers (SQLite's single writer) and notice what was written."""
-        with self._engine.connect() as conn:
+        Every write to the store's tables goes through here. On SQLite the writers of this
+        process take turns on the store's lock (the recorder's batches, feedback, budget
+        alerts, the pruner): with only the busy timeout between them, a short write could
+        fail with "database is locked" behind a long batch and be lost."""
+        with self._lock if self._serialised else nullcontext(), self._engine.connect() as conn:
             conn.execution_options(**{WRITE: True})
             with conn.begin():
                 yield conn
