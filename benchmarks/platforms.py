@@ -108,8 +108,9 @@ class _Discord(FakeDiscord, _Arrivals):
         return await super()._edit_message(request)
 
     async def send_to(self, ws: web.WebSocketResponse, data: dict[str, Any]) -> None:
-        await ws.send_str(json.dumps({"op": 0, "t": "MESSAGE_CREATE", "s": next(self._seq),
-                                      "d": data}))
+        """MESSAGE_CREATE to one bot only: the gateway session that ``ws`` holds."""
+        session = next(s for s in self.sessions if s.ws is ws)
+        await self._send(session, "MESSAGE_CREATE", data)
 
 
 class _Slack(FakeSlack, _Arrivals):

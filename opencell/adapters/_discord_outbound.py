@@ -16,6 +16,9 @@ MESSAGE_LIMIT = 2000
 """Discord rejects longer message content (400, code 50035)."""
 TYPING_EVERY = 8.0
 """Discord shows "is typing…" for about 10 s after each trigger."""
+TYPING_AFTER = 0.25
+"""The indicator starts once the bot has been thinking this long: an answer that is there
+sooner needs none (and costs no typing request against Discord's rate limits)."""
 
 NO_PINGS = discord.AllowedMentions(everyone=False, users=False, roles=False,
                                    replied_user=True)
@@ -44,8 +47,9 @@ def poster(client: discord.Client, key: ConversationKey, in_reply_to: str
 
 
 async def keep_typing(channel: discord.PartialMessageable, bot: str) -> None:
-    """Show "is typing…" in ``channel`` until cancelled."""
+    """Show "is typing…" in ``channel`` until cancelled (from ``TYPING_AFTER`` on)."""
     try:
+        await asyncio.sleep(TYPING_AFTER)
         while True:
             await channel.typing()
             await asyncio.sleep(TYPING_EVERY)

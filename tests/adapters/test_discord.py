@@ -343,6 +343,7 @@ async def test_a_graceful_stop_during_a_turn_still_sends_the_reply(
     async with running(isolated_store, play=thoughtful) as bot:
         await fake.dispatch("MESSAGE_CREATE", fake.message("think hard"))
         await until(lambda: bot.llm.requests, "the model call")
+        await until(lambda: fake.typing, "the typing indicator (the model is still thinking)")
         assert fake.posts == []
         # The model answers once stop() has begun (it runs up to its first wait first).
         asyncio.get_running_loop().call_soon(release.set)
