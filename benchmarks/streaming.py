@@ -43,7 +43,8 @@ import yarl  # noqa: E402
 from aiohttp import web  # noqa: E402
 
 from benchmarks._report import Figure, median, percentile, run_main  # noqa: E402
-from benchmarks.platforms import _Discord, _Slack  # noqa: E402
+from benchmarks.platforms import _Discord as _WholeDiscord  # noqa: E402
+from benchmarks.platforms import _Slack as _WholeSlack  # noqa: E402
 from opencell.adapters.console import ConsoleAdapter  # noqa: E402
 from opencell.adapters.discord import DiscordAdapter  # noqa: E402
 from opencell.app import App  # noqa: E402
@@ -79,6 +80,15 @@ KEY = "sk-ant-bench"
 
 def _play(request: RecordedRequest) -> Step:
     return streamed(ANSWER, 24, delay=0.002)
+
+
+
+class _Discord(_WholeDiscord):
+    ends_with = None  # the first visible piece, not the whole answer
+
+
+class _Slack(_WholeSlack):
+    ends_with = None
 
 
 def _bot(llm: FakeLLMServer, **platforms: Any) -> BotConfig:

@@ -66,6 +66,7 @@ class ReplyStream:
         self._status = ""
         self._shown: str | None = None
         self._last = float("-inf")
+        """When the latest update was done (its last request answered)."""
         self._wake = asyncio.Event()
         self._closed = False
         self._broken = False
@@ -170,13 +171,15 @@ class ReplyStream:
 
     async def finish(self, final: str) -> None:
         """Show ``final`` as the reply's last update — at once, unless the last
-        ``FINAL_BURST`` updates came within ``FINAL_BURST`` intervals (then when the oldest
-        of them leaves that window); raises if the surface cannot show it."""
+        ``FINAL_BURST`` updates came within ``FINAL_BURST`` intervals (a steady stream: then
+        one ``interval`` after the latest, and once the oldest leaves that window); raises if
+        the surface cannot show it."""
         await self.close()
         if final == self._shown:
             return
-        if len(self._recent) == FINAL_BURST:
-            wait = self._recent[0] + FINAL_BURST * self.interval - self._clock()
+        if len(self._recent) == FINAL_BURST:  # a steady stream: its usual pace, and the burst
+            wait = max(self._recent[0] + FINAL_BURST * self.interval,
+                       self._last + self.interval) - self._clock()
             if wait > 0:
                 await self._sleep(wait)
         await self.surface.show(final)

@@ -59,6 +59,16 @@ async def test_the_final_update_waits_when_the_last_updates_filled_the_window() 
     assert clock.sleeps == [100.0 + FINAL_BURST * 1.0 - 102.25]
 
 
+async def test_a_steady_streams_final_update_keeps_its_pace() -> None:
+    surface, clock = Surface(), Clock()
+    stream = ReplyStream(surface, interval=1.0, clock=clock, sleep=clock.sleep)
+    stream._recent.extend([99.5, 100.6, 101.7])  # the last update ended at 101.7
+    stream._shown, stream._last = "so far", 101.7
+    clock.now = 101.8
+    await stream.finish("the end")
+    assert clock.sleeps == [round(101.7 + 1.0 - 101.8, 6)]  # one interval after the latest
+
+
 async def test_intermediate_updates_keep_one_interval_apart() -> None:
     surface, clock = Surface(), Clock()
     stream = ReplyStream(surface, interval=1.0, clock=clock, sleep=clock.sleep)
