@@ -81,6 +81,8 @@ class ExportWorker:
         self._clock = clock
         self._sleep_hook = sleep
         self._limit = self.max_batch
+        self._built: tuple[tuple[Any, ...], list[ReadableSpan]] | None = None
+        """The latest batch's spans, by (size, first and last position)."""
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True,
                                         name=f"{THREAD_PREFIX}-{sink.name}")
@@ -214,7 +216,7 @@ class ExportWorker:
             self._state = "ok" if self._failing_since is None else self._state
             return None if self._draining else self.poll_interval
         self._caught_up = False
-        spans = self.sink.build(batch, self.outbox)
+        spans = self._spans_of(batch)
         if spans:
             outcome = self.sink.send(spans, self._timeout())
             if outcome.auth_failed:
@@ -231,6 +233,18 @@ class ExportWorker:
             self.sink.delivered(batch, spans)
         self._limit = min(self.max_batch, self._limit * 2)
         return 0.0
+
+    def _spans_of(self, batch: Sequence[StoredEvent]) -> list[ReadableSpan]:
+        """The batch's spans, built once: a retry of the same batch (a backend that is down)
+        sends the spans already built. Building is the costly part of a round (a model
+        call's whole input is rebuilt from the store), and it competed with the bot for the
+        interpreter on every attempt."""
+        key = (len(batch), batch[0].position, batch[-1].position)
+        if self._built is not None and self._built[0] == key:
+            return self._built[1]
+        spans = self.sink.build(batch, self.outbox)
+        self._built = (key, spans)
+        return spans
 
     def _hold_lease(self) -> bool:
         now = self._clock()
