@@ -79,6 +79,17 @@ class Worker:
         self.name, self.process, self.port = name, process, port
         self.url = f"http://127.0.0.1:{port}/slack/events"
         self.refused = 0
+        self.log = bytearray()
+        # Read its stderr as it comes: an unread pipe fills and blocks the process.
+        self.reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.process.stderr is not None
+        while chunk := await self.process.stderr.read(65536):
+            self.log += chunk
+
+    def tail(self) -> str:
+        return bytes(self.log[-3000:]).decode(errors="replace")
 
 
 async def test_a_rolling_restart_of_two_http_workers_answers_every_message_once(
@@ -109,7 +120,12 @@ async def test_a_rolling_restart_of_two_http_workers_answers_every_message_once(
             config = bot_yaml(tmp_path / f"{name}.yaml", port, slack)
             worker = Worker(name, await start_worker(config, env), port)
             workers.append(worker)
-            await until_listening(port, timeout=WAIT)
+            try:
+                await until_listening(port, timeout=WAIT)
+            except AssertionError:
+                raise AssertionError(
+                    f"{name} is not listening on {port} (exit code "
+                    f"{worker.process.returncode}); its log:\n{worker.tail()}") from None
             return worker
 
         async def deliver(body: dict[str, Any], first: Worker | None = None) -> None:
@@ -186,8 +202,8 @@ async def test_a_rolling_restart_of_two_http_workers_answers_every_message_once(
                 except TimeoutError:
                     worker.process.kill()
                     await worker.process.wait()
-        stderr = {w.name: (await w.process.stderr.read()).decode() if w.process.stderr else ""
-                  for w in workers}
+            await asyncio.gather(*(w.reader for w in workers), return_exceptions=True)
+        stderr = {w.name: bytes(w.log).decode(errors="replace") for w in workers}
 
     for worker in workers:
         assert worker.process.returncode == 0, stderr[worker.name]
