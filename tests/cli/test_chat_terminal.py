@@ -66,9 +66,11 @@ def test_a_streamed_reply_is_rendered_as_markdown_as_it_arrives(
     try:
         chat.wait_for("you> ")
         chat.type("format something\r")
-        before = len(chat.raw)
-        chat.wait_for("second item", after=len(chat.text))
-        chat.wait_for("you> ", after=len(chat.text))
+        before, start = len(chat.raw), len(chat.text)
+        screen = chat.wait_for("second item", after=start)
+        # The next prompt may have come in the same read as the reply's end: look for it
+        # after the reply, not after whatever the screen held by then.
+        chat.wait_for("you> ", after=screen.index("second item", start))
     finally:
         chat.close()
     raw = chat.raw[before:].decode(errors="replace")
