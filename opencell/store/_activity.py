@@ -37,6 +37,7 @@ from sqlalchemy.engine import Connection
 
 from opencell.calendar import first_day, hour_key, utc_day
 from opencell.store._batch import EventRow, Usage
+from opencell.store._writes import add_call
 from opencell.store.dialect import Dialect
 from opencell.store.tables import (
     cost_daily,
@@ -210,15 +211,7 @@ def cost_hourly_rows(usage: Iterable[Usage], infos: SessionBots) -> list[dict[st
         row = rows.get(key)
         if row is None:
             row = rows[key] = dict(zip(HOURLY_COST_KEYS, key, strict=True)) | _zero()
-        row["calls"] += 1
-        row["input_tokens"] += call.input_tokens
-        row["output_tokens"] += call.output_tokens
-        row["cache_read_tokens"] += call.cache_read_tokens
-        row["cache_write_tokens"] += call.cache_write_tokens
-        if call.cost_usd is None:
-            row["unpriced_calls"] += 1
-        else:
-            row["cost_usd"] += call.cost_usd
+        add_call(row, call)
     return [rows[key] for key in sorted(rows)]
 
 

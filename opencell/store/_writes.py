@@ -175,6 +175,19 @@ def resolve_sessions(conn: Connection, sql: Statements, plan: BatchPlan,
     return infos, placeholders
 
 
+def add_call(row: dict[str, Any], call: Usage) -> None:
+    """Add one model call to a rollup row's calls, tokens, cost and unpriced count."""
+    row["calls"] += 1
+    row["input_tokens"] += call.input_tokens
+    row["output_tokens"] += call.output_tokens
+    row["cache_read_tokens"] += call.cache_read_tokens
+    row["cache_write_tokens"] += call.cache_write_tokens
+    if call.cost_usd is None:
+        row["unpriced_calls"] += 1
+    else:
+        row["cost_usd"] += call.cost_usd
+
+
 def rollup_rows(usage: Iterable[Usage],
                 infos: Mapping[str, SessionInfo]) -> list[dict[str, Any]]:
     """The batch's LLM calls summed per (day, bot, user, platform, provider, model)."""
@@ -187,14 +200,6 @@ def rollup_rows(usage: Iterable[Usage],
             row = rows[key] = dict(zip(ROLLUP_KEYS, key, strict=True))
             row.update({name: 0 for name in _ROLLUP_SUMS})
             row["cost_usd"] = 0.0
-        row["calls"] += 1
-        row["input_tokens"] += call.input_tokens
-        row["output_tokens"] += call.output_tokens
-        row["cache_read_tokens"] += call.cache_read_tokens
-        row["cache_write_tokens"] += call.cache_write_tokens
+        add_call(row, call)
         row["estimated_calls"] += call.estimated
-        if call.cost_usd is None:
-            row["unpriced_calls"] += 1
-        else:
-            row["cost_usd"] += call.cost_usd
     return [rows[key] for key in sorted(rows)]  # key order: concurrent writers never deadlock
