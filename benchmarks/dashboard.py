@@ -72,6 +72,8 @@ def variants(base: str, sample: dict[str, Any]) -> dict[str, list[str]]:
     """Per route, the requests to time (paths with query strings)."""
     week_ago = (datetime.now(UTC) - timedelta(days=7)).date().isoformat()
     three = (datetime.now(UTC) - timedelta(days=3)).date().isoformat()
+    # The longest hourly range: seven UTC days, today included.
+    hourly_week = (datetime.now(UTC) - timedelta(days=6)).date().isoformat()
     today = datetime.now(UTC).date().isoformat()
     yesterday = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
     ids = sample["ids"]
@@ -97,7 +99,7 @@ def variants(base: str, sample: dict[str, Any]) -> dict[str, list[str]]:
                                f"/api/analytics?since={yesterday}&until={today}&bot=devops"],
         "GET /api/trends": ["/api/trends", f"/api/trends?since={today}&until={today}",
                             f"/api/trends?since={yesterday}&until={today}&bot=support",
-                            f"/api/trends?since={week_ago}&per=hour"],
+                            f"/api/trends?since={hourly_week}&per=hour"],
         "GET /api/costs": [f"/api/costs{q}" for q in costs],
         "GET /api/stream (first event)": ["/api/stream"],
         "GET /healthz": ["/healthz"],
@@ -109,7 +111,7 @@ def variants(base: str, sample: dict[str, Any]) -> dict[str, list[str]]:
         "page /analytics": ["/analytics", "/analytics?bot=devops",
                             f"/analytics?since={today}&until={today}",
                             f"/analytics?since={yesterday}&until={today}&bot=support",
-                            f"/analytics?since={week_ago}&per=hour"],
+                            f"/analytics?since={hourly_week}&per=hour"],
         "page /costs": ["/costs", "/costs?period=day", "/costs?period=week"],
     }
 

@@ -110,7 +110,12 @@ class SQLiteDialect(Dialect):
 
     def tag_filter(self, column: sa.ColumnElement[Any], tag: str) -> sa.ColumnElement[bool]:
         each = sa.func.json_each(column).table_valued("value")
-        return sa.exists(sa.select(sa.literal(1)).select_from(each).where(each.c.value == tag))
+        exact = sa.exists(sa.select(sa.literal(1)).select_from(each).where(each.c.value == tag))
+        if not _written_verbatim_in_json(tag):
+            return exact
+        # A tag JSON writes as itself is a substring of any list holding it: ``instr`` skips
+        # most rows before the (twice as costly) json_each, e.g. counting 100,000 sessions.
+        return sa.and_(sa.func.instr(column, tag) > 0, exact)
 
     def limit(self, stmt: sa.Select[Any], rows: int) -> sa.Select[Any]:
         # SQLAlchemy's SQLite compiler writes every LIMIT as "LIMIT ? OFFSET ?" (offset 0);
@@ -210,3 +215,11 @@ def _sqlite_begin(conn: Connection) -> None:
     # then writes can fail with SQLITE_BUSY without the busy handler ever waiting.
     conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(WRITE)
                          else "BEGIN")
+
+
+_VERBATIM_IN_JSON = frozenset(chr(c) for c in range(0x20, 0x7F)) - set('"\\/<>&')
+
+
+def _written_verbatim_in_json(text: str) -> bool:
+    """True when every JSON encoder writes ``text`` inside a string as the text itself."""
+    return bool(text) and all(char in _VERBATIM_IN_JSON for char in text)

@@ -251,6 +251,12 @@ def test_filters(store: Store) -> None:
     assert len(page) == 8 and len(rest) == 8 and end_cursor is not None
     assert not {r["id"] for r in page} & {r["id"] for r in rest}
     assert len(store.open_sessions()) == 15
+    # Tags JSON escapes (quotes, slashes, accents) are matched exactly too.
+    odd = ['a "quoted" tag', "café", "ops/eu", "<b>"]
+    sid = new_session_id(T0 + 500)
+    store.write_batch([start(sid, T0 + 500, tags=tuple(odd))])
+    assert all([r["id"] for r in ids(tag=tag)] == [sid] for tag in odd)
+    assert ids(tag="cafe") == [] and ids(tag="quoted") == []
 
 
 def test_bad_listing_arguments_are_store_errors(store: Store) -> None:
