@@ -272,6 +272,7 @@ search_terms = sa.Table(
     "search_terms", METADATA,
     sa.Column("term", sa.String(40), primary_key=True),
     sa.Column("session_seq", Id, primary_key=True, autoincrement=False),
+    sqlite_with_rowid=False,  # v16: clustered on its key in SQLite
 )
 # v13: feedback on the bot's replies (see feedback.py).
 reply_messages = sa.Table(
