@@ -41,6 +41,7 @@ PAGE_TARGET_MS = 300.0
 @contextmanager
 def serving(url: str) -> Iterator[str]:
     """The dashboard over ``url`` on 127.0.0.1 (any free port), in a thread of its own."""
+    from opencell.cli._common import settle_heap
     from opencell.dashboard.server import DashboardServer
     from opencell.store.store import Store
 
@@ -59,6 +60,7 @@ def serving(url: str) -> Iterator[str]:
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     ready.wait(30)
+    settle_heap()  # as `opencell dashboard` does once it is up
     try:
         yield server.url.rstrip("/")
     finally:

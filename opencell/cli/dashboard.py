@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from opencell.cli._common import ConfigOption, console, guarded, opened_store
+from opencell.cli._common import ConfigOption, console, guarded, opened_store, settle_heap
 
 
 def dashboard(
@@ -46,6 +46,7 @@ def dashboard(
                 except (NotImplementedError, RuntimeError):
                     pass
             await server.start()
+            settle_heap()
             console(stderr=True).print(f"[green]●[/] {escape(server.banner())}. Ctrl-C stops.",
                                         soft_wrap=True)
             try:

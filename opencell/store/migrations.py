@@ -16,7 +16,7 @@ from sqlalchemy import Connection
 from opencell.errors import StoreError
 from opencell.store._activity import backfill
 from opencell.store._cluster_migration import _v12_cluster
-from opencell.store._compact_terms_migration import _v16_clustered_search_terms
+from opencell.store._clustered_keys_migration import _v16_clustered_keys
 from opencell.store._handover_migration import _v15_hand_over
 from opencell.store._hourly import _v14_hourly_rollups
 from opencell.store.dialect import Dialect
@@ -320,7 +320,7 @@ MIGRATIONS: list[Migration] = [_v1_base_tables, _v2_cache_tokens_and_sort_indexe
                                _v9_bot_versions_and_replays, _v10_lifecycle,
                                _v11_search_terms, _v12_cluster, _v13_feedback,
                                _v14_hourly_rollups, _v15_hand_over,
-                               _v16_clustered_search_terms]
+                               _v16_clustered_keys]
 """Step *n* (1-based) upgrades a version *n-1* database to version *n*."""
 
 LATEST = len(MIGRATIONS)

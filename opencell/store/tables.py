@@ -93,6 +93,7 @@ cost_rollups = sa.Table(
     sa.Column("cache_write_tokens", sa.BigInteger, nullable=False, server_default="0"),
     # v6: calls whose usage the provider did not (credibly) report, counted at worst case
     sa.Column("estimated_calls", sa.Integer, nullable=False, server_default="0"),
+    sqlite_with_rowid=False,  # v16: clustered on its key in SQLite
 )
 
 schema_version = sa.Table(
@@ -137,6 +138,7 @@ event_rollups = sa.Table(
     sa.Column("count", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("failures", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("duration_ms", sa.Float, nullable=False, server_default="0"),
+    sqlite_with_rowid=False,  # v16: clustered on its key in SQLite
 )
 latency_rollups = sa.Table(
     "latency_rollups", METADATA,
@@ -144,12 +146,14 @@ latency_rollups = sa.Table(
     sa.Column("bot", sa.String(200), primary_key=True),
     sa.Column("bucket", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("count", sa.BigInteger, nullable=False, server_default="0"),
+    sqlite_with_rowid=False,  # v16: clustered on its key in SQLite
 )
 cost_daily = sa.Table(
     "cost_daily", METADATA,
     *(sa.Column(key, sa.String(200), primary_key=True)
       for key in ("day", "bot", "platform", "provider", "model")),
     *_cost_sums(),
+    sqlite_with_rowid=False,  # v16: clustered on its key in SQLite
 )
 user_cost_rollups = sa.Table(
     "user_cost_rollups", METADATA,
@@ -157,6 +161,7 @@ user_cost_rollups = sa.Table(
     sa.Column("start", sa.String(10), primary_key=True),
     sa.Column("user_id", sa.String(200), primary_key=True),
     *_cost_sums(),
+    sqlite_with_rowid=False,  # v16: clustered on its key in SQLite
 )
 
 # v14: the same per UTC hour (``YYYY-MM-DDTHH``) for the analytics page's short ranges
@@ -169,6 +174,7 @@ event_hourly = sa.Table(
     sa.Column("count", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("failures", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("duration_ms", sa.Float, nullable=False, server_default="0"),
+    sqlite_with_rowid=False,  # v16: clustered on its key in SQLite
 )
 latency_hourly = sa.Table(
     "latency_hourly", METADATA,
@@ -176,6 +182,7 @@ latency_hourly = sa.Table(
     sa.Column("bot", sa.String(200), primary_key=True),
     sa.Column("bucket", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("count", sa.BigInteger, nullable=False, server_default="0"),
+    sqlite_with_rowid=False,  # v16: clustered on its key in SQLite
 )
 cost_hourly = sa.Table(
     "cost_hourly", METADATA,
@@ -183,6 +190,7 @@ cost_hourly = sa.Table(
     *(sa.Column(key, sa.String(200), primary_key=True)
       for key in ("bot", "provider", "model")),
     *_cost_sums(),
+    sqlite_with_rowid=False,  # v16: clustered on its key in SQLite
 )
 
 # v14: streamed model calls' time to first token per UTC day, bot and model answering, as a
@@ -194,6 +202,7 @@ ttft_rollups = sa.Table(
     sa.Column("model", sa.String(200), primary_key=True),
     sa.Column("bucket", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("count", sa.BigInteger, nullable=False, server_default="0"),
+    sqlite_with_rowid=False,  # v16: clustered on its key in SQLite
 )
 
 # v5: budget alerts raised, one row per alert key (see opencell/budgets/_store.py).

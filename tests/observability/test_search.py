@@ -119,29 +119,3 @@ def test_a_store_from_before_search_is_indexed_when_upgraded(
     finally:
         upgraded.close()
 
-
-def test_the_index_is_clustered_on_its_key_after_the_upgrade(
-        store_url: str, three: dict[str, str]) -> None:
-    # Version 15 kept search_terms as an ordinary table (a rowid B-tree and a key index);
-    # step 16 copies every pair into one B-tree on SQLite and leaves PostgreSQL as it is.
-    old = Store.open(store_url)
-    with old.reading() as conn:
-        pairs = set(conn.execute(sa.text("SELECT term, session_seq FROM search_terms")).all())
-    with old.writing() as conn:
-        conn.execute(sa.text("DROP TABLE search_terms"))
-        migrations._v11_search_terms(conn, dialect_for(store_url)[0])
-        conn.execute(sa.text("UPDATE opencell_schema SET version = 15"))
-    old.close()
-    upgraded = Store.open(store_url)
-    try:
-        assert upgraded.schema_version() == migrations.LATEST
-        with upgraded.reading() as conn:
-            after = set(conn.execute(sa.text("SELECT term, session_seq FROM search_terms")))
-            if conn.dialect.name == "sqlite":
-                ddl = conn.execute(sa.text("SELECT sql FROM sqlite_master WHERE type = 'table' "
-                                           "AND name = 'search_terms'")).scalar()
-                assert "WITHOUT ROWID" in str(ddl).upper()
-        assert after == pairs and len(pairs) > 6
-        assert found(upgraded, "refund") == [three["refund"]]
-    finally:
-        upgraded.close()
