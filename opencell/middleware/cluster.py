@@ -83,26 +83,47 @@ class ClusterTurns:
         process already took on (a platform retry or duplicate delivered to another worker):
         it must not be answered again."""
         key = message.key
+        claim = None
+        if message.message_id:
+            claim = "\x1f".join((key.bot, key.platform, key.workspace, key.channel,
+                                 message.message_id))
         lock = self.conversations.turn(str(key))
-        held = await _acquire(lock, self._threads)
+        # One worker-thread hop before the turn (lock, take the message on, read the stored
+        # session) and one after it (save the history, flush, let go): each hop is a thread
+        # hand-off of its own, so the database work of each side goes in one.
+        held, fresh, stored = await _acquire(
+            lambda: self._enter(lock, str(key), claim, time.time()), lock, self._threads)
+        answered = False
         try:
-            now = time.time()
-            claim = None
-            if message.message_id:
-                claim = "\x1f".join((key.bot, key.platform, key.workspace, key.channel,
-                                     message.message_id))
-            self._claims += 1
-            if self._claims % PRUNE_EVERY == 0:
-                await self._call(self.conversations.prune_messages, now - MESSAGE_TTL)
-            fresh, stored = await self._call(held.begin, str(key), claim, now)
             if not fresh:
                 yield False
                 return
             self._sync(key, stored)
             yield True
-            await self._call(self._after, key, held)
+            answered = True
         finally:
-            await self._call(lock.__exit__, None, None, None)
+            await self._call(self._leave, key, held if answered else None, lock)
+
+    def _enter(self, lock: contextlib.AbstractContextManager[Turn], key: str,
+               claim: str | None, now: float) -> tuple[Turn, bool, Any]:
+        held = lock.__enter__()
+        try:
+            self._claims += 1
+            if self._claims % PRUNE_EVERY == 0:
+                self.conversations.prune_messages(now - MESSAGE_TTL)
+            fresh, stored = held.begin(key, claim, now)
+        except BaseException:
+            lock.__exit__(None, None, None)
+            raise
+        return held, fresh, stored
+
+    def _leave(self, key: ConversationKey, held: Turn | None,
+               lock: contextlib.AbstractContextManager[Turn]) -> None:
+        try:
+            if held is not None:  # the turn went through: its history and records
+                self._after(key, held)
+        finally:
+            lock.__exit__(None, None, None)
 
     def _sync(self, key: ConversationKey, stored: Any) -> Session | None:
         local = self.tracker.find(key)
@@ -184,15 +205,15 @@ class ClusterTurns:
         self.conversations.close()
 
 
-async def _acquire(lock: contextlib.AbstractContextManager[Turn],
-                   threads: ThreadPoolExecutor) -> Turn:
-    """Enter ``lock`` in a worker thread; if the turn is cancelled meanwhile, the lock is let
-    go as soon as the thread has it (never leaked)."""
-    waiting = asyncio.get_running_loop().run_in_executor(threads, lock.__enter__)
+async def _acquire(enter: Callable[[], T], lock: contextlib.AbstractContextManager[Any],
+                   threads: ThreadPoolExecutor) -> T:
+    """Run ``enter`` (which takes ``lock``) in a worker thread; if the turn is cancelled
+    meanwhile, the lock is let go as soon as the thread has it (never leaked)."""
+    waiting = asyncio.get_running_loop().run_in_executor(threads, enter)
     try:
         return await asyncio.shield(waiting)
     except asyncio.CancelledError:
-        def let_go(done: asyncio.Future[Turn]) -> None:
+        def let_go(done: asyncio.Future[T]) -> None:
             if not done.cancelled() and done.exception() is None:
                 threading.Thread(target=lock.__exit__, args=(None, None, None),
                                  daemon=True).start()

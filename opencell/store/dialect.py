@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +63,12 @@ class Dialect:
     def prefix_match(self, column: sa.ColumnElement[str], prefix: str) -> sa.ColumnElement[bool]:
         """True where ``column`` starts with ``prefix`` (an index-friendly spelling)."""
         return column.startswith(prefix, autoescape=True)
+
+    def pipelined(self, conn: Connection) -> AbstractContextManager[Any]:
+        """Statements run inside are sent without waiting for each answer, where the driver
+        can (one wait for all of them at the end); a plain block elsewhere."""
+        del conn
+        return nullcontext()
 
     def lock_schema(self, conn: Connection) -> None:
         """Serialise concurrent migrations (inside the migrating transaction)."""
@@ -156,8 +164,24 @@ class PostgresDialect(Dialect):
     def tag_filter(self, column: sa.ColumnElement[Any], tag: str) -> sa.ColumnElement[bool]:
         return sa.cast(column, postgresql.JSONB).contains([tag])
 
+    def pipelined(self, conn: Connection) -> AbstractContextManager[Any]:
+        # psycopg's pipeline mode (libpq 14+): a write batch's dozen statements wait for the
+        # server once, not a dozen times (a turn's batch on loopback: 2.7 → 1.7 ms). An
+        # error is raised by the driver itself when the block ends (``Store.is_outage``).
+        driver = conn.connection.driver_connection
+        if not hasattr(driver, "pipeline") or not _pipeline_supported():
+            return nullcontext()
+        return driver.pipeline()  # type: ignore[union-attr,no-any-return]
+
     def lock_schema(self, conn: Connection) -> None:
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(7406318471)"))
+
+
+@cache
+def _pipeline_supported() -> bool:
+    import psycopg
+
+    return bool(psycopg.Pipeline.is_supported())
 
 
 def dialect_for(url: str | URL) -> tuple[Dialect, URL]:

@@ -313,15 +313,27 @@ class Store(SessionReads):
     def is_outage(self, exc: BaseException) -> bool:
         """Whether a failed ``write_batch`` is the database's trouble (locked, unreachable,
         disk full, schema) rather than one record's: only the latter is split and quarantined."""
-        return isinstance(exc, OSError | StoreError | sa.exc.OperationalError
-                          | sa.exc.InterfaceError | sa.exc.DisconnectionError
-                          | sa.exc.TimeoutError | sa.exc.ResourceClosedError)
+        if isinstance(exc, OSError | StoreError | sa.exc.OperationalError
+                      | sa.exc.InterfaceError | sa.exc.DisconnectionError
+                      | sa.exc.TimeoutError | sa.exc.ResourceClosedError):
+            return True
+        # The driver's own errors, where it is called directly (PostgreSQL's COPY and
+        # pipelined statements): the same two PEP 249 classes of trouble.
+        dbapi = self._engine.dialect.dbapi
+        return dbapi is not None and isinstance(exc, dbapi.OperationalError
+                                                | dbapi.InterfaceError)
 
     def _write_plan(self, conn: Connection, plan: BatchPlan, infos: dict[str, SessionInfo]) -> None:
         sql = self._sql
         if plan.events:  # a batch of nothing but rejected records has none
             sql.insert_events(conn, [(infos[sid][0], ts, kind, name, duration, ok, data)
                                      for sid, ts, kind, name, duration, ok, data in plan.events])
+        with self._dialect.pipelined(conn):
+            self._write_rest(conn, plan, infos)
+
+    def _write_rest(self, conn: Connection, plan: BatchPlan,
+                    infos: dict[str, SessionInfo]) -> None:
+        sql = self._sql
         if plan.totals:
             conn.execute(sql.add_totals, [
                 {"b_seq": infos[sid][0], "b_messages": t.messages,

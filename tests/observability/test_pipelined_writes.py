@@ -1,0 +1,91 @@
+"""PostgreSQL: a write batch's statements after the events' COPY go pipelined (one wait for
+the server, not one per statement). An error there comes from the driver itself, not through
+SQLAlchemy: a connection lost mid-batch must still be an outage (the batch is retried and
+lands), never blamed on a record (split and quarantined)."""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import quote, unquote
+
+import sqlalchemy as sa
+
+from opencell.observability.recorder import Recorder
+from opencell.records import Record, new_session_id
+from opencell.store.store import Store
+from tests.fakes.waiting import WAIT, poll
+
+
+def _start(sid: str) -> Record:
+    return Record("session_start", sid, time.time(), "support", {
+        "bot": "support", "platform": "slack", "user_id": "u1", "tags": []})
+
+
+def _turn(sid: str, i: int) -> Record:
+    return Record("message", sid, time.time(), "turn",
+                  {"input": f"question {i}", "output": f"answer {i}"}, 120.0, True)
+
+
+def _waiting_writers(conn: sa.Connection) -> list[int]:
+    return [int(pid) for pid in conn.execute(sa.text(
+        "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+        "AND pid <> pg_backend_pid()")).scalars()]
+
+
+def test_a_connection_lost_inside_the_pipelined_part_is_an_outage(postgres_url: str) -> None:
+    store = Store.open(postgres_url)
+    recorder = Recorder(store, flush_interval=0.01)
+    sid = new_session_id()
+    recorder.record(_start(sid))
+    assert recorder.flush(WAIT)
+    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as locker, admin.connect() as watcher:
+            # The batch's COPY goes through; its last pipelined statement (the hourly
+            # latency rollup) waits on this lock.
+            locker.execute(sa.text("BEGIN"))
+            locker.execute(sa.text("LOCK TABLE latency_hourly IN ACCESS EXCLUSIVE MODE"))
+            recorder.record(_turn(sid, 0))
+            recorder.record(_turn(sid, 1))
+            assert poll(lambda: bool(_waiting_writers(watcher)))
+            for pid in _waiting_writers(watcher):  # the writer's connection dies mid-batch
+                watcher.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            assert poll(lambda: recorder.stats.failures >= 1)
+            locker.execute(sa.text("ROLLBACK"))
+        assert recorder.flush(WAIT) is True
+        assert recorder.stats.quarantined == 0  # nothing blamed on the records
+        assert [e["name"] for e in store.timeline(sid)] == ["support", "turn", "turn"]
+        assert store.losses()["quarantined"] == 0
+    finally:
+        admin.dispose()
+        recorder.close()
+        store.close()
+
+
+def test_a_statement_the_server_cancels_in_the_pipelined_part_is_an_outage(
+        postgres_url: str) -> None:
+    # A lock wait past lock_timeout: the server cancels the statement, the connection lives,
+    # the rollback works, and the driver's own error (not SQLAlchemy's) reaches the recorder.
+    base, _, options = postgres_url.partition("?options=")
+    url = f"{base}?options={quote(unquote(options) + ' -clock_timeout=200')}"
+    store = Store.open(url)
+    recorder = Recorder(store, flush_interval=0.01)
+    sid = new_session_id()
+    recorder.record(_start(sid))
+    assert recorder.flush(WAIT)
+    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as locker:
+            locker.execute(sa.text("BEGIN"))
+            locker.execute(sa.text("LOCK TABLE latency_hourly IN ACCESS EXCLUSIVE MODE"))
+            recorder.record(_turn(sid, 0))
+            assert poll(lambda: recorder.stats.failures >= 2)
+            assert recorder.stats.quarantined == 0
+            locker.execute(sa.text("ROLLBACK"))
+        assert recorder.flush(WAIT) is True
+        assert recorder.stats.quarantined == 0
+        assert [e["name"] for e in store.timeline(sid)] == ["support", "turn"]
+    finally:
+        admin.dispose()
+        recorder.close()
+        store.close()
