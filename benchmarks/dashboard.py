@@ -184,7 +184,7 @@ def run(quick: bool = False, db: str | None = None, rounds: int | None = None,
         db = str(Path(scratch.name) / "seeded.db")
     url = postgres_url or f"sqlite:///{db}"
     seeded_note = ""
-    if postgres_url is not None or not Path(str(db)).exists():
+    if (not _seeded(url)) if postgres_url is not None else not Path(str(db)).exists():
         result = seed(url, sessions=sessions, events=events)
         seeded_note = f"seeded in {result['seconds']:.0f}s"
     sample = sample_of(url)
@@ -212,6 +212,16 @@ def run(quick: bool = False, db: str | None = None, rounds: int | None = None,
     return figures
 
 
+def _seeded(url: str) -> bool:
+    from opencell.store.store import Store
+
+    store = Store.open(url)
+    try:
+        return bool(store.stats()["sessions"])
+    finally:
+        store.close()
+
+
 def main(argv: list[str] | None = None) -> list[Figure]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
@@ -220,8 +230,12 @@ def main(argv: list[str] | None = None) -> list[Figure]:
     parser.add_argument("--requests", type=int, default=None, help="timed rounds per request")
     parser.add_argument("--postgres", action="store_true",
                         help="a throwaway loopback PostgreSQL instead of SQLite")
+    parser.add_argument("--postgres-url", help="a PostgreSQL store to reuse (seeded when "
+                        "empty), e.g. from an earlier run")
     args = parser.parse_args(argv)
-    if args.postgres:
+    if args.postgres_url:
+        figures = run(args.quick, None, args.requests, postgres_url=args.postgres_url)
+    elif args.postgres:
         from tests.fakes.postgres import server_from_env
 
         server = server_from_env()
@@ -232,7 +246,7 @@ def main(argv: list[str] | None = None) -> list[Figure]:
     else:
         figures = run(args.quick, args.db, args.requests)
     print_table(figures, "Dashboard on a big store" + (" (quick)" if args.quick else "")
-                + (", PostgreSQL" if args.postgres else ""))
+                + (", PostgreSQL" if args.postgres or args.postgres_url else ""))
     return figures
 
 
