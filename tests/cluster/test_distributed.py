@@ -66,6 +66,13 @@ async def start_worker(config: Path, env: dict[str, str]) -> asyncio.subprocess.
         stderr=asyncio.subprocess.PIPE)
 
 
+async def read_log(process: asyncio.subprocess.Process, log: bytearray) -> None:
+    """A worker's stderr as it comes: an unread pipe fills up and blocks the worker."""
+    assert process.stderr is not None
+    while chunk := await process.stderr.read(65536):
+        log += chunk
+
+
 def stored_turns(url: str) -> int:
     store = Store.open(url)
     try:
@@ -85,6 +92,8 @@ async def test_three_workers_one_killed(postgres_url: str, tmp_path: Path) -> No
     receiver.start()
     ports = [free_port() for _ in range(WORKERS)]
     workers: list[asyncio.subprocess.Process] = []
+    logs: list[bytearray] = []
+    readers: list[asyncio.Task[None]] = []
     async with FakeSlack() as slack, FakeLLMServer(model=model) as llm:
         env = clean_env(ANTHROPIC_API_KEY="sk-ant-test", ANTHROPIC_BASE_URL=llm.url,
                         OPENCELL_DATABASE_URL=postgres_url,
@@ -93,6 +102,8 @@ async def test_three_workers_one_killed(postgres_url: str, tmp_path: Path) -> No
             for i, port in enumerate(ports):
                 config = bot_yaml(tmp_path / f"worker{i}.yaml", port, slack)
                 workers.append(await start_worker(config, env))
+                logs.append(bytearray())
+                readers.append(asyncio.create_task(read_log(workers[-1], logs[-1])))
             for port in ports:
                 await until_listening(port, timeout=WAIT)
             urls = [f"http://127.0.0.1:{port}/slack/events" for port in ports]
@@ -138,7 +149,8 @@ async def test_three_workers_one_killed(postgres_url: str, tmp_path: Path) -> No
                     except TimeoutError:
                         process.kill()
                         await process.wait()
-        stderr = [(await p.stderr.read()).decode() if p.stderr else "" for p in workers]
+            await asyncio.gather(*readers)  # each ends at its worker's exit
+        stderr = [bytes(log).decode(errors="replace") for log in logs]
 
     for i, process in enumerate(workers):
         if i != killed:
