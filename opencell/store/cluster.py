@@ -143,9 +143,11 @@ class Membership:
     def _note_instance(self, owner: str) -> None:
         """Keep a row per instance (for operators and the janitor); best effort."""
         try:
+            # SQLite's instances hold a lock file, not an advisory lock: any key will do.
+            key = lock_key(self._ns() if self._postgres else str(self._path), owner)
             with self._engine.connect() as conn, conn.execution_options(**{WRITE: True}).begin():
                 conn.execute(self._dialect.insert_missing(instances, ("id",)), {
-                    "id": owner, "lock_key": lock_key(self._ns(), owner),
+                    "id": owner, "lock_key": key,
                     "label": owner.partition("/")[0], "started_at": time.time()})
         except sa.exc.SQLAlchemyError:
             pass

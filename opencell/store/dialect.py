@@ -26,7 +26,12 @@ from opencell.errors import StoreError
 from opencell.store._checkpoint import SAFETY_NET_PAGES, Checkpointer
 
 SQLITE_BUSY_TIMEOUT_MS = 150
-"""Short on purpose: the recorder's writer retries with back-off instead of waiting long."""
+"""How long a write waits for the file's lock: short on purpose, the recorder's writer
+retries with back-off instead of waiting long."""
+SQLITE_READ_BUSY_TIMEOUT_MS = 5000
+"""How long a read (or opening a connection) waits: in WAL mode readers rarely wait at all,
+but when they must (another connection closing the WAL, a file locked exclusively), a
+dashboard page should wait out a busy moment, not fail after 150 ms."""
 
 WRITE = "opencell_write"
 """Execution option marking a connection that will write (SQLite: ``BEGIN IMMEDIATE``)."""
@@ -232,11 +237,15 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
-        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_READ_BUSY_TIMEOUT_MS}")
         # Takes effect only in a file with no tables yet (a new store): retention can then
         # hand freed pages back with PRAGMA incremental_vacuum. An older file keeps its mode
-        # until a full VACUUM (`opencell prune --vacuum`); see store/retention.py.
-        cursor.execute("PRAGMA auto_vacuum = INCREMENTAL")
+        # until a full VACUUM (`opencell prune --vacuum`); see store/retention.py. Set only
+        # there: setting it takes the write lock, so every new connection (a dashboard read)
+        # waited for the writer's batch, and failed "database is locked" behind a long one.
+        if cursor.execute("PRAGMA auto_vacuum").fetchone()[0] != 2 and \
+                cursor.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
+            cursor.execute("PRAGMA auto_vacuum = INCREMENTAL")
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")
     finally:
@@ -254,8 +263,13 @@ def _leave_checkpoints_to_the_checkpointer(dbapi_connection: Any, _record: Any) 
 def _sqlite_begin(conn: Connection) -> None:
     # A writer takes the write lock up front: a deferred transaction that read first and
     # then writes can fail with SQLITE_BUSY without the busy handler ever waiting.
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(WRITE)
-                         else "BEGIN")
+    write = bool(conn.get_execution_options().get(WRITE))
+    timeout = SQLITE_BUSY_TIMEOUT_MS if write else SQLITE_READ_BUSY_TIMEOUT_MS
+    info = conn.connection.info  # a pooled connection serves reads and writes in turn
+    if info.get("busy_timeout", SQLITE_READ_BUSY_TIMEOUT_MS) != timeout:
+        conn.exec_driver_sql(f"PRAGMA busy_timeout = {timeout}")
+        info["busy_timeout"] = timeout
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
 _VERBATIM_IN_JSON = frozenset(chr(c) for c in range(0x20, 0x7F)) - set('"\\/<>&')

@@ -312,16 +312,13 @@ class Store(SessionReads):
 
     def is_outage(self, exc: BaseException) -> bool:
         """Whether a failed ``write_batch`` is the database's trouble (locked, unreachable,
-        disk full, schema) rather than one record's: only the latter is split and quarantined."""
-        if isinstance(exc, OSError | StoreError | sa.exc.OperationalError
-                      | sa.exc.InterfaceError | sa.exc.DisconnectionError
-                      | sa.exc.TimeoutError | sa.exc.ResourceClosedError):
-            return True
-        # The driver's own errors, where it is called directly (PostgreSQL's COPY and
-        # pipelined statements): the same two PEP 249 classes of trouble.
+        disk full, schema) rather than one record's: only the latter is split and quarantined.
+        The driver's own errors count too (PostgreSQL's COPY and pipeline call it directly)."""
         dbapi = self._engine.dialect.dbapi
-        return dbapi is not None and isinstance(exc, dbapi.OperationalError
-                                                | dbapi.InterfaceError)
+        return isinstance(exc, OSError | StoreError | sa.exc.OperationalError
+                          | sa.exc.InterfaceError | sa.exc.DisconnectionError
+                          | sa.exc.TimeoutError | sa.exc.ResourceClosedError) or (
+            dbapi is not None and isinstance(exc, dbapi.OperationalError | dbapi.InterfaceError))
 
     def _write_plan(self, conn: Connection, plan: BatchPlan, infos: dict[str, SessionInfo]) -> None:
         sql = self._sql
