@@ -20,6 +20,7 @@ import time
 import unicodedata
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -70,6 +71,10 @@ class FeedbackBook:
         self._last: OrderedDict[str, str] = OrderedDict()
         self._not_part: OrderedDict[tuple[str, str, str, str, str], float] = OrderedDict()
         self._tasks: set[asyncio.Future[Any]] = set()
+        # One thread, so writes land in the order they were made: a rating, its retraction
+        # and a new rating by the same person on one turn, run side by side, could land in
+        # any order (and, on PostgreSQL, two inserts of the same key collided).
+        self._writer: ThreadPoolExecutor | None = None
         self._pending: list[dict[str, Any]] = []
         self._writing = False
 
@@ -209,7 +214,10 @@ class FeedbackBook:
         except RuntimeError:  # called from plain Python (the facade): write now
             run()
             return
-        future = loop.run_in_executor(None, run)
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1,
+                                              thread_name_prefix="opencell-feedback")
+        future = loop.run_in_executor(self._writer, run)
         self._tasks.add(future)
         future.add_done_callback(self._tasks.discard)
 
