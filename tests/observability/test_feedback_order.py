@@ -4,8 +4,6 @@ rating it again (a reaction added, removed, another added) ends with their last 
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 
 from opencell.config import OpenCellConfig, StoreConfig
