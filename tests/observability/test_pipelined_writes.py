@@ -26,6 +26,15 @@ def _turn(sid: str, i: int) -> Record:
                   {"input": f"question {i}", "output": f"answer {i}"}, 120.0, True)
 
 
+def _recording(store: Store) -> tuple[Recorder, str]:
+    """A recorder writing often, and a session it has already stored."""
+    recorder = Recorder(store, flush_interval=0.01)
+    sid = new_session_id()
+    recorder.record(_start(sid))
+    assert recorder.flush(WAIT)
+    return recorder, sid
+
+
 def _waiting_writers(conn: sa.Connection) -> list[int]:
     return [int(pid) for pid in conn.execute(sa.text(
         "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
@@ -34,10 +43,7 @@ def _waiting_writers(conn: sa.Connection) -> list[int]:
 
 def test_a_connection_lost_inside_the_pipelined_part_is_an_outage(postgres_url: str) -> None:
     store = Store.open(postgres_url)
-    recorder = Recorder(store, flush_interval=0.01)
-    sid = new_session_id()
-    recorder.record(_start(sid))
-    assert recorder.flush(WAIT)
+    recorder, sid = _recording(store)
     admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as locker, admin.connect() as watcher:
@@ -69,10 +75,7 @@ def test_a_statement_the_server_cancels_in_the_pipelined_part_is_an_outage(
     base, _, options = postgres_url.partition("?options=")
     url = f"{base}?options={quote(unquote(options) + ' -clock_timeout=200')}"
     store = Store.open(url)
-    recorder = Recorder(store, flush_interval=0.01)
-    sid = new_session_id()
-    recorder.record(_start(sid))
-    assert recorder.flush(WAIT)
+    recorder, sid = _recording(store)
     admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as locker:
