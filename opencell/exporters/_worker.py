@@ -32,6 +32,8 @@ log = logging.getLogger("opencell.exporters")
 
 LAG_LOG_INTERVAL = 60.0
 BACKLOG_REFRESH = 2.0
+HELD_BACK_POLL = 0.05
+"""How often a stopping worker looks again at events held back by an open transaction."""
 
 
 class SpanSink(Protocol):
@@ -94,6 +96,7 @@ class ExportWorker:
         self._deadline = float("inf")
         self._abandoned = False
         self._caught_up = False
+        self._held_back = False
         self._state = "starting"
         self._attempt = 0
         self._failures = 0
@@ -142,7 +145,11 @@ class ExportWorker:
         with guard(f"exporter.{self.sink.name}.close", logger=log):
             self.sink.close()
         self._state = "stopped"
-        if self._pending:
+        if self._held_back:
+            log.warning("%s stopped while committed events waited behind a transaction "
+                        "still open on the database server; they stay pending for the next "
+                        "start", self.sink.label)
+        elif self._pending:
             log.info("%s stopped with events pending count=%d action=kept_for_next_start",
                      self.sink.label, self._pending)
         return self._caught_up and not self._pending
@@ -209,6 +216,13 @@ class ExportWorker:
                 return self._failed(outcome, connecting=True)
             self._connected = True
         batch = self.outbox.window(cursor, self._limit)
+        if not batch and self._draining and self.outbox.held_back(cursor):
+            # Committed events wait behind a transaction open elsewhere on the server: a
+            # stop drains them when it ends, up to the deadline, instead of calling this
+            # caught up and leaving them for the next start.
+            self._caught_up, self._held_back = False, True
+            return HELD_BACK_POLL
+        self._held_back = False
         if not batch:
             self._caught_up = True
             self._pending, self._oldest = 0, None

@@ -195,6 +195,17 @@ class Outbox:
         with self.store.reading() as conn:
             return _events(conn, conn.execute(stmt))
 
+    def held_back(self, after: Position) -> bool:
+        """Whether committed events after ``after`` wait behind a transaction still open
+        somewhere on the server (PostgreSQL: their ``tx`` is not below the xmin yet); they
+        become readable when it ends. Never on SQLite."""
+        if not self.postgres:
+            return False
+        e = events.c
+        stmt = sa.select(e.id).where(sa.tuple_(e.tx, e.id) > sa.tuple_(*after)).limit(1)
+        with self.store.reading() as conn:
+            return conn.execute(stmt).first() is not None
+
     def neighbours(self, session_seq: int, low: int, high: int) -> list[StoredEvent]:
         """The session's events with ids in ``[low, high]``."""
         e = events.c

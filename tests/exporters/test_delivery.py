@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from opencell.exporters import Exporters, ExportTuning, cursor_rows
 from opencell.observability.observer import Observability
@@ -137,6 +138,35 @@ async def test_a_stop_with_a_backlog_keeps_it_for_the_next_start(
     wait_for(lambda: Counter(s.name for s in fake_agentops.spans) == CONVERSATION)
     again.close()
     assert len({s.span_id for s in fake_agentops.spans}) == 7
+
+
+@pytest.mark.postgres
+async def test_a_stop_waits_for_events_held_back_by_a_transaction_open_elsewhere(
+        postgres_url: str, fake_agentops: FakeAgentOps) -> None:
+    """A transaction open anywhere on the server (another client, an autovacuum's analyze)
+    holds the outbox below its xmin. A stop used to call the empty window "caught up" and
+    left everything for the next start (seen once in CI); it waits for it to end."""
+    obs = Observability.from_config(agentops_config(postgres_url, fake_agentops),
+                                    export_tuning=FAST)
+    store = obs.store
+    assert store is not None
+    other = store.engine.connect()
+    other.execute(sa.text("SELECT pg_current_xact_id()"))  # an open transaction with an id
+    try:
+        await two_turns(obs)
+        assert obs.recorder.flush(WAIT)
+        assert obs.exporters is not None
+        outbox = obs.exporters.workers[0].outbox
+        start = outbox.claim()
+        assert start is not None
+        assert outbox.window(start, 100) == [] and outbox.held_back(start)
+        ended = threading.Timer(0.3, other.commit)
+        ended.start()
+        assert obs.close(export_timeout=WAIT)
+        ended.join()
+    finally:
+        other.close()
+    assert Counter(s.name for s in fake_agentops.spans) == CONVERSATION
 
 
 def test_sigterm_with_a_backlog_then_the_next_start_sends_it(
