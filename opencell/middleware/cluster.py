@@ -11,8 +11,9 @@ Around every turn, inside the runtime's per-conversation queue:
    turn opens a new one;
    A message some process already took on (a Slack retry or duplicate delivered to another
    worker; ``platform_events``) is dropped here, unanswered;
-3. after the turn: store the history with a new version, flush the recorder (the session row
-   and the turn's events are then visible to every process), and let the lock go.
+3. after the turn: flush the recorder (the session row and the turn's events are then visible
+   to every process), then store the history with a new version and let the lock go (one
+   round trip).
 
 Idle expiry stays in each process's tracker, but only the process that served the last turn
 ends the session (``still_mine``); the others drop their copy silently. A graceful stop hands
@@ -31,10 +32,9 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
 from typing import Any, TypeVar
 
-from opencell.llm.base import ChatMessage, ToolCall
+from opencell.llm.base import Attachment, ChatMessage, ToolCall
 from opencell.messages import ConversationKey, IncomingMessage
 from opencell.observability.observer import Observability
 from opencell.sessions import EndReason, Session, SessionTracker
@@ -89,8 +89,8 @@ class ClusterTurns:
                                  message.message_id))
         lock = self.conversations.turn(str(key))
         # One worker-thread hop before the turn (lock, take the message on, read the stored
-        # session) and one after it (save the history, flush, let go): each hop is a thread
-        # hand-off of its own, so the database work of each side goes in one.
+        # session: one round trip) and one after it (flush; save the history and let go: one
+        # round trip): each hop is a thread hand-off of its own, so each side goes in one.
         held, fresh, stored = await _acquire(
             lambda: self._enter(lock, str(key), claim, time.time()), lock, self._threads)
         answered = False
@@ -149,8 +149,7 @@ class ClusterTurns:
         if session is not None:  # the version is the session's turn count
             version = max(self._versions.get(session.id, 0) + 1, session.turns)
             held.save(session.id, version,
-                                    [[_plain(m) for m in turn]
-                                     for turn in session.history.turns()])
+                      [[_plain(m) for m in turn] for turn in session.history.turns()])
             self._versions[session.id] = version
         if not self.obs.recorder.flush(FLUSH_TIMEOUT):
             log.warning("turn records not flushed before the conversation lock was released "
@@ -222,9 +221,17 @@ async def _acquire(enter: Callable[[], T], lock: contextlib.AbstractContextManag
 
 
 def _plain(message: ChatMessage) -> dict[str, Any]:
-    data = asdict(message)
-    data["tool_calls"] = [{"id": c.id, "name": c.name, "arguments": dict(c.arguments)}
-                          for c in message.tool_calls]
+    """A history message as stored (JSON); field by field: ``dataclasses.asdict`` deep-copies
+    every value, and the whole bounded history is stored after every turn."""
+    data: dict[str, Any] = {
+        "role": message.role, "content": message.content,
+        "tool_calls": [{"id": c.id, "name": c.name, "arguments": dict(c.arguments)}
+                       for c in message.tool_calls],
+        "tool_call_id": message.tool_call_id, "tool_name": message.tool_name,
+        "is_error": message.is_error}
+    if message.attachments:
+        data["attachments"] = [{"kind": a.kind, "mime_type": a.mime_type, "data": a.data}
+                               for a in message.attachments]
     return data
 
 
@@ -234,4 +241,7 @@ def _turn(turn: list[dict[str, Any]]) -> tuple[ChatMessage, ...]:
                                               for c in m.get("tool_calls", ())),
                              tool_call_id=m.get("tool_call_id", ""),
                              tool_name=m.get("tool_name", ""),
-                             is_error=bool(m.get("is_error", False))) for m in turn)
+                             is_error=bool(m.get("is_error", False)),
+                             attachments=tuple(Attachment(a["kind"], a["mime_type"], a["data"])
+                                               for a in m.get("attachments", ())))
+                 for m in turn)
