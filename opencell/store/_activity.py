@@ -37,6 +37,7 @@ from sqlalchemy.engine import Connection
 
 from opencell.calendar import first_day, hour_key, utc_day
 from opencell.store._batch import EventRow, Usage
+from opencell.store._direct import Run
 from opencell.store._writes import add_call
 from opencell.store.dialect import Dialect
 from opencell.store.tables import (
@@ -237,7 +238,7 @@ def _periods(day: str) -> tuple[str, str]:
     return found
 
 
-def write_activity(conn: Connection, sql: ActivityStatements, rows: list[EventRow],
+def write_activity(run: Run, sql: ActivityStatements, rows: list[EventRow],
                    rollups: list[dict[str, Any]], infos: SessionBots,
                    usage: Sequence[Usage] = ()) -> None:
     """Add one batch's events, its ``cost_rollups`` rows and its model calls' ``usage`` to
@@ -247,17 +248,17 @@ def write_activity(conn: Connection, sql: ActivityStatements, rows: list[EventRo
                             (sql.add_events_hourly, summed.events_hourly),
                             (sql.add_latency_hourly, summed.latency_hourly)):
         if part:
-            conn.execute(statement, part)
+            run(statement, part)
     if rollups:
         daily, users = cost_rows(rollups)
-        conn.execute(sql.add_daily, daily)
-        conn.execute(sql.add_users, users)
+        run(sql.add_daily, daily)
+        run(sql.add_users, users)
     hourly = cost_hourly_rows(usage, infos)
     if hourly:
-        conn.execute(sql.add_cost_hourly, hourly)
+        run(sql.add_cost_hourly, hourly)
     first_tokens = ttft_rows(usage, infos)
     if first_tokens:
-        conn.execute(sql.add_ttft, first_tokens)
+        run(sql.add_ttft, first_tokens)
 
 
 def add_session_end(conn: Connection, sql: ActivityStatements, *, ts: float, bot: str,

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 
 from opencell.store._batch import BatchPlan, Usage, to_json
 from opencell.store.dialect import Dialect
-from opencell.store.tables import ROLLUP_KEYS, cost_rollups, events, sessions
+from opencell.store.tables import ROLLUP_KEYS, cost_rollups, events, search_terms, sessions
 
 SessionInfo = tuple[int, str, str, str]
 """(seq, bot, user_id, platform) of a stored session: what events and rollups need."""
@@ -88,6 +88,7 @@ class Statements:
                                 else_=0.0),
         )
 
+        self.insert_terms = dialect.insert_missing(search_terms, ("term", "session_seq"))
         r = cost_rollups.c
         self.add_rollups = dialect.upsert(
             cost_rollups, ROLLUP_KEYS,

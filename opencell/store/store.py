@@ -40,6 +40,7 @@ from opencell.errors import StoreError
 from opencell.records import Record
 from opencell.store._activity import ActivityStatements, write_activity
 from opencell.store._batch import BatchPlan, plan_batch
+from opencell.store._direct import Run
 from opencell.store._orphans import close_orphans, judge_each
 from opencell.store._owner import owner_is_alive
 from opencell.store._reads import SessionReads, table_counts
@@ -54,7 +55,6 @@ from opencell.store.tables import (
     quarantine,
     record_drops,
     schema_version,
-    search_terms,
     texts,
 )
 from opencell.store.texts import rows as shared_rows
@@ -325,14 +325,13 @@ class Store(SessionReads):
         if plan.events:  # a batch of nothing but rejected records has none
             sql.insert_events(conn, [(infos[sid][0], ts, kind, name, duration, ok, data)
                                      for sid, ts, kind, name, duration, ok, data in plan.events])
-        with self._dialect.pipelined(conn):
-            self._write_rest(conn, plan, infos)
+        with self._dialect.pipelined(conn) as run:
+            self._write_rest(run, plan, infos)
 
-    def _write_rest(self, conn: Connection, plan: BatchPlan,
-                    infos: dict[str, SessionInfo]) -> None:
+    def _write_rest(self, run: Run, plan: BatchPlan, infos: dict[str, SessionInfo]) -> None:
         sql = self._sql
         if plan.totals:
-            conn.execute(sql.add_totals, [
+            run(sql.add_totals, [
                 {"b_seq": infos[sid][0], "b_messages": t.messages,
                  "b_failed_turns": t.failed_turns, "b_llm_calls": t.llm_calls,
                  "b_tool_calls": t.tool_calls, "b_errors": t.errors,
@@ -343,19 +342,18 @@ class Store(SessionReads):
                  "b_last_turn_failed": t.last_turn_failed}
                 for sid, t in sorted(plan.totals.items(), key=lambda item: infos[item[0]][0])])
         if plan.ends:
-            conn.execute(sql.end_session, [
+            run(sql.end_session, [
                 {"b_seq": infos[e.session_id][0], "b_status": e.status, "b_reason": e.reason,
                  "b_ended_at": e.ts, "b_metadata": e.metadata}
                 for e in sorted(plan.ends, key=lambda end: infos[end.session_id][0])])
         terms = self._indexed.new({infos[sid][0]: words for sid, words in plan.terms.items()})
         if terms:  # in key order, like every multi-row upsert (no deadlock between writers)
-            conn.execute(self._dialect.insert_missing(search_terms, ("term", "session_seq")),
-                         term_rows(terms))
+            run(sql.insert_terms, term_rows(terms))
         self._indexing = terms
         rollups = rollup_rows(plan.usage, infos) if plan.usage else []
         if rollups:
-            conn.execute(sql.add_rollups, rollups)
-        write_activity(conn, self._activity, plan.events, rollups, infos, plan.usage)
+            run(sql.add_rollups, rollups)
+        write_activity(run, self._activity, plan.events, rollups, infos, plan.usage)
 
     def _remember(self, session_id: str, info: SessionInfo) -> None:
         self._cache[session_id] = info

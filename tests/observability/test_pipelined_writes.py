@@ -92,3 +92,32 @@ def test_a_statement_the_server_cancels_in_the_pipelined_part_is_an_outage(
         admin.dispose()
         recorder.close()
         store.close()
+
+
+def test_statements_sent_straight_to_the_driver_bind_what_sqlalchemy_would(
+        postgres_url: str) -> None:
+    """In the pipelined part a batch's statements go to the driver as compiled once
+    (``store/_direct.py``): the values a statement binds itself ('open', 1000.0), a boolean
+    its type converts, and one SQLAlchemy must expand (``IN``: it falls back) all land as
+    SQLAlchemy's own ``execute`` would write them."""
+    from opencell.store.dialect import PostgresDialect
+    from opencell.store.tables import sessions
+
+    store = Store.open(postgres_url)
+    recorder, sid = _recording(store)
+    recorder.close(WAIT)
+    s = sessions.c
+    failed = sessions.update().where(s.id == sa.bindparam("b_id"), s.status == "open").values(
+        last_turn_failed=sa.bindparam("b_failed", type_=sa.Boolean),
+        duration_ms=sa.bindparam("b_seconds", type_=sa.Float) * 1000.0)
+    renamed = sessions.update().where(s.id.in_(sa.bindparam("b_ids", expanding=True))).values(
+        user_name=sa.bindparam("b_name", type_=sa.String))
+    dialect = PostgresDialect()
+    with store.writing() as conn, dialect.pipelined(conn) as run:
+        run(failed, [{"b_id": sid, "b_failed": 1, "b_seconds": 2.5}])
+        run(renamed, [{"b_ids": [sid, "nobody"], "b_name": "Ann"}])
+    with store.reading() as conn:
+        row = conn.execute(sa.select(s.last_turn_failed, s.duration_ms, s.user_name)
+                           .where(s.id == sid)).one()
+    store.close()
+    assert tuple(row) == (True, 2500.0, "Ann")
