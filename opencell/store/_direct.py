@@ -59,37 +59,43 @@ class CompiledStatements:
     """The driver's SQL of long-lived statements, compiled once each."""
 
     def __init__(self) -> None:
-        self._compiled: dict[int, _Direct] = {}
+        self._compiled: dict[tuple[int, tuple[str, ...]], _Direct] = {}
 
     def direct(self, conn: Connection, driver: Any) -> Run:
         """Runs statements on ``driver`` (``conn``'s own connection, in its transaction)."""
         fallback = through_sqlalchemy(conn)
 
         def run(statement: Executable, rows: Sequence[Mapping[str, Any]]) -> object:
-            direct = self._direct(conn.dialect, statement)
+            direct = self._direct(conn.dialect, statement, tuple(rows[0]))
             if direct.sql is None:
                 return fallback(statement, rows)
             return driver.cursor().executemany(direct.sql, direct.params(rows))
 
         return run
 
-    def _direct(self, dialect: SQLDialect, statement: Executable) -> _Direct:
-        found = self._compiled.get(id(statement))
+    def _direct(self, dialect: SQLDialect, statement: Executable,
+                keys: tuple[str, ...]) -> _Direct:
+        """``statement`` compiled for rows with ``keys``, as SQLAlchemy compiles it for them
+        (an INSERT names only the columns given, so the database's defaults fill the rest).
+        Direct only when nothing is left for SQLAlchemy to do at execution: no Python-side
+        column default to compute, no parameter to expand or rename."""
+        found = self._compiled.get((id(statement), keys))
         if found is not None and found.statement is statement:
             return found
-        compiled = statement.compile(dialect=dialect)  # type: ignore[attr-defined]
+        compiled = statement.compile(  # type: ignore[attr-defined]
+            dialect=dialect, column_keys=list(keys))
         processors = {}
         for name, bind in compiled.binds.items():
             process = bind.type.dialect_impl(dialect).bind_processor(dialect)
             if process is not None:
                 processors[name] = process
         plain = (dialect.paramstyle == "pyformat" and not compiled.escaped_bind_names
-                 and "POSTCOMPILE" not in compiled.string and set(processors) <= set(
-                     compiled.params))
+                 and not compiled.insert_prefetch and not compiled.update_prefetch
+                 and "POSTCOMPILE" not in compiled.string)
         defaults = {name: value for name, value in compiled.params.items()
-                    if value is not None}
+                    if value is not None and not compiled.binds[name].required}
         found = _Direct(statement, compiled.string if plain else None, defaults, processors)
         if len(self._compiled) >= _MOST:  # statements are long-lived; never a leak
             self._compiled.clear()
-        self._compiled[id(statement)] = found
+        self._compiled[(id(statement), keys)] = found
         return found

@@ -32,6 +32,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from opencell.records import valid_text
 from opencell.store.cluster import lock_key
 from opencell.store.dialect import PostgresDialect
 from opencell.store.store import Store
@@ -198,11 +199,19 @@ class Turn:
         driver = self.conn.connection.driver_connection
         assert driver is not None
         cursors = []
-        with _PIPELINE.pipelined(self.conn):
-            for sql, params in statements:
-                cursor = driver.cursor()
-                cursor.execute(sql, params)
-                cursors.append(cursor)
+        try:
+            with _PIPELINE.pipelined(self.conn):
+                for sql, params in statements:
+                    cursor = driver.cursor()
+                    cursor.execute(sql, params)
+                    cursors.append(cursor)
+        except BaseException:
+            # Whatever failed (the server, or the driver refusing a value before sending it
+            # while earlier statements ran), the connection may hold the lock or sit in an
+            # open transaction: closed, it lets both go and never goes back to the pool.
+            self._locked = False
+            self.conn.invalidate()
+            raise
         return cursors
 
     def begin(self, key: str, message: str | None,
@@ -213,8 +222,8 @@ class Turn:
         read sees what the lock's previous holder stored."""
         statements: list[Statement] = [_BEGIN, (_LOCK, {"k": self.lock})]
         if message:
-            statements.append((_CLAIM, {"key": message[:1000], "ts": now}))
-        statements += [(_OPEN, {"key": key}), _COMMIT]
+            statements.append((_CLAIM, {"key": _text(message[:1000]), "ts": now}))
+        statements += [(_OPEN, {"key": _text(key)}), _COMMIT]
         self._locked = True  # from here on, end() lets go (a lock never taken: a no-op)
         cursors = self._run(*statements)
         fresh = not message or cursors[2].fetchone() is not None
@@ -249,11 +258,12 @@ class Turn:
             statements += [_BEGIN, (_SAVE, self._history), _COMMIT]  # committed, then let go
         statements.append((_UNLOCK, {"k": self.lock}))
         self._locked, self._history = False, None
-        try:
-            self._run(*statements)
-        except BaseException:
-            self.conn.invalidate()
-            raise
+        self._run(*statements)
 
 
 _PIPELINE = PostgresDialect()
+
+
+def _text(value: str) -> str:
+    """A platform's id as PostgreSQL text can hold it (no NUL, no lone surrogate)."""
+    return valid_text(value).replace("\x00", "\ufffd")

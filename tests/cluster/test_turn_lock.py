@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 
@@ -68,3 +69,33 @@ def test_the_next_holder_of_a_conversation_reads_the_history_its_last_holder_sav
     turns.close()
     store.close()
     assert seen == [1]
+
+
+def test_a_turn_that_fails_to_begin_leaves_no_lock_and_no_open_transaction(
+        postgres_url: str) -> None:
+    """The driver refusing a value before it is sent still runs what was queued before it
+    (the transaction's BEGIN, the lock): that connection is closed, never pooled as it is.
+    A platform id with a NUL byte (PostgreSQL text cannot hold one) is stored with U+FFFD."""
+    store = Store.open(postgres_url)
+    turns = ConversationStore(store)
+
+    def held() -> tuple[int, int]:
+        with store.engine.connect() as conn:
+            return tuple(conn.execute(sa.text(
+                "SELECT (SELECT count(*) FROM pg_stat_activity WHERE state LIKE "
+                "'idle in transaction%' AND query LIKE 'SELECT pg_advisory%'), "
+                "(SELECT count(*) FROM pg_locks WHERE locktype = 'advisory')")).one())
+
+    before = held()
+    with pytest.raises(psycopg.ProgrammingError), turns.turn("c1") as turn:
+        turn.begin("c1", "m1", object())  # type: ignore[arg-type]  # no driver can send it
+    after_failure = held()
+    with turns.turn("c1") as turn:
+        fresh, session = turn.begin("c1", "m\x00", time.time())
+    with store.engine.connect() as conn:
+        claimed = conn.execute(sa.text("SELECT key FROM platform_events")).scalars().all()
+    turns.close()
+    store.close()
+    assert before[0] == 0 and after_failure == before
+    assert (fresh, session) == (True, None)
+    assert claimed == ["m\ufffd"]

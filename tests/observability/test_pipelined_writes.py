@@ -99,7 +99,7 @@ def test_statements_sent_straight_to_the_driver_bind_what_sqlalchemy_would(
     """In the pipelined part a batch's statements go to the driver as compiled once
     (``store/_direct.py``): the values a statement binds itself ('open', 1000.0), a boolean
     its type converts, and one SQLAlchemy must expand (``IN``: it falls back) all land as
-    SQLAlchemy's own ``execute`` would write them."""
+    SQLAlchemy's own ``execute`` would write them, columns left to their defaults too."""
     from opencell.store.dialect import PostgresDialect
     from opencell.store.tables import sessions
 
@@ -112,12 +112,20 @@ def test_statements_sent_straight_to_the_driver_bind_what_sqlalchemy_would(
         duration_ms=sa.bindparam("b_seconds", type_=sa.Float) * 1000.0)
     renamed = sessions.update().where(s.id.in_(sa.bindparam("b_ids", expanding=True))).values(
         user_name=sa.bindparam("b_name", type_=sa.String))
+    probe = sa.Table("direct_probe", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True),
+                     sa.Column("a", sa.Integer, server_default="7"),
+                     sa.Column("b", sa.Float, default=lambda: 1.5))
+    probe.create(store.engine)
     dialect = PostgresDialect()
     with store.writing() as conn, dialect.pipelined(conn) as run:
         run(failed, [{"b_id": sid, "b_failed": 1, "b_seconds": 2.5}])
         run(renamed, [{"b_ids": [sid, "nobody"], "b_name": "Ann"}])
+        run(probe.insert(), [{"id": 1}])  # the database's and SQLAlchemy's defaults fill in
+        run(probe.insert(), [{"id": 2, "a": 3}, {"id": 3, "a": 4}])
     with store.reading() as conn:
         row = conn.execute(sa.select(s.last_turn_failed, s.duration_ms, s.user_name)
                            .where(s.id == sid)).one()
+        probed = [tuple(r) for r in conn.execute(sa.select(probe).order_by(probe.c.id))]
     store.close()
     assert tuple(row) == (True, 2500.0, "Ann")
+    assert probed == [(1, 7, 1.5), (2, 3, 1.5), (3, 4, 1.5)]
