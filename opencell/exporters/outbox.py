@@ -202,7 +202,8 @@ class Outbox:
         if not self.postgres:
             return False
         e = events.c
-        stmt = sa.select(e.id).where(sa.tuple_(e.tx, e.id) > sa.tuple_(*after)).limit(1)
+        stmt = (sa.select(e.id).join_from(events, sessions, e.session_seq == sessions.c.seq)
+                .where(sa.tuple_(e.tx, e.id) > sa.tuple_(*after)).limit(1))  # as window()
         with self.store.reading() as conn:
             return conn.execute(stmt).first() is not None
 
