@@ -19,7 +19,13 @@ from opencell.calendar import utc_day
 from opencell.records import Record, valid_text
 from opencell.store._json import to_json as to_json
 from opencell.store.losses import quarantine_row
-from opencell.store.search import message_terms, session_terms, terms_of
+from opencell.store.search import (
+    message_terms,
+    message_texts,
+    session_terms,
+    terms_of,
+    words_of,
+)
 from opencell.store.texts import SHARED_MIN_CHARS, share, version_digest
 
 EventRow = tuple[str, float, str, str, float | None, bool | None, str]
@@ -98,6 +104,8 @@ class BatchPlan:
     """Large texts the events refer to by digest (see ``texts.py``)."""
     terms: dict[str, set[str]] = field(default_factory=dict)
     """Session id → the words to make searchable in it (see ``search.py``)."""
+    said: dict[str, list[str]] = field(default_factory=dict)
+    """Session id → its messages' texts whose words are read together (``words_of``)."""
 
 
 def text(value: object, limit: int = 200) -> str | None:
@@ -139,7 +147,18 @@ def plan_batch(records: Sequence[Record], owner: str) -> BatchPlan:
         except Exception as exc:  # noqa: BLE001 - one bad record must not sink the batch
             plan.rejected += 1
             plan.quarantine.append(quarantine_row(record, f"{type(exc).__name__}: {exc}"))
+    for session_id, texts in plan.said.items():
+        _add_terms(plan, session_id, words_of(texts))
     return plan
+
+
+def _add_terms(plan: BatchPlan, session_id: str, words: set[str]) -> None:
+    if words:
+        known = plan.terms.get(session_id)
+        if known is None:
+            plan.terms[session_id] = words
+        else:
+            known |= words
 
 
 def _plan_one(plan: BatchPlan, record: Record, owner: str) -> None:
@@ -183,13 +202,15 @@ def _plan_one(plan: BatchPlan, record: Record, owner: str) -> None:
     elif ts > totals.last_activity:  # type: ignore[operator]
         totals.last_activity = ts
     if kind == "message":
-        words = message_terms(data)
-        if words:
-            known = plan.terms.get(session_id)
-            if known is None:
-                plan.terms[session_id] = words
+        texts = message_texts(data)
+        if texts is None:
+            _add_terms(plan, session_id, message_terms(data))
+        else:
+            said = plan.said.get(session_id)
+            if said is None:
+                plan.said[session_id] = list(texts)
             else:
-                known |= words
+                said += texts
         totals.messages += 1
         if success is False:
             totals.failed_turns += 1
