@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from opencell.records import Record, new_session_id, short_session_id
 from opencell.store import migrations
 from opencell.store.dialect import dialect_for
-from opencell.store.search import MAX_CHARS, MAX_TERMS, message_terms, terms_of
+from opencell.store.search import MAX_CHARS, MAX_TERMS, message_terms, terms_of, words_of
 from opencell.store.store import Store
 
 T0 = 1_764_000_000.0
@@ -121,6 +121,12 @@ def test_words_are_what_the_word_pattern_finds(said: str, reply: str) -> None:
     assert message_terms({"input": said, "output": reply}) == reference(said) | reference(
         reply)
     assert message_terms({"input": said, "output": None}) == reference(said)
+    # A write batch reads a session's messages together (ASCII as bytes, others by pattern).
+    shouted = said.upper()
+    assert words_of([said, reply, shouted]) == reference(said) | reference(reply) | reference(
+        shouted)
+    assert words_of([said.encode("ascii", "ignore").decode(), reply[:5]]) == reference(
+        said.encode("ascii", "ignore").decode()) | reference(reply[:5])
 
 
 def test_a_store_from_before_search_is_indexed_when_upgraded(
