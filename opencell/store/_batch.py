@@ -225,9 +225,8 @@ def _plan_one(plan: BatchPlan, record: Record, owner: str) -> None:
         totals.errors += 1
     elif start is not None:
         plan.starts[session_id] = start
-        words = session_terms(session_id) | terms_of(start["user_id"]) \
-            | terms_of(start["user_name"])
-        plan.terms.setdefault(session_id, set()).update(words)
+        _add_terms(plan, session_id, session_terms(session_id) | terms_of(start["user_id"])
+                   | terms_of(start["user_name"]))
 
 
 def _event_json(data: Mapping[str, Any], plan: BatchPlan) -> str:

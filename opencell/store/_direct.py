@@ -3,15 +3,16 @@
 Through SQLAlchemy each ``execute`` costs 50-100 µs of Python before the driver sees it
 (parameters processed, a result object set up), several times the loopback round trip a
 pipeline already saves; a turn's batch runs about ten of them. The store's write statements
-are built once and bind only numbers, text and booleans, so
-each is compiled once and its rows go to the driver's ``executemany`` with only the
-conversions their types ask for (booleans). A statement SQLAlchemy would have to expand or
-rename parameters for still goes through it.
+are built once and bind only numbers, text and booleans, so each is compiled once and its
+rows go to the driver's ``executemany`` with only the conversions their types ask for
+(booleans). A statement SQLAlchemy would have to expand, rename parameters for or compute
+Python-side defaults for still goes through it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection
@@ -29,18 +30,15 @@ def through_sqlalchemy(conn: Connection) -> Run:
     return lambda statement, rows: conn.execute(statement, list(rows))
 
 
+@dataclass(frozen=True, slots=True)
 class _Direct:
-    """One statement as the driver takes it: its SQL, the values it binds itself, and the
-    conversions its parameters' types ask for (booleans)."""
+    """One statement as the driver takes it: its SQL (None: through SQLAlchemy), the values
+    it binds itself, and the conversions its parameters' types ask for (booleans)."""
 
-    __slots__ = ("defaults", "processors", "sql", "statement")
-
-    def __init__(self, statement: Executable, sql: str | None, defaults: dict[str, Any],
-                 processors: dict[str, Callable[[Any], Any]]) -> None:
-        self.statement = statement
-        self.sql = sql
-        self.defaults = defaults
-        self.processors = processors
+    statement: Executable
+    sql: str | None
+    defaults: dict[str, Any]
+    processors: dict[str, Callable[[Any], Any]]
 
     def params(self, rows: Sequence[Mapping[str, Any]]) -> Sequence[Mapping[str, Any]]:
         if not self.defaults and not self.processors:

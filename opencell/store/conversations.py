@@ -34,7 +34,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from opencell.records import valid_text
 from opencell.store.cluster import lock_key
-from opencell.store.dialect import PostgresDialect
+from opencell.store.dialect import driver_pipeline
 from opencell.store.store import Store
 from opencell.store.tables import platform_events, session_history, sessions
 
@@ -200,7 +200,7 @@ class Turn:
         assert driver is not None
         cursors = []
         try:
-            with _PIPELINE.pipelined(self.conn):
+            with driver_pipeline(self.conn):
                 for sql, params in statements:
                     cursor = driver.cursor()
                     cursor.execute(sql, params)
@@ -259,9 +259,6 @@ class Turn:
         statements.append((_UNLOCK, {"k": self.lock}))
         self._locked, self._history = False, None
         self._run(*statements)
-
-
-_PIPELINE = PostgresDialect()
 
 
 def _text(value: str) -> str:

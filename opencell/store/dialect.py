@@ -190,24 +190,28 @@ class PostgresDialect(Dialect):
         # Only for short lists: matched row by row, a long array costs far more.
         return column == sa.any_(sa.func.array(short.scalar_subquery()))
 
-    def pipelined(self, conn: Connection) -> AbstractContextManager[Run]:
-        # psycopg's pipeline mode (libpq 14+): a write batch's dozen statements wait for the
-        # server once, not a dozen times (a turn's batch on loopback: 2.7 → 1.7 ms), and go
-        # to the driver as compiled once (``_direct.py``: 1.1 → 0.6 ms). An error is raised
-        # by the driver itself when the block ends (``Store.is_outage``).
-        driver = conn.connection.driver_connection
-        if not hasattr(driver, "pipeline") or not _pipeline_supported():
-            return nullcontext(through_sqlalchemy(conn))
-        return _in_pipeline(driver, self._compiled.direct(conn, driver))
+    @contextmanager
+    def pipelined(self, conn: Connection) -> Iterator[Run]:
+        # A write batch's dozen statements wait for the server once, not a dozen times (a
+        # turn's batch on loopback: 2.7 → 1.7 ms), and go to the driver as compiled once
+        # (``_direct.py``: 0.77 → 0.54 ms). An error is raised by the driver itself when the
+        # block ends (``Store.is_outage``).
+        with driver_pipeline(conn) as pipeline:
+            yield through_sqlalchemy(conn) if pipeline is None else self._compiled.direct(
+                conn, conn.connection.driver_connection)
 
     def lock_schema(self, conn: Connection) -> None:
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(7406318471)"))
 
 
-@contextmanager
-def _in_pipeline(driver: Any, run: Run) -> Iterator[Run]:
-    with driver.pipeline():
-        yield run
+def driver_pipeline(conn: Connection) -> AbstractContextManager[Any]:
+    """psycopg's pipeline mode (libpq 14+) on ``conn``'s own connection: statements sent
+    inside go without waiting for each answer (one wait at the end); a plain block, giving
+    None, with a driver that has none."""
+    driver = conn.connection.driver_connection
+    if not hasattr(driver, "pipeline") or not _pipeline_supported():
+        return nullcontext()
+    return driver.pipeline()  # type: ignore[union-attr,no-any-return]
 
 
 @cache

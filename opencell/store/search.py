@@ -36,23 +36,10 @@ _ONE_PASS_CHARS = 3 * MAX_TERMS - 1
 _INDEXED = re.compile(r"\w{2,}")
 """A word long enough to index (``MIN_CHARS``)."""
 _WORD_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_"
-_SEPARATORS = str.maketrans({c: " " for c in range(128) if chr(c) not in _WORD_CHARS})
-"""Lower-cased ASCII: every character that is not a word character becomes a space."""
-_ONE_CHAR = frozenset(_WORD_CHARS)
-
-
-def _words(text: str) -> set[str]:
-    """The distinct words of ``text`` (lower-cased) that have ``MIN_CHARS`` or more.
-
-    ASCII text, most of what is said, is split by ``str.translate`` and ``str.split`` at
-    C speed: the same words as the pattern in 40 % of its time (the writer thread spent
-    over half its time per message here)."""
-    if not text.isascii():
-        return set(_INDEXED.findall(text.lower()))
-    words = set(text.lower().translate(_SEPARATORS).split())
-    if not words.isdisjoint(_ONE_CHAR):
-        words -= _ONE_CHAR
-    return words
+_BYTE_WORDS = bytes(c if chr(c) in _WORD_CHARS else c + 32 if 65 <= c <= 90 else 32
+                    for c in range(256))
+"""ASCII bytes lower-cased, and every byte that is not a word character made a space."""
+_ONE_BYTE = frozenset(c.encode() for c in _WORD_CHARS)
 
 
 def terms_of(text: object) -> set[str]:
@@ -60,10 +47,7 @@ def terms_of(text: object) -> set[str]:
     if not isinstance(text, str) or not text:
         return set()
     if len(text) < 3 * MAX_TERMS:  # fewer than MAX_TERMS words fit: no order to keep
-        words = _words(text)
-        if words and max(map(len, words)) > MAX_CHARS:
-            words = {w[:MAX_CHARS] for w in words}
-        return words
+        return words_of([text])
     found: set[str] = set()
     for match in _INDEXED.finditer(text.lower()):
         found.add(match.group()[:MAX_CHARS])
@@ -74,21 +58,14 @@ def terms_of(text: object) -> set[str]:
 
 def message_terms(data: Any) -> set[str]:
     """What a ``message`` record makes searchable: the user's text and the bot's reply."""
+    texts = message_texts(data)
+    if texts is not None:  # both short: one pass, no cap
+        return words_of(list(texts))
     if not isinstance(data, dict):
         return set()
-    said, reply = data.get("input"), data.get("output")
-    if isinstance(said, str) and isinstance(reply, str) and \
-            len(said) + len(reply) < _ONE_PASS_CHARS:  # both short: one pass, no cap
-        return terms_of(f"{said}\n{reply}")
-    found = terms_of(said)
-    found |= terms_of(reply)
+    found = terms_of(data.get("input"))
+    found |= terms_of(data.get("output"))
     return found
-
-
-_BYTE_WORDS = bytes(c if chr(c) in _WORD_CHARS else c + 32 if 65 <= c <= 90 else 32
-                    for c in range(256))
-"""ASCII bytes lower-cased, and every byte that is not a word character made a space."""
-_ONE_BYTE = frozenset(c.encode() for c in _WORD_CHARS)
 
 
 def message_texts(data: Any) -> tuple[str, str] | None:
@@ -104,12 +81,12 @@ def message_texts(data: Any) -> tuple[str, str] | None:
 
 
 def words_of(texts: list[str]) -> set[str]:
-    """The words of many :func:`message_texts` (one session's in a write batch) in one pass:
-    the words :func:`message_terms` finds in each, together.
+    """The indexable words of short ``texts`` (each under ``3 * MAX_TERMS`` characters, so
+    no cap applies), in one pass: one text, or a session's messages in a write batch.
 
     ASCII text (most of what is said) is a few hundred bytes a message translated and split
-    in C, each distinct word decoded once per session and batch, not once per message: the
-    writer spent half its time per message finding words one message at a time."""
+    in C, each distinct word decoded once per call, not once per message: the writer spent
+    half its time per message finding words with the pattern, one text at a time."""
     joined = "\n".join(texts)  # a separator: no word runs from one text into the next
     if joined.isascii():
         raw = set(joined.encode().translate(_BYTE_WORDS).split())
