@@ -184,7 +184,8 @@ def run(quick: bool = False, db: str | None = None, rounds: int | None = None,
         db = str(Path(scratch.name) / "seeded.db")
     url = postgres_url or f"sqlite:///{db}"
     seeded_note = ""
-    if (not _seeded(url)) if postgres_url is not None else not Path(str(db)).exists():
+    empty = not _seeded(url) if postgres_url is not None else not Path(str(db)).exists()
+    if empty:
         result = seed(url, sessions=sessions, events=events)
         seeded_note = f"seeded in {result['seconds']:.0f}s"
     sample = sample_of(url)
