@@ -312,6 +312,24 @@ def _v13_feedback(conn: Connection, dialect: Dialect) -> None:
     md.create_all(conn)
 
 
+def _v17_tag_index(conn: Connection, dialect: Dialect) -> None:
+    """PostgreSQL: sessions found by tag through a GIN index on the tags as JSONB.
+
+    A tag filter's page and its total count each read every session otherwise (100,000
+    sessions: 27 ms apiece, 75 ms p95 for the listing); the index finds the tagged few. The
+    expression is ``tag_listed``'s, so the planner matches it; ANALYZE gives it the
+    expression's statistics at once, or a common tag ("support", 45 % of sessions) would be
+    taken for a rare one and its page sorted from the index (57 ms) instead of walked in
+    start order (0.1 ms). SQLite has no such index; its substring test before the JSON is
+    read keeps the same listing at 38 ms.
+    """
+    del dialect
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_sessions_tags ON sessions "
+                             "USING gin ((tags::jsonb) jsonb_path_ops)")
+        conn.exec_driver_sql("ANALYZE sessions")
+
+
 Migration = Callable[[Connection, Dialect], None]
 
 MIGRATIONS: list[Migration] = [_v1_base_tables, _v2_cache_tokens_and_sort_indexes,
@@ -320,7 +338,7 @@ MIGRATIONS: list[Migration] = [_v1_base_tables, _v2_cache_tokens_and_sort_indexe
                                _v9_bot_versions_and_replays, _v10_lifecycle,
                                _v11_search_terms, _v12_cluster, _v13_feedback,
                                _v14_hourly_rollups, _v15_hand_over,
-                               _v16_clustered_keys]
+                               _v16_clustered_keys, _v17_tag_index]
 """Step *n* (1-based) upgrades a version *n-1* database to version *n*."""
 
 LATEST = len(MIGRATIONS)
