@@ -44,7 +44,8 @@ def _fast_encoder() -> Callable[[object], str] | None:
         return None
     dumps, refused = orjson.dumps, orjson.JSONEncodeError
     # Dataclasses and datetimes go to the fallback as they do in the standard library (their
-    # str), and non-string keys become strings as json writes them: the same text either way.
+    # str), and non-string keys become strings as json writes them: the same text either way,
+    # but for a float's exponent, spelt shortest ("1e-6" where json writes "1e-06").
     options = (orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS
                | orjson.OPT_PASSTHROUGH_DATETIME)
 
