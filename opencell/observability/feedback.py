@@ -20,7 +20,7 @@ import time
 import unicodedata
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -75,6 +75,7 @@ class FeedbackBook:
         # and a new rating by the same person on one turn, run side by side, could land in
         # any order (and, on PostgreSQL, two inserts of the same key collided).
         self._writer: ThreadPoolExecutor | None = None
+        self._in_flight: set[Future[None]] = set()
         self._pending: list[dict[str, Any]] = []
         self._writing = False
 
@@ -217,7 +218,10 @@ class FeedbackBook:
         if self._writer is None:
             self._writer = ThreadPoolExecutor(max_workers=1,
                                               thread_name_prefix="opencell-feedback")
-        future = loop.run_in_executor(self._writer, run)
+        written = self._writer.submit(run)
+        self._in_flight.add(written)
+        written.add_done_callback(self._in_flight.discard)
+        future = asyncio.wrap_future(written, loop=loop)
         self._tasks.add(future)
         future.add_done_callback(self._tasks.discard)
 
@@ -225,6 +229,19 @@ class FeedbackBook:
         """Wait for the background writes started so far (tests, shutdown)."""
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def close(self, timeout: float = 5.0) -> bool:
+        """Wait up to ``timeout`` for the background writes started so far, then stop their
+        thread (before the store closes under them); False if some were still running."""
+        writer, self._writer = self._writer, None
+        if writer is None:
+            return True
+        _, unfinished = wait(list(self._in_flight), timeout)
+        writer.shutdown(wait=False, cancel_futures=True)
+        if unfinished:
+            log.warning("feedback writes unfinished at close count=%d timeout_s=%.1f "
+                        "action=abandoned", len(unfinished), timeout)
+        return not unfinished
 
 
 def plain_emoji(reaction: str) -> str:

@@ -133,6 +133,7 @@ class Observability:
         the store for the next start) and stop them."""
         if self.janitor is not None:
             self.janitor.stop()
+        self.feedback.close(timeout)  # its writes go to the store, and record events
         flushed = self.recorder.close(timeout)
         if self.pruner is not None:
             self.pruner.stop(timeout)  # never raises: it only sets an event and joins
