@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,6 +16,7 @@ from opencell.observability.observer import Observability
 from opencell.runtime import BotRuntime
 from tests.budgets.conftest import SONNET, bot, budgets, message
 from tests.fakes.function_llm import FunctionLLM, answer
+from tests.fakes.ports import free_port
 from tests.fakes.waiting import WAIT, until
 
 SLACK = "/services/T000/B000/XXXXXXXX"
@@ -78,12 +78,6 @@ def priced_llm() -> FunctionLLM:
         return answer("ok", usage=Usage(1500, 800), model=SONNET)
 
     return FunctionLLM(play, provider="claude", model=SONNET)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def test_alerts_arrive_in_slack_discord_and_json_formats(

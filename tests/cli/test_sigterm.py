@@ -5,21 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import socket
 import sys
 import time
 from pathlib import Path
 
 from tests.conftest import REPO, clean_env, opencell
 from tests.fakes.llm_server import FakeLLMServer, delayed, reply
+from tests.fakes.ports import free_port
 from tests.fakes.slack_server import BOT_TOKEN, SIGNING_SECRET, FakeSlack, event, post_event
 from tests.fakes.waiting import WAIT, until
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def until_listening(port: int, timeout: float = 20.0) -> None:

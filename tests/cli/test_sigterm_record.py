@@ -32,10 +32,11 @@ from opencell.llm.base import LLMRequest
 from opencell.observability.observer import Observability
 from opencell.runtime import BotRuntime
 from opencell.store.store import Store
-from tests.cli.test_sigterm import free_port, until_listening
+from tests.cli.test_sigterm import until_listening
 from tests.conftest import REPO, clean_env, opencell
 from tests.fakes.function_llm import FunctionLLM
 from tests.fakes.llm_server import FakeLLMServer, delayed, reply
+from tests.fakes.ports import free_port
 from tests.fakes.slack_server import BOT_TOKEN, SIGNING_SECRET, FakeSlack, event, post_event, until
 
 APOLOGY = "Sorry, something broke on my side."

@@ -32,10 +32,11 @@ import sqlalchemy as sa
 from opencell.exporters import cursor_rows
 from opencell.store import tables
 from opencell.store.store import Store
-from tests.cli.test_sigterm import free_port, until_listening
+from tests.cli.test_sigterm import until_listening
 from tests.conftest import REPO, clean_env
 from tests.fakes.llm_server import FakeLLMServer, Step
 from tests.fakes.otlp_receiver import OTLPReceiver
+from tests.fakes.ports import free_port
 from tests.fakes.slack_server import BOT_TOKEN, SIGNING_SECRET, FakeSlack, event, post_event
 from tests.fakes.waiting import WAIT, until
 
@@ -104,8 +105,15 @@ async def test_three_workers_one_killed(postgres_url: str, tmp_path: Path) -> No
                 workers.append(await start_worker(config, env))
                 logs.append(bytearray())
                 readers.append(asyncio.create_task(read_log(workers[-1], logs[-1])))
-            for port in ports:
-                await until_listening(port, timeout=WAIT)
+            for worker, port in zip(workers, ports, strict=True):
+                try:
+                    await until_listening(port, timeout=WAIT)
+                except AssertionError:
+                    at = workers.index(worker)
+                    raise AssertionError(
+                        f"worker {at} is not listening on {port} (exit code "
+                        f"{worker.returncode}); its log:\n"
+                        f"{bytes(logs[at][-4000:]).decode(errors='replace')}") from None
             urls = [f"http://127.0.0.1:{port}/slack/events" for port in ports]
             live = list(range(WORKERS))
             sent = 0

@@ -29,10 +29,11 @@ from opencell.llm.base import LLMRequest
 from opencell.store import tables
 from opencell.store.store import Store
 from tests.adapters.test_slack import running, slack_bot
-from tests.cli.test_sigterm import free_port, until_listening
+from tests.cli.test_sigterm import until_listening
 from tests.cluster.test_distributed import start_worker
 from tests.conftest import clean_env
 from tests.fakes.llm_server import FakeLLMServer, RecordedRequest, Step
+from tests.fakes.ports import free_port
 from tests.fakes.slack_server import (
     APP_TOKEN,
     BOT_TOKEN,

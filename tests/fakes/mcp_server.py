@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-import socket
 import threading
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,8 @@ from typing import Any
 import uvicorn
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult, ImageContent, TextContent
+
+from tests.fakes.ports import free_port
 
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
@@ -94,13 +95,6 @@ def build(name: str = "acme") -> MCPServer:
         return "grown"
 
     return server
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class McpHttpServer:

@@ -16,13 +16,14 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
+
+from tests.fakes.ports import free_port
 
 DRIVER = "postgresql+psycopg"
 
@@ -37,12 +38,6 @@ def _bin_dir() -> Path | None:
         return Path(found[-1])
     initdb = shutil.which("initdb")
     return Path(initdb).resolve().parent if initdb else None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _as_postgres(argv: list[str]) -> list[str]:
@@ -71,7 +66,7 @@ class PostgresServer:
         root = Path(tempfile.mkdtemp(prefix="opencell-pg-"))
         if os.geteuid() == 0:
             shutil.chown(root, "postgres", "postgres")
-        port = _free_port()
+        port = free_port()
         data = root / "data"
         settings = (f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
                     "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300")
