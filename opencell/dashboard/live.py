@@ -37,6 +37,8 @@ MAX_SCAN = 20_000
 """Past this many new events in one poll the feed skips ahead (clients resync)."""
 QUEUE_SIZE = 256
 KEEPALIVE_S = 15.0
+BASELINE_WAIT_S = 5.0
+"""How long a new subscriber waits for the feed's first poll (a store that does not answer)."""
 
 
 @dataclass(eq=False)
@@ -66,6 +68,7 @@ class LiveFeed:
         self._subscribers: set[Subscriber] = set()
         self._task: asyncio.Task[None] | None = None
         self._last_id: int | None = None
+        self._baseline = asyncio.Event()
         self._closing = False
 
     @contextlib.asynccontextmanager
@@ -79,6 +82,11 @@ class LiveFeed:
             self._task = asyncio.get_running_loop().create_task(self._run(),
                                                                 name="opencell-dashboard-feed")
         try:
+            if not self._closing:
+                # The feed's first poll marks where it starts. A subscriber's catch-up must
+                # read after that mark, or an event committed between the two reaches neither.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._baseline.wait(), BASELINE_WAIT_S)
             yield subscriber
         finally:
             self._subscribers.discard(subscriber)
@@ -86,6 +94,7 @@ class LiveFeed:
     async def close(self) -> None:
         """Say goodbye to every subscriber (their streams end) and stop polling."""
         self._closing = True
+        self._baseline.set()
         for subscriber in list(self._subscribers):
             subscriber.offer("bye", {})
         if self._task is not None:
@@ -102,6 +111,7 @@ class LiveFeed:
             except Exception as exc:  # noqa: BLE001 - a failing store must not end the feed
                 log.warning("live feed poll failed error=%s: %s", type(exc).__name__, exc)
                 changed = None
+            self._baseline.set()
             now = time.monotonic()
             if changed is not None:
                 self._publish(changed)
@@ -109,6 +119,7 @@ class LiveFeed:
             elif now - last_tick >= KEEPALIVE_S:
                 last_tick = now
             await asyncio.sleep(self.interval)
+        self._baseline.set()
         self._task = None
 
     def _poll(self, conn: Connection) -> dict[str, Any] | None:

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import queue
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
+import sqlalchemy as sa
 
+from opencell.dashboard import queries
+from opencell.dashboard.live import LiveFeed, event_stream, timeline_after
+from opencell.dashboard.state import read_store
 from opencell.observability.facade import AgentOpsFacade
+from opencell.records import Record, new_session_id
+from opencell.store import tables
+from opencell.store.store import Store
 from tests.dashboard.conftest import ServerThread, observability
 from tests.fakes.waiting import WAIT
 
@@ -113,3 +123,59 @@ def test_stopping_the_server_ends_open_streams(conversations: dict[str, str],
 def test_an_unknown_session_cannot_be_watched(served: ServerThread) -> None:
     response = httpx.get(f"{served.url}/api/stream?session=nope", timeout=10)
     assert response.status_code == 404
+
+
+async def test_an_event_committed_while_the_feed_starts_reaches_the_page(
+        tmp_path: Path) -> None:
+    """A page's stream subscribes, catches up on what it missed, then hears the feed. The
+    feed's first poll only marks where it starts; when that poll came after the catch-up,
+    an event committed between the two reached neither (CI, on PostgreSQL under load: a live
+    session page never showed its tool call)."""
+    store = Store.open(f"sqlite:///{tmp_path / 'live.db'}")
+    sid = new_session_id()
+    store.write_batch([Record("session_start", sid, time.time(), "live",
+                              {"bot": "live", "platform": "api"})])
+    with store.reading() as conn:
+        seq = int(conn.execute(sa.select(tables.sessions.c.seq)).scalar_one())
+        seen = queries.last_event_id(conn)
+    first_poll, release, caught_up = threading.Event(), threading.Event(), asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def read(query: Any) -> Any:
+        if not first_poll.is_set():  # the feed's first poll, slowed as a loaded machine does
+            first_poll.set()
+            release.wait(WAIT)
+        return read_store(store, query)
+
+    def catch_up() -> list[dict[str, Any]]:
+        missed = read_store(store, lambda conn: timeline_after(conn, seq, seen))
+        loop.call_soon_threadsafe(caught_up.set)
+        return missed
+
+    feed = LiveFeed(read, interval=0.05)
+    stream = event_stream(feed, seq, catch_up=catch_up)
+    timelines: asyncio.Queue[str] = asyncio.Queue()
+
+    async def page() -> None:
+        async for text in stream:
+            await timelines.put(text)
+
+    reader = asyncio.create_task(page())
+    try:
+        await asyncio.to_thread(first_poll.wait, WAIT)
+        with contextlib.suppress(TimeoutError):  # before the fix the catch-up ran now
+            await asyncio.wait_for(caught_up.wait(), 1.0)
+        store.write_batch([Record("tool_call", sid, time.time(), "search", {"q": "x"},
+                                  12.0, True)])
+        release.set()
+        deadline = time.monotonic() + WAIT  # keepalives come every 15 s: a deadline, not a
+        while "search" not in await asyncio.wait_for(timelines.get(),  # wait per message
+                                                     max(0.01, deadline - time.monotonic())):
+            pass
+    finally:
+        release.set()
+        await feed.close()
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+        store.close()
