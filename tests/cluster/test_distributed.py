@@ -105,11 +105,10 @@ async def test_three_workers_one_killed(postgres_url: str, tmp_path: Path) -> No
                 workers.append(await start_worker(config, env))
                 logs.append(bytearray())
                 readers.append(asyncio.create_task(read_log(workers[-1], logs[-1])))
-            for worker, port in zip(workers, ports, strict=True):
+            for at, (worker, port) in enumerate(zip(workers, ports, strict=True)):
                 try:
                     await until_listening(port, timeout=WAIT)
                 except AssertionError:
-                    at = workers.index(worker)
                     raise AssertionError(
                         f"worker {at} is not listening on {port} (exit code "
                         f"{worker.returncode}); its log:\n"
