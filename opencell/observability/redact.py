@@ -136,7 +136,7 @@ _DISCORD_GATE = re.compile(rf"\.{_TOKEN}{{6}}\.")
 """The discord_token shape's gate."""
 
 
-def _maybe_secret(text: str) -> bool:
+def _maybe_secret(text: str, folded: str) -> bool:
     """False only when no shape above can match: every match contains one of these literals
     (or the Discord gate). Most chat text has none, and plain ``in`` tests (C speed, no
     generator) cost far less than running each shape — or one alternation — over it.
@@ -144,12 +144,12 @@ def _maybe_secret(text: str) -> bool:
     A ``:`` or ``=`` alone (model answers are full of them) is not enough: the shapes that need
     one also need a credential word (``key``, ``token``, ``secret``, ``passw``, ``passphrase``,
     ``sig``, ``auth``; ``aws_secret_access_key`` has ``secret``) or ``://`` (passwords in URLs).
+    ``folded`` is ``text.lower()``.
     """
     if ("sk-" in text or "xox" in text or "xapp-" in text or ("gh" in text and "_" in text)
             or "github_pat_" in text or "AKIA" in text or "ASIA" in text or "AIza" in text
             or "eyJ" in text or "-----BEGIN " in text or "://" in text):
         return True
-    folded = text.lower()
     if "bearer" in folded or "basic" in folded:
         return True
     if ("=" in text or ":" in text) and (
@@ -211,10 +211,12 @@ class Redactor:
             for secret in self._secrets:
                 if secret in text:
                     text = text.replace(secret, "[REDACTED:secret]")
-            lowered: str | None = None
-            if not _maybe_secret(text):
+            # Lower-cased once, for the needles and, when that kept every position, for the
+            # patterns (``_lower``): 1.2-1.7 µs each time for 300 characters not all ASCII.
+            folded = text.lower()
+            if not _maybe_secret(text, folded):
                 return self._apply_rules(text)
-            folded = text.lower()  # for the needles only: _lower keeps match positions
+            lowered: str | None = None
             for shape in _SHAPES:
                 if shape.needles:
                     hay = folded if shape.lowered else text
@@ -227,7 +229,7 @@ class Redactor:
                     continue
                 if shape.lowered:
                     if lowered is None:
-                        lowered = _lower(text)
+                        lowered = folded if len(folded) == len(text) else _lower(text)
                     match = shape.pattern.search(lowered)
                 else:
                     match = shape.pattern.search(text)

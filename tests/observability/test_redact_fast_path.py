@@ -17,6 +17,10 @@ FRAGMENTS = ["sk-", "sk-ant-", "xox", "xoxb-", "xapp-1-", "ghp_", "github_pat_",
              "passphrase=", "Passphrase: "]
 
 
+def _folded(text: str) -> tuple[str, str]:
+    return text, text.lower()
+
+
 def _matches_any_shape(text: str) -> bool:
     lowered = _lower(text)
     for shape in _SHAPES:
@@ -30,20 +34,22 @@ def _matches_any_shape(text: str) -> bool:
 @settings(max_examples=1500, deadline=None)
 @given(st.lists(st.sampled_from(FRAGMENTS) | st.text(max_size=6), max_size=14).map("".join))
 def test_text_the_shortcut_skips_matches_no_shape(text: str) -> None:
-    if not _maybe_secret(text):
+    if not _maybe_secret(text, text.lower()):
         assert not _matches_any_shape(text), text
 
 
 def test_plain_chat_takes_the_shortcut_and_secrets_do_not() -> None:
-    assert not _maybe_secret("Hello, this is message 123 of the benchmark; please answer.")
+    assert not _maybe_secret(*_folded("Hello, this is message 123 of the benchmark; please "
+                                      "answer."))
     # Colons and equals signs alone are prose (model answers are full of them).
-    assert not _maybe_secret("You said: “2+2=4”. Note: the answer is below.")
+    assert not _maybe_secret(*_folded("You said: “2+2=4”. Note: the answer is below."))
     redactor = Redactor()
     for secret in ("sk-ant-" + "a" * 40, "xoxb-1234567890-abcdefghij", "ghp_" + "b" * 36,
                    "AKIA" + "C" * 16, "Authorization: Bearer abcdef0123456789xyz",
                    "postgres://me:hunter22@db/x", "password=hunter22",
                    "MTA5ODc2NTQzMjEwOTg3NjU0Mw.GaBcDe." + "d" * 38):
-        assert _maybe_secret(f"look: {secret}") and _maybe_secret(secret), secret
+        assert _maybe_secret(*_folded(f"look: {secret}")), secret
+        assert _maybe_secret(*_folded(secret)), secret
         assert secret not in redactor.redact(f"here it is {secret} ok"), secret
 
 
