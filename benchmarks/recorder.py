@@ -14,6 +14,12 @@ Figures, all from the same process and run:
    SQLite file, spread over ``--sessions`` open sessions; median of three runs, events/s;
 4. durability latency: time from ``record()`` until another connection sees the event.
 
+Baseline for (3), in the same run: SQLite alone inserting the same event rows (their JSON
+already encoded) into a store's own ``events`` table and indexes, through ``sqlite3``'s
+``executemany``, in transactions of the recorder's batch size. What ingest adds to that is
+OpenCell's (planning, search words, session totals, rollups); the floor itself is the
+machine's, which is how a figure measured on one VM can be compared with another's.
+
 Targets (issue 3): record ≤ 1 µs median, ≥ 15× cheaper than the span, ingest ≥ 100,000
 events/s; durable within 200 ms. ``main()`` returns the figures as a dict.
 """
@@ -21,6 +27,7 @@ events/s; durable within 200 ms. ``main()`` returns the figures as a dict.
 from __future__ import annotations
 
 import argparse
+import json
 import sqlite3
 import statistics
 import sys
@@ -40,6 +47,8 @@ TARGET_RECORD_US = 1.0
 TARGET_RATIO = 15.0
 TARGET_INGEST = 100_000.0
 TARGET_DURABLE_MS = 200.0
+BATCH = 5_000
+"""The recorder's default batch size (``Recorder(batch_size=…)``)."""
 
 LLM_ATTRIBUTES: dict[str, Any] = {
     "provider": "claude", "model": "claude-sonnet-4-20250514",
@@ -144,6 +153,34 @@ def ingest_rate(store: Store, events: int, sessions: int) -> float:
     return events / elapsed
 
 
+def sqlite_floor_rate(url: str, path: Path, events: int, sessions: int) -> float:
+    """Event rows per second that SQLite alone inserts into a store's ``events`` table (see
+    the module docstring): the same rows ``ingest_rate`` stores, built before the clock."""
+    store = Store.open(url)
+    now = time.time()
+    store.write_batch([Record("session_start", new_session_id(), now, "bench",
+                              {"bot": "bench", "platform": "bench"}, None, None)
+                       for _ in range(sessions)])
+    store.close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    seqs = [seq for (seq,) in conn.execute("SELECT seq FROM sessions ORDER BY seq")]
+    data = json.dumps(MESSAGE_DATA, ensure_ascii=False, separators=(",", ":"))
+    rows = [(seqs[i % sessions], now, "message", "turn", 900.0, True, data)
+            for i in range(events)]
+    sql = ("INSERT INTO events (session_seq, ts, kind, name, duration_ms, success, data) "
+           "VALUES (?, ?, ?, ?, ?, ?, ?)")
+    start = time.perf_counter()
+    for first in range(0, events, BATCH):
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(sql, rows[first:first + BATCH])
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - start
+    conn.close()
+    return events / elapsed
+
+
 def durability_ms(store: Store, path: Path, samples: int) -> list[float]:
     """ms from record() until a separate connection reads the event."""
     recorder = Recorder(store)  # default flush_interval, as in production
@@ -186,6 +223,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             rates.append(ingest_rate(ingest_store, events, args.sessions))
             ingest_store.close()
         rate = statistics.median(rates)
+        floors = [sqlite_floor_rate(f"sqlite:///{tmp}/floor-{run}.db",
+                                    Path(tmp) / f"floor-{run}.db", events, args.sessions)
+                  for run in range(ingest_runs)]
+        floor = statistics.median(floors)
         latency_store = Store.open(f"sqlite:///{tmp}/latency.db")
         latency = durability_ms(latency_store, Path(tmp) / "latency.db", samples)
         latency_store.close()
@@ -194,7 +235,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "record_us": costs["record"], "emit_us": costs["emit"], "otel_span_us": costs["span"],
         "span_over_record": ratio, "span_over_emit": costs["span"] / costs["emit"],
         "ingest_events_per_s": rate, "ingest_events": events, "ingest_sessions": args.sessions,
-        "ingest_runs_events_per_s": rates,
+        "ingest_runs_events_per_s": rates, "sqlite_floor_events_per_s": floor,
+        "opencell_us_per_event": 1e6 / rate - 1e6 / floor,
         "durable_ms_median": statistics.median(latency), "durable_ms_max": max(latency),
         "targets_met": {
             "record_us": costs["record"] <= TARGET_RECORD_US,
@@ -216,6 +258,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
           f"{events:,} message records over {args.sessions} sessions, record() → flush(); "
           f"runs: {', '.join(f'{r:,.0f}' for r in rates)})  target ≥ {TARGET_INGEST:,.0f}: "
           f"{_verdict(met['ingest_events_per_s'])}")
+    print(f"  baseline: SQLite alone    {floor:8,.0f} events/s  (the same rows, encoded before "
+          f"the clock, into the store's events table and indexes, {BATCH:,} a transaction); "
+          f"OpenCell adds {figures['opencell_us_per_event']:.1f} µs an event to its "
+          f"{1e6 / floor:.1f} µs")
     print(f"record() → durable          {figures['durable_ms_median']:8.1f} ms median, "
           f"{figures['durable_ms_max']:.1f} ms max  target ≤ {TARGET_DURABLE_MS:.0f} ms: "
           f"{_verdict(met['durable_ms_max'])}")
