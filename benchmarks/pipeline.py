@@ -9,6 +9,10 @@ the reply, filled in once. The full path's time runs until the writer has stored
 record (``flush``). The baseline, measured in the same run once the writer is idle, is the
 bare handler (``BotRuntime.handle``) with the same provider and no chain. The process is
 pinned to one core, so the writer thread competes with the chain as it would in production.
+
+A second baseline bounds what any chain could reach on this machine: the bare handler plus
+SQLite alone inserting the rows the full run stored (``_sqlite_floor.py``), per message —
+the ceiling for a turn path that costs nothing itself and stores what this one stores.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._report import Figure, median, percentile, run_main  # noqa: E402
+from benchmarks._sqlite_floor import floor_us, stored_rows  # noqa: E402
 from opencell.config import (  # noqa: E402
     BotConfig,
     LLMConfig,
@@ -82,19 +87,22 @@ async def _bare(runtime: BotRuntime, messages: list[IncomingMessage]) -> list[fl
     return timings
 
 
-async def measure(count: int, store_url: str) -> dict[str, float]:
-    observability = Observability.from_config(OpenCellConfig(store=StoreConfig(url=store_url)))
+async def measure(count: int, path: Path) -> dict[str, float]:
+    observability = Observability.from_config(
+        OpenCellConfig(store=StoreConfig(url=f"sqlite:///{path}")))
     runtime = BotRuntime(_bot(), observability=observability)
     messages = _messages(count)
     await _full(runtime, messages)  # warm up caches, prices, sessions and full histories
     await _bare(runtime, messages[: count // 10])
     observability.recorder.flush(timeout=120)
+    written = observability.recorder.stats.written
     started = time.perf_counter()
     full = await _full(runtime, messages)
     # Until the writer has stored the last record: its work is part of the full chain's cost
     # (left running, it would be charged to the bare handler measured next).
     stored = observability.recorder.flush(timeout=120)
     full_seconds = time.perf_counter() - started
+    written = observability.recorder.stats.written - written
     started = time.perf_counter()
     bare = await _bare(runtime, messages)
     bare_seconds = time.perf_counter() - started
@@ -102,7 +110,11 @@ async def measure(count: int, store_url: str) -> dict[str, float]:
     drops = observability.recorder.stats.get("dropped", 0) if isinstance(
         observability.recorder.stats, dict) else 0
     observability.close(timeout=30)
+    rows, sessions = stored_rows(path, written)
+    floor_per_message_us = floor_us(rows, sessions) * len(rows) / count
     return {"full_rate": count / full_seconds, "bare_rate": count / bare_seconds,
+            "ceiling_rate": 1e6 / (1e6 * bare_seconds / count + floor_per_message_us),
+            "floor_us": floor_per_message_us, "events_per_message": len(rows) / count,
             "full_p50_us": median(full), "full_p99_us": percentile(full, 99),
             "bare_p50_us": median(bare), "added_p50_us": median(full) - median(bare),
             "dropped": float(drops), "stored": float(stored)}
@@ -114,13 +126,15 @@ def run(quick: bool) -> list[Figure]:
     count = 5_000 if quick else 30_000
     try:
         with tempfile.TemporaryDirectory(prefix="opencell-bench-") as tmp:
-            result = asyncio.run(measure(count, f"sqlite:///{tmp}/pipeline.db"))
+            result = asyncio.run(measure(count, Path(tmp) / "pipeline.db"))
     finally:
         os.sched_setaffinity(0, cores)
     return [
         Figure("pipeline", "throughput, full chain", result["full_rate"], "msg/s",
                f">= {TARGET_RATE:,.0f}", result["full_rate"] >= TARGET_RATE,
-               f"bare handler {result['bare_rate']:,.0f} msg/s",
+               f"bare handler {result['bare_rate']:,.0f} msg/s; bare handler + SQLite "
+               f"alone storing the run's {result['events_per_message']:.2f} events a message "
+               f"({result['floor_us']:.1f} µs): {result['ceiling_rate']:,.0f} msg/s",
                "one core, recording on, until stored"
                + ("" if result["stored"] else " (NOT all stored: see the log)")),
         Figure("pipeline", "added latency p50", result["added_p50_us"], "µs",

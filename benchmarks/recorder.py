@@ -14,13 +14,10 @@ Figures, all from the same process and run:
    SQLite file, spread over ``--sessions`` open sessions; median of three runs, events/s;
 4. durability latency: time from ``record()`` until another connection sees the event.
 
-Baseline for (3), in the same run: SQLite alone inserting the same event rows (their JSON
-already encoded) into a store's own ``events`` table and indexes, through ``sqlite3``'s
-``executemany``, in transactions of the recorder's batch size, with the store's WAL
-settings and its checkpointer thread (which SQLite's own checkpoints in the writing
-connection would cost about 4 µs a row more than). What ingest adds to that is
-OpenCell's (planning, search words, session totals, rollups); the floor itself is the
-machine's, which is how a figure measured on one VM can be compared with another's.
+Baseline for (3), in the same run: SQLite alone inserting the same event rows into a
+store's own ``events`` table (``_sqlite_floor.py``). What ingest adds to that is OpenCell's
+(planning, search words, session totals, rollups); the floor itself is the machine's, which
+is how a figure measured on one VM can be compared with another's.
 
 Targets (issue 3): record ≤ 1 µs median, ≥ 15× cheaper than the span, ingest ≥ 100,000
 events/s; durable within 200 ms. ``main()`` returns the figures as a dict.
@@ -41,17 +38,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks._sqlite_floor import BATCH, floor_us  # noqa: E402
 from opencell.observability.recorder import Recorder  # noqa: E402
 from opencell.records import Record, new_session_id  # noqa: E402
-from opencell.store._checkpoint import SAFETY_NET_PAGES, Checkpointer  # noqa: E402
 from opencell.store.store import Store  # noqa: E402
 
 TARGET_RECORD_US = 1.0
 TARGET_RATIO = 15.0
 TARGET_INGEST = 100_000.0
 TARGET_DURABLE_MS = 200.0
-BATCH = 5_000
-"""The recorder's default batch size (``Recorder(batch_size=…)``)."""
 
 LLM_ATTRIBUTES: dict[str, Any] = {
     "provider": "claude", "model": "claude-sonnet-4-20250514",
@@ -156,38 +151,6 @@ def ingest_rate(store: Store, events: int, sessions: int) -> float:
     return events / elapsed
 
 
-def sqlite_floor_rate(url: str, path: Path, events: int, sessions: int) -> float:
-    """Event rows per second that SQLite alone inserts into a store's ``events`` table (see
-    the module docstring): the same rows ``ingest_rate`` stores, built before the clock."""
-    store = Store.open(url)
-    now = time.time()
-    store.write_batch([Record("session_start", new_session_id(), now, "bench",
-                              {"bot": "bench", "platform": "bench"}, None, None)
-                       for _ in range(sessions)])
-    store.close()
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = NORMAL")
-    conn.execute(f"PRAGMA wal_autocheckpoint = {SAFETY_NET_PAGES}")
-    checkpointer = Checkpointer(path)
-    seqs = [seq for (seq,) in conn.execute("SELECT seq FROM sessions ORDER BY seq")]
-    data = json.dumps(MESSAGE_DATA, ensure_ascii=False, separators=(",", ":"))
-    rows = [(seqs[i % sessions], now, "message", "turn", 900.0, True, data)
-            for i in range(events)]
-    sql = ("INSERT INTO events (session_seq, ts, kind, name, duration_ms, success, data) "
-           "VALUES (?, ?, ?, ?, ?, ?, ?)")
-    start = time.perf_counter()
-    for first in range(0, events, BATCH):
-        conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(sql, rows[first:first + BATCH])
-        conn.execute("COMMIT")
-        checkpointer.nudge()
-    elapsed = time.perf_counter() - start
-    checkpointer.stop()
-    conn.close()
-    return events / elapsed
-
-
 def durability_ms(store: Store, path: Path, samples: int) -> list[float]:
     """ms from record() until a separate connection reads the event."""
     recorder = Recorder(store)  # default flush_interval, as in production
@@ -230,10 +193,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             rates.append(ingest_rate(ingest_store, events, args.sessions))
             ingest_store.close()
         rate = statistics.median(rates)
-        floors = [sqlite_floor_rate(f"sqlite:///{tmp}/floor-{run}.db",
-                                    Path(tmp) / f"floor-{run}.db", events, args.sessions)
-                  for run in range(ingest_runs)]
-        floor = statistics.median(floors)
+        data = json.dumps(MESSAGE_DATA, ensure_ascii=False, separators=(",", ":"))
+        now = time.time()
+        rows = [(i % args.sessions, now, "message", "turn", 900.0, True, data)
+                for i in range(events)]
+        floor = 1e6 / statistics.median(floor_us(rows, args.sessions)
+                                        for _ in range(ingest_runs))
         latency_store = Store.open(f"sqlite:///{tmp}/latency.db")
         latency = durability_ms(latency_store, Path(tmp) / "latency.db", samples)
         latency_store.close()
