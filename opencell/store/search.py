@@ -102,15 +102,17 @@ def words_of(texts: list[str]) -> set[str]:
         words = {word.decode() for word in raw}
     else:
         # A UTF-8 sequence holds no ASCII byte, so splitting there never cuts a character,
-        # and an ASCII-only piece lies between ASCII non-word characters: it is a word.
-        raw = set(joined.lower().encode().translate(_UTF8_WORDS).split())
+        # and an ASCII-only piece lies between ASCII non-word characters: it is a word. A
+        # lone surrogate (text from the facade is not made valid before it is stored) goes
+        # through as itself, which the pattern does not take for a word character.
+        raw = set(joined.lower().encode(errors="surrogatepass").translate(_UTF8_WORDS).split())
         raw -= _ONE_BYTE
         words = set()
         for piece in raw:
             if piece.isascii():
                 words.add(piece.decode())
             else:
-                words.update(_INDEXED.findall(piece.decode()))
+                words.update(_INDEXED.findall(piece.decode(errors="surrogatepass")))
     if words and max(map(len, words)) > MAX_CHARS:
         words = {w[:MAX_CHARS] for w in words}
     return words

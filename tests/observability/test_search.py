@@ -106,7 +106,7 @@ def test_a_huge_message_indexes_a_bounded_number_of_words() -> None:
 
 
 TEXT = st.text(alphabet=st.sampled_from(
-    "aZ09_ -.,'!?\n\t\x0b\x1c\x7fé€ßİ字٣Σς“”—\u212a" + "x" * 10), max_size=200)
+    "aZ09_ -.,'!?\n\t\x0b\x1c\x7fé€ßİ字٣Σς“”—\u212a\udce9" + "x" * 10), max_size=200)
 
 
 @settings(max_examples=300, deadline=None)
