@@ -34,7 +34,10 @@ _INSERT = ("INSERT INTO events (session_seq, ts, kind, name, duration_ms, succes
 
 
 def floor_us(rows: Sequence[Row], sessions: int, batch: int = BATCH) -> float:
-    """µs per row that SQLite alone takes to insert ``rows`` (see the module docstring)."""
+    """µs per row that SQLite alone takes to insert ``rows`` (see the module docstring);
+    NaN for no rows (nothing was stored to compare with)."""
+    if not rows:
+        return float("nan")
     with tempfile.TemporaryDirectory(prefix="opencell-floor-") as tmp:
         path = Path(tmp) / "floor.db"
         store = Store.open(f"sqlite:///{path}")
