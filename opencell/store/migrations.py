@@ -345,10 +345,16 @@ LATEST = len(MIGRATIONS)
 
 
 def current_version(conn: Connection) -> int:
-    """The schema version stored in the database (0 for an empty database)."""
-    inspector = sa.inspect(conn)
-    if not inspector.has_table("opencell_schema"):
-        if inspector.has_table("sessions") or inspector.has_table("events"):
+    """The schema version stored in the database (0 for an empty database).
+
+    The tables are listed in one query: a database is read as it was at one moment. Asked
+    one table at a time, a process starting beside another that was creating the schema
+    (three workers on a new PostgreSQL database) could see no version table, then — the
+    other's migration committed in between — the sessions table, and refuse a healthy
+    database as foreign."""
+    tables = set(sa.inspect(conn).get_table_names())
+    if "opencell_schema" not in tables:
+        if "sessions" in tables or "events" in tables:
             raise StoreError("the database has OpenCell-like tables but no schema version; "
                              "point OPENCELL_DATABASE_URL at a new database")
         return 0

@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from opencell.records import Record, new_session_id
+from opencell.store.migrations import LATEST, current_version
 from opencell.store.store import Store
 from tests.fakes.postgres import PostgresServer
 from tests.observability.test_store import T0, llm, start
@@ -155,3 +156,29 @@ def test_a_tag_filter_reads_the_tagged_sessions_not_every_session(postgres_url: 
         assert rare_page < 100 and rare_count < 100 and common_page < 100, read
     finally:
         store.close()
+
+
+def test_a_store_opened_while_another_process_creates_the_schema(postgres_url: str) -> None:
+    """Three workers start on a new database: one checks the schema version while another's
+    migration commits. Seen in a stress run: "the database has OpenCell-like tables but no
+    schema version", because the check read the version table and the sessions table in two
+    queries and the other process committed between them. Here the other process commits
+    right after the check's first catalog query."""
+    engine = sa.create_engine(postgres_url)
+    created: list[bool] = []
+
+    @sa.event.listens_for(engine, "after_cursor_execute")
+    def create_meanwhile(conn: object, cursor: object, statement: str, *_: object) -> None:
+        if not created and "pg_catalog" in statement:
+            created.append(True)
+            Store.open(postgres_url).close()  # another process migrates and commits
+
+    try:
+        with engine.connect() as conn:
+            version = current_version(conn)
+        assert created, "the check ran no catalog query"
+        assert version in (0, LATEST)  # empty when it looked, or complete: never "foreign"
+        store = Store.open(postgres_url)  # and the process then opens it as usual
+        store.close()
+    finally:
+        engine.dispose()
