@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -176,6 +177,27 @@ class ServerThread:
         self._thread.join(10)
         if self.store is not None:
             self.store.close()
+
+
+def leave(page: Any) -> None:
+    """Take ``page`` off the dashboard (to ``about:blank``) while its server still runs.
+
+    The ``page`` fixture fails a test on any console error, and checks when it is torn down;
+    by then a server the test used is stopped (fixtures end in reverse order), and the open
+    page's next request was refused — seen under load as "Failed to load resource:
+    net::ERR_CONNECTION_REFUSED" after a test that had passed. Leaving runs nothing more on
+    the page, and the navigation delivers every console message logged before it first."""
+    page.goto("about:blank")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """After each test's body, before any fixture ends: a ``page`` leaves the dashboard."""
+    yield
+    page = getattr(item, "funcargs", {}).get("page")
+    if page is not None and hasattr(page, "problems"):
+        with contextlib.suppress(Exception):  # a broken page must not hide the test's result
+            leave(page)
 
 
 @pytest.fixture

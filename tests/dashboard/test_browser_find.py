@@ -17,7 +17,7 @@ import pytest
 from opencell.records import short_session_id
 from opencell.store.store import Store
 from tests.conftest import REPO, clean_env, opencell
-from tests.dashboard.conftest import ServerThread
+from tests.dashboard.conftest import ServerThread, leave
 from tests.dashboard.test_browser import CHROMIUM, browser, page  # noqa: F401 - fixtures
 from tests.fakes.waiting import until_sync
 
@@ -220,3 +220,4 @@ def test_a_session_closed_by_a_crash_shows_as_interrupted(
         page.locator("a.session-link").click()
         page.wait_for_load_state("domcontentloaded")
         assert "interrupted" in page.locator("main").inner_text()
+        leave(page)  # before this server stops (see ``leave``)
