@@ -129,7 +129,11 @@ def test_an_open_session_updates_live(page: Any, served: ServerThread,
         assert ops.flush(5)
         page.goto(served.url + f"/sessions/{sid}")
         assert page.locator("[data-kind=llm_call]").count() == 0
-        page.wait_for_function("document.querySelector('#live-indicator.on') !== null")
+        # A locator, not wait_for_function: the dashboard's CSP has no 'unsafe-eval', and
+        # Playwright evaluates a string predicate again with eval on each poll (only the
+        # first try runs outside the page's CSP), so on a slow start it failed with
+        # "EvalError … violates the following Content Security Policy directive".
+        page.locator("#live-indicator.on").wait_for()
         ops.track_cost(sid, provider="claude", model="claude-sonnet-4-20250514",
                        input_tokens=1500, output_tokens=800, duration=0.4)
         ops.track_tool_execution(sid, tool="search", args={"q": "x"}, result="3 hits",
