@@ -229,7 +229,7 @@ class Redactor:
                     continue
                 if shape.lowered:
                     if lowered is None:
-                        lowered = folded if len(folded) == len(text) else _lower(text)
+                        lowered = _lower(text, folded)
                     match = shape.pattern.search(lowered)
                 else:
                     match = shape.pattern.search(text)
@@ -265,9 +265,11 @@ class Redactor:
         return self.redact_value(item)
 
 
-def _lower(text: str) -> str:
-    """``text.lower()`` with the same length, so that match positions map back to ``text``."""
-    lowered = text.lower()
+def _lower(text: str, lowered: str | None = None) -> str:
+    """``text.lower()`` with the same length, so that match positions map back to ``text``
+    (``lowered``: ``text.lower()`` when the caller has it already)."""
+    if lowered is None:
+        lowered = text.lower()
     if len(lowered) == len(text):
         return lowered
     return "".join(c if len(c.lower()) != 1 else c.lower() for c in text)  # e.g. 'İ' → 2 chars
