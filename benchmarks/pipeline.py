@@ -95,14 +95,14 @@ async def measure(count: int, path: Path) -> dict[str, float]:
     await _full(runtime, messages)  # warm up caches, prices, sessions and full histories
     await _bare(runtime, messages[: count // 10])
     observability.recorder.flush(timeout=120)
-    written = observability.recorder.stats.written
+    written_before = observability.recorder.stats.written
     started = time.perf_counter()
     full = await _full(runtime, messages)
     # Until the writer has stored the last record: its work is part of the full chain's cost
     # (left running, it would be charged to the bare handler measured next).
     stored = observability.recorder.flush(timeout=120)
     full_seconds = time.perf_counter() - started
-    written = observability.recorder.stats.written - written
+    written = observability.recorder.stats.written - written_before
     started = time.perf_counter()
     bare = await _bare(runtime, messages)
     bare_seconds = time.perf_counter() - started
